@@ -1,0 +1,116 @@
+"""``python -m labserver``: run the lab server.
+
+The first line on stdout names the URL it listens on, so a parent process (the
+notebook's ``start_lab``, the tests) can read the port chosen with ``--port 0``.
+SIGINT and SIGTERM close every socket with 1001 and exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from aiohttp import web
+
+from .app import make_app
+from .config import Settings
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, not usage + message: easy to read in a notebook cell or a log.
+        self.exit(2, f"labserver: error: {message} (see --help)\n")
+
+
+def _positive(kind: type) -> object:
+    def parse(text: str) -> object:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {kind.__name__}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    return parse
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0-65535, got {port}")
+    return port
+
+
+def parse_args(argv: list[str] | None = None) -> Settings:
+    defaults = Settings()
+    p = _Parser(prog="python -m labserver", description="The WebSocket course's lab server (REST + WebSocket on one port).")
+    p.add_argument("--host", default=defaults.host, help="interface to listen on (default %(default)s)")
+    p.add_argument("--port", type=_port, default=defaults.port, help="port; 0 picks a free one (default %(default)s)")
+    p.add_argument("--data-dir", type=Path, default=defaults.data_dir, help="SQLite database, uploads and key (default %(default)s)")
+    p.add_argument("--origin", action="append", default=[], metavar="ORIGIN",
+                   help="extra browser origin allowed to open WebSockets, e.g. http://localhost:8888; '*' allows any")
+    p.add_argument("--ping-interval", type=_positive(float), default=defaults.ping_interval, help="seconds between pings (default %(default)s)")
+    p.add_argument("--auth-timeout", type=_positive(float), default=defaults.auth_timeout, help="seconds to authenticate (default %(default)s)")
+    p.add_argument("--token-ttl", type=_positive(float), default=defaults.token_ttl, help="token lifetime in seconds (default %(default)s)")
+    p.add_argument("--max-message-bytes", type=_positive(int), default=defaults.max_message_bytes, help="close 1009 above this (default %(default)s)")
+    p.add_argument("--rate", type=_positive(float), default=defaults.rate_per_second, help="messages/s per socket (default %(default)s)")
+    p.add_argument("--burst", type=_positive(int), default=defaults.rate_burst, help="burst per socket (default %(default)s)")
+    p.add_argument("--typing-ttl", type=_positive(float), default=defaults.typing_ttl, help="typing expiry in seconds (default %(default)s)")
+    p.add_argument("--send-buffer-limit", type=_positive(int), default=defaults.send_buffer_limit, help="bytes queued to a slow reader before it is dropped (default %(default)s)")
+    p.add_argument("--resume-limit", type=_positive(int), default=defaults.resume_limit, help="most messages a resume replays (default %(default)s)")
+    p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    args = p.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    return Settings(
+        host=args.host,
+        port=args.port,
+        data_dir=args.data_dir,
+        origins=tuple(args.origin),
+        ping_interval=args.ping_interval,
+        auth_timeout=args.auth_timeout,
+        token_ttl=args.token_ttl,
+        max_message_bytes=args.max_message_bytes,
+        rate_per_second=args.rate,
+        rate_burst=args.burst,
+        typing_ttl=args.typing_ttl,
+        send_buffer_limit=args.send_buffer_limit,
+        resume_limit=args.resume_limit,
+    )
+
+
+async def serve(settings: Settings) -> None:
+    runner = web.AppRunner(make_app(settings), handle_signals=False, shutdown_timeout=5)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise SystemExit(f"labserver: error: cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
+    host, port = runner.addresses[0][:2]
+    shown = f"[{host}]" if ":" in host else host
+    print(f"labserver listening on http://{shown}:{port} (WebSocket ws://{shown}:{port}/ws)", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()  # on_shutdown closes every socket with 1001
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = parse_args(argv)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""The aiohttp application: REST and WebSocket on one port.
+
+The upgrade to WebSocket happens in the HTTP server itself (a ``GET /ws`` route
+that answers ``101 Switching Protocols``), which is why one port serves both
+halves of the hybrid. Shared state lives in ``app[LAB]``; background work
+(expiry sweeps, observation batches and stats) runs in ``cleanup_ctx``; shutdown
+closes every socket with 1001 (going away).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from .auth import TokenIssuer, load_or_create_secret
+from .broker import Broker, InMemoryBroker
+from .config import Settings
+from .frames import CloseCode
+from .lab import Lab
+from .rest import json_errors, routes
+from .store import AsyncStore, Store
+from .ws import LAB, flush_observers, lab_stats, observe_handler, websocket_handler
+
+STATIC = Path(__file__).parent / "static"
+OBSERVE_FLUSH_INTERVAL = 0.1  # at most 10 observation batches a second
+SWEEP_INTERVAL = 0.25
+
+
+def make_app(settings: Settings, broker: Broker | None = None) -> web.Application:
+    app = web.Application(middlewares=[json_errors], client_max_size=settings.upload_max_bytes + 64 * 1024)
+    app.add_routes(routes)
+    app.router.add_get("/ws", websocket_handler)
+    app.router.add_get("/observe", observe_handler)
+    app.router.add_get("/", _index)
+    app.router.add_static("/static/", STATIC, name="static")
+    app.cleanup_ctx.append(_lab_context(settings, broker or InMemoryBroker()))
+    app.cleanup_ctx.append(_background)
+    app.on_shutdown.append(_close_sockets)
+    return app
+
+
+async def _index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "index.html")
+
+
+def _lab_context(settings: Settings, broker: Broker):  # type: ignore[no-untyped-def]
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.uploads_dir.mkdir(exist_ok=True)
+        store = AsyncStore(Store(settings.database_path))
+        issuer = TokenIssuer(load_or_create_secret(settings.secret_path), ttl=settings.token_ttl)
+        lab = Lab(settings, store, broker, issuer)
+        await lab.start()
+        app[LAB] = lab
+        yield
+        await broker.close()
+        await store.close()
+
+    return context
+
+
+async def _close_sockets(app: web.Application) -> None:
+    await app[LAB].close_all(CloseCode.GOING_AWAY, "server shutting down")
+
+
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    lab = app[LAB]
+    tasks = [asyncio.create_task(_sweep(lab)), asyncio.create_task(_observe_loop(lab))]
+    yield
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _sweep(lab: Lab) -> None:
+    """Expire typing indicators and close sockets whose token ran out (1008)."""
+    while True:
+        await asyncio.sleep(SWEEP_INTERVAL)
+        stopped, expired = lab.hub.expire(time.monotonic())
+        await lab.publish_hub_events(list(stopped))
+        for conn in expired:
+            conn.expires_at = float("inf")  # close once
+            asyncio.create_task(conn.sink.ws.close(code=CloseCode.POLICY_VIOLATION, message=b"token expired"))
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
+async def _observe_loop(lab: Lab) -> None:
+    """Flush observation batches every 100 ms; measure loop lag and rates every ``stats_interval``."""
+    loop = asyncio.get_running_loop()
+    interval = lab.settings.stats_interval
+    last_stats = loop.time()
+    last_in, last_out = lab.messages_in, lab.deliveries
+    lag = 0.0
+    while True:
+        before = loop.time()
+        await asyncio.sleep(OBSERVE_FLUSH_INTERVAL)
+        # A blocked loop wakes us late: the delay past the requested sleep is the lag.
+        lag = max(lag, loop.time() - before - OBSERVE_FLUSH_INTERVAL)
+        now = loop.time()
+        if now - last_stats >= interval and lab.observatory.active:
+            elapsed = now - last_stats
+            lab.observatory.emit(
+                "stats",
+                **lab_stats(lab),
+                messages_in_per_s=round((lab.messages_in - last_in) / elapsed, 1),
+                deliveries_per_s=round((lab.deliveries - last_out) / elapsed, 1),
+                loop_lag_ms=round(lag * 1000, 2),
+                rss_bytes=_rss_bytes(),
+            )
+            last_stats, last_in, last_out, lag = now, lab.messages_in, lab.deliveries, 0.0
+        flush_observers(lab)

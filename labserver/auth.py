@@ -1,0 +1,133 @@
+"""Passwords and JSON Web Tokens (sans-I/O apart from reading the clock).
+
+Login happens over HTTP (``POST /api/login``); the token it returns is what a
+WebSocket presents, in the ``token`` query parameter or in a first ``auth``
+message. A WebSocket handshake cannot carry an ``Authorization`` header from a
+browser, which is why the token travels this way.
+
+Tokens are HS256 JWTs (RFC 7519) with ``sub`` (user id), ``name``, ``iat``,
+``exp``, ``aud`` and ``iss``. Verification pins the algorithm, so a token whose
+header says ``alg: none`` is refused, as is one signed with another key,
+expired, or meant for another audience.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+
+AUDIENCE = "labserver"
+ISSUER = "labserver"
+ALGORITHM = "HS256"
+
+# scrypt with n=2**12 costs ~11 ms here: slow enough to make guessing expensive,
+# fast enough that a lesson can sign up a crowd of 1,000 simulated users.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**12, 8, 1
+
+
+class AuthError(Exception):
+    """A token or password that does not authenticate anyone; ``str()`` says why."""
+
+
+def hash_password(password: str) -> str:
+    salt = os.urandom(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32)
+    b64 = base64.b64encode
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = base64.b64decode(digest)
+        actual = hashlib.scrypt(
+            password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p), dklen=len(expected)
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    """What a verified token says about its bearer."""
+
+    user_id: int
+    username: str
+    issued_at: float
+    expires_at: float
+
+
+def load_or_create_secret(path: Path) -> bytes:
+    """The signing key, kept in the data directory so tokens survive a restart."""
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        key = secrets.token_bytes(32)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key.hex())
+        return key
+
+
+class TokenIssuer:
+    """Issues and verifies the lab's JWTs."""
+
+    def __init__(self, secret: bytes, ttl: float = 3600.0) -> None:
+        if len(secret) < 32:
+            raise ValueError("JWT secret must be at least 32 bytes")
+        self._secret = secret
+        self.ttl = ttl
+
+    def issue(self, user_id: int, username: str, *, now: float | None = None, ttl: float | None = None) -> str:
+        now = time.time() if now is None else now
+        claims = {
+            "sub": str(user_id),
+            "name": username,
+            "iat": int(now),
+            "exp": int(now + (self.ttl if ttl is None else ttl)),
+            "aud": AUDIENCE,
+            "iss": ISSUER,
+        }
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+
+    def verify(self, token: str) -> Claims:
+        """Return the claims of a valid token or raise :class:`AuthError` saying why not."""
+        if not isinstance(token, str) or not token:
+            raise AuthError("missing token")
+        options = {"require": ["sub", "exp", "iat", "aud", "iss"]}
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],  # pinned: "alg": "none" or RS256 confusion is refused
+                audience=AUDIENCE,
+                issuer=ISSUER,
+                options=options,
+            )
+            return Claims(int(claims["sub"]), str(claims.get("name", "")), float(claims["iat"]), float(claims["exp"]))
+        except jwt.ExpiredSignatureError:
+            raise AuthError("token expired") from None
+        except jwt.InvalidAudienceError:
+            raise AuthError("token is for another audience") from None
+        except jwt.InvalidIssuerError:
+            raise AuthError("token is from another issuer") from None
+        except jwt.InvalidAlgorithmError:
+            raise AuthError(f"token algorithm is not {ALGORITHM}") from None
+        except jwt.InvalidSignatureError:
+            raise AuthError("token signature is invalid") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise AuthError(f"token lacks the {exc.claim!r} claim") from None
+        except (jwt.InvalidTokenError, ValueError) as exc:
+            raise AuthError(f"malformed token ({type(exc).__name__})") from None

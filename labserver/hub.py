@@ -1,0 +1,259 @@
+"""Who is connected, where, and who should receive what (sans-I/O).
+
+The hub is the server's in-memory state and its routing decisions, with no
+sockets in it: the aiohttp adapter calls it and writes bytes. It keeps
+
+* ``connections``: socket id -> :class:`Connection` (one per open WebSocket);
+* ``user_sockets``: user id -> the set of that user's open sockets. A user with
+  two tabs has two sockets; the user is *online* while the set is non-empty;
+* ``rooms``: room -> member sockets; ``topics``: topic -> subscribed sockets;
+* ``typing``: (room, user id) -> when the indicator expires; never stored;
+* ``last_seq``: the last chat sequence number delivered per room, which lets
+  ``resume`` hand over from history to live delivery without a gap.
+
+Every map is cleaned in :meth:`Hub.disconnect`, whatever ended the connection,
+so thousands of connect/disconnect cycles leave every map as it was.
+Methods return small event objects (:class:`PresenceChanged`,
+:class:`MembershipChanged`, :class:`TypingChanged`) that the adapter turns into
+messages and routes; the hub itself never sends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from .ratelimit import TokenBucket
+
+
+@dataclass(eq=False, slots=True)
+class Connection:
+    """One open WebSocket. Hashes by identity: two tabs are two connections."""
+
+    socket_id: str
+    user_id: int
+    username: str
+    expires_at: float  # when the token that opened it expires
+    bucket: TokenBucket
+    sink: Any = None  # the adapter's handle for writing to this socket
+    rooms: set[str] = field(default_factory=set)
+    topics: set[str] = field(default_factory=set)
+    strikes: int = 0  # messages refused by the rate limit
+
+    @property
+    def user(self) -> dict[str, Any]:
+        return {"id": self.user_id, "username": self.username}
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceChanged:
+    user_id: int
+    username: str
+    online: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipChanged:
+    """A *user* (not a socket) entered or left a room."""
+
+    room: str
+    user_id: int
+    username: str
+    joined: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TypingChanged:
+    room: str
+    user_id: int
+    username: str
+    active: bool
+
+
+HubEvent = PresenceChanged | MembershipChanged | TypingChanged
+
+
+@dataclass(slots=True)
+class _TypingState:
+    username: str
+    expires_at: float
+    broadcast_at: float
+
+
+class TypingDecision(Enum):
+    BROADCAST = "broadcast"  # tell the room
+    REFRESHED = "refreshed"  # still typing; expiry pushed back, nothing to send
+    NOT_IN_ROOM = "not_in_room"
+
+
+class Hub:
+    def __init__(self, *, typing_ttl: float = 5.0, typing_min_interval: float = 1.0) -> None:
+        self.typing_ttl = typing_ttl
+        self.typing_min_interval = typing_min_interval
+        self.connections: dict[str, Connection] = {}
+        self.user_sockets: dict[int, set[Connection]] = {}
+        self.rooms: dict[str, set[Connection]] = {}
+        self.topics: dict[str, set[Connection]] = {}
+        self.typing: dict[tuple[str, int], _TypingState] = {}
+        self.last_seq: dict[str, int] = {}
+
+    # --- connections and presence -------------------------------------------------
+
+    def connect(self, conn: Connection) -> list[HubEvent]:
+        """Register an authenticated socket; the user's first socket brings them online."""
+        if conn.socket_id in self.connections:
+            raise ValueError(f"socket {conn.socket_id!r} is already connected")
+        self.connections[conn.socket_id] = conn
+        sockets = self.user_sockets.setdefault(conn.user_id, set())
+        sockets.add(conn)
+        return [PresenceChanged(conn.user_id, conn.username, True)] if len(sockets) == 1 else []
+
+    def disconnect(self, conn: Connection) -> list[HubEvent]:
+        """Forget a socket everywhere. Safe to call twice; the second call does nothing."""
+        if self.connections.get(conn.socket_id) is not conn:
+            return []
+        events: list[HubEvent] = []
+        for room in list(conn.rooms):
+            events.extend(self.leave(conn, room))
+        for topic in list(conn.topics):
+            self.unsubscribe(conn, topic)
+        del self.connections[conn.socket_id]
+        sockets = self.user_sockets[conn.user_id]
+        sockets.discard(conn)
+        if not sockets:
+            del self.user_sockets[conn.user_id]
+            events.append(PresenceChanged(conn.user_id, conn.username, False))
+        return events
+
+    def is_online(self, user_id: int) -> bool:
+        return user_id in self.user_sockets
+
+    # --- rooms -----------------------------------------------------------------------
+
+    def _user_in_room(self, user_id: int, room: str, *, besides: Connection) -> bool:
+        return any(room in other.rooms for other in self.user_sockets.get(user_id, ()) if other is not besides)
+
+    def join(self, conn: Connection, room: str) -> list[HubEvent]:
+        if room in conn.rooms:
+            return []
+        conn.rooms.add(room)
+        self.rooms.setdefault(room, set()).add(conn)
+        if self._user_in_room(conn.user_id, room, besides=conn):
+            return []
+        return [MembershipChanged(room, conn.user_id, conn.username, True)]
+
+    def leave(self, conn: Connection, room: str) -> list[HubEvent]:
+        if room not in conn.rooms:
+            return []
+        conn.rooms.discard(room)
+        members = self.rooms[room]
+        members.discard(conn)
+        if not members:
+            del self.rooms[room]
+        if self._user_in_room(conn.user_id, room, besides=conn):
+            return []
+        events: list[HubEvent] = [MembershipChanged(room, conn.user_id, conn.username, False)]
+        stopped = self.stop_typing(room, conn.user_id, conn.username)
+        return ([stopped] if stopped else []) + events
+
+    def room_members(self, room: str) -> list[dict[str, Any]]:
+        """The users (not sockets) in a room, by user id."""
+        users = {c.user_id: c.user for c in self.rooms.get(room, ())}
+        return [users[uid] for uid in sorted(users)]
+
+    def note_delivered(self, room: str, seq: int) -> None:
+        if seq > self.last_seq.get(room, 0):
+            self.last_seq[room] = seq
+
+    # --- topics (presence feed, live post counters) ------------------------------
+
+    def subscribe(self, conn: Connection, topic: str) -> bool:
+        if topic in conn.topics:
+            return False
+        conn.topics.add(topic)
+        self.topics.setdefault(topic, set()).add(conn)
+        return True
+
+    def unsubscribe(self, conn: Connection, topic: str) -> bool:
+        if topic not in conn.topics:
+            return False
+        conn.topics.discard(topic)
+        subscribers = self.topics[topic]
+        subscribers.discard(conn)
+        if not subscribers:
+            del self.topics[topic]
+        return True
+
+    # --- routing -------------------------------------------------------------------
+
+    _EMPTY: frozenset[Connection] = frozenset()
+
+    def room_targets(self, room: str) -> Iterable[Connection]:
+        """The live member set itself, not a copy: callers iterate it without awaiting."""
+        return self.rooms.get(room, self._EMPTY)
+
+    def topic_targets(self, topic: str) -> Iterable[Connection]:
+        return self.topics.get(topic, self._EMPTY)
+
+    def user_targets(self, *user_ids: int) -> Iterable[Connection]:
+        if len(user_ids) == 1:
+            return self.user_sockets.get(user_ids[0], self._EMPTY)
+        out: set[Connection] = set()
+        for uid in user_ids:
+            out |= self.user_sockets.get(uid, self._EMPTY)
+        return out
+
+    def socket_target(self, socket_id: str) -> Iterable[Connection]:
+        conn = self.connections.get(socket_id)
+        return (conn,) if conn is not None else ()
+
+    # --- typing (ephemeral) --------------------------------------------------------
+
+    def start_typing(self, conn: Connection, room: str, now: float) -> TypingDecision:
+        if room not in conn.rooms:
+            return TypingDecision.NOT_IN_ROOM
+        key = (room, conn.user_id)
+        state = self.typing.get(key)
+        if state is not None and now - state.broadcast_at < self.typing_min_interval:
+            state.expires_at = now + self.typing_ttl
+            return TypingDecision.REFRESHED
+        self.typing[key] = _TypingState(conn.username, now + self.typing_ttl, now)
+        return TypingDecision.BROADCAST
+
+    def stop_typing(self, room: str, user_id: int, username: str) -> TypingChanged | None:
+        if self.typing.pop((room, user_id), None) is None:
+            return None
+        return TypingChanged(room, user_id, username, False)
+
+    def expire(self, now: float) -> tuple[list[TypingChanged], list[Connection]]:
+        """Typing indicators that ran out, and connections whose token has expired."""
+        stopped = []
+        for (room, user_id), state in list(self.typing.items()):
+            if state.expires_at <= now:
+                del self.typing[(room, user_id)]
+                stopped.append(TypingChanged(room, user_id, state.username, False))
+        expired = [c for c in self.connections.values() if c.expires_at <= now]
+        return stopped, expired
+
+    # --- observation ------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole state, for a dashboard that just connected."""
+        return {
+            "sockets": [
+                {"socket_id": c.socket_id, "user": c.user, "rooms": sorted(c.rooms)} for c in self.connections.values()
+            ],
+            "online": sorted(self.user_sockets),
+            "rooms": {room: [u["id"] for u in self.room_members(room)] for room in sorted(self.rooms)},
+        }
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "connections": len(self.connections),
+            "users_online": len(self.user_sockets),
+            "rooms": len(self.rooms),
+            "topics": len(self.topics),
+            "typing": len(self.typing),
+        }

@@ -1,0 +1,63 @@
+"""The observation stream behind ``/observe`` (sans-I/O).
+
+Dashboards watch the server through a read-only WebSocket. To stay cheap under
+load, events are not sent one by one: :meth:`Observatory.emit` appends to a
+bounded batch, and the server flushes the batch every ``flush_interval`` seconds
+as one message ``{"type": "events", "events": [...], "dropped": N}``. When the
+batch is full, further events are counted in ``dropped`` instead of queued, so
+a flood of messages can never grow the server's memory through observation.
+With no observer connected, :attr:`Observatory.active` is false and callers skip
+building events at all.
+
+Event shapes (``ev`` names the kind; ``t`` is server time in seconds):
+
+* ``socket_opened`` / ``socket_closed``: ``socket_id``, ``user``, and ``code``, ``reason`` on close
+* ``joined`` / ``left``: ``socket_id``, ``user``, ``room``
+* ``presence``: ``user``, ``online``
+* ``routed``: ``type``, ``from`` (user or null), ``to`` (room, user ids or topic),
+  ``size`` (bytes), ``recipients`` (sockets written to here), ``preview``
+* ``stats``: ``connections``, ``users_online``, ``rooms``, ``messages_in_per_s``,
+  ``deliveries_per_s``, ``loop_lag_ms``, ``rss_bytes``, ``dropped_slow``
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .envelope import encode
+
+
+class Observatory:
+    def __init__(self, *, max_batch: int = 1000, preview_chars: int = 40) -> None:
+        self.max_batch = max_batch
+        self.preview_chars = preview_chars
+        self.observers: set[Any] = set()  # adapter handles of /observe sockets
+        self._batch: list[dict[str, Any]] = []
+        self.dropped = 0
+
+    @property
+    def active(self) -> bool:
+        return bool(self.observers)
+
+    def emit(self, ev: str, **fields: Any) -> None:
+        if not self.observers:
+            return
+        if len(self._batch) >= self.max_batch:
+            self.dropped += 1
+            return
+        fields["ev"] = ev
+        fields["t"] = round(time.time(), 4)
+        self._batch.append(fields)
+
+    def preview(self, text: str) -> str:
+        return text if len(text) <= self.preview_chars else text[: self.preview_chars - 1] + "\u2026"
+
+    def flush(self) -> str | None:
+        """The pending batch as one JSON text, or None when there is nothing to say."""
+        if not self._batch and not self.dropped:
+            return None
+        message = {"type": "events", "events": self._batch, "dropped": self.dropped}
+        self._batch = []
+        self.dropped = 0
+        return encode(message)

@@ -1,0 +1,419 @@
+"""The HTTP half of the hybrid: accounts, posts, uploads, history and polling.
+
+CRUD, uploads and anything cacheable go over HTTP; every change that others
+should *see* is then pushed over WebSocket by :class:`~labserver.lab.Lab`
+(notifications, live counters). Errors are JSON ``{"error": code, "message": ...}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import time
+from typing import Any
+
+from aiohttp import web
+
+from .auth import AuthError, hash_password, verify_password
+from .envelope import DM_ROOM, MAX_TEXT_CHARS, ROOM_NAME
+from .lab import Lab
+from .store import NotFound, User, UsernameTaken
+from .ws import LAB, lab_stats
+
+USERNAME = re.compile(r"[A-Za-z0-9_]{3,32}")
+MAX_JSON_BODY = 64 * 1024
+IMAGE_TYPES = {  # magic bytes -> (extension, content type); the client's Content-Type is not trusted
+    b"\x89PNG\r\n\x1a\n": ("png", "image/png"),
+    b"\xff\xd8\xff": ("jpg", "image/jpeg"),
+    b"GIF87a": ("gif", "image/gif"),
+    b"GIF89a": ("gif", "image/gif"),
+}
+UPLOAD_NAME = re.compile(r"[0-9a-f]{32}\.(png|jpg|gif|webp)")
+
+routes = web.RouteTableDef()
+
+
+class ApiError(web.HTTPError):
+    """An HTTP error answered as JSON ``{"error": code, "message": ...}``."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        self.status_code = status  # instance attribute: one class serves every status
+        super().__init__(text=json.dumps({"error": code, "message": message}), content_type="application/json",
+                         headers=headers)
+
+
+def api_error(status: int, code: str, message: str) -> ApiError:
+    return ApiError(status, code, message)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """aiohttp's own plain-text errors (404, 405, 413...) become JSON under /api, like ours."""
+    try:
+        return await handler(request)
+    except ApiError:
+        raise
+    except web.HTTPException as exc:
+        if not request.path.startswith("/api/") or exc.status < 400:
+            raise
+        keep = {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")}
+        raise ApiError(exc.status, (exc.reason or "error").lower().replace(" ", "_"), exc.reason, keep) from None
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > MAX_JSON_BODY:
+        raise api_error(413, "too_large", f"JSON body over {MAX_JSON_BODY} bytes")
+    raw = await request.content.read(MAX_JSON_BODY + 1)
+    if len(raw) > MAX_JSON_BODY:
+        raise api_error(413, "too_large", f"JSON body over {MAX_JSON_BODY} bytes")
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise api_error(400, "bad_json", f"body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise api_error(400, "bad_json", "body must be a JSON object")
+    return body
+
+
+def str_field(body: dict[str, Any], name: str, *, max_chars: int = MAX_TEXT_CHARS, required: bool = True) -> str:
+    value = body.get(name)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or not value.strip():
+        raise api_error(400, "bad_field", f"field {name!r} must be a non-empty string")
+    if len(value) > max_chars:
+        raise api_error(400, "bad_field", f"field {name!r} is longer than {max_chars} characters")
+    return value
+
+
+def int_query(request: web.Request, name: str, default: int, *, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise api_error(400, "bad_query", f"query {name!r} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise api_error(400, "bad_query", f"query {name!r} must be between {low} and {high}")
+    return value
+
+
+async def current_user(request: web.Request) -> User:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise api_error(401, "unauthorized", "send Authorization: Bearer <token>")
+    try:
+        user, _ = await request.app[LAB].authenticate(token.strip())
+    except AuthError as exc:
+        raise api_error(401, "unauthorized", str(exc)) from None
+    return user
+
+
+def session_response(lab: Lab, user: User, status: int = 200) -> web.Response:
+    token = lab.issuer.issue(user.id, user.username)
+    return web.json_response({"token": token, "user": user.public()}, status=status)
+
+
+# --- service -----------------------------------------------------------------------
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    lab = request.app[LAB]
+    return web.json_response({"status": "ok", "uptime_s": round(time.time() - lab.started_at, 3), **lab_stats(lab)})
+
+
+# --- accounts ------------------------------------------------------------------------
+
+
+async def _credentials(request: web.Request) -> tuple[str, str]:
+    body = await read_json(request)
+    username = str_field(body, "username", max_chars=32)
+    password = str_field(body, "password", max_chars=128)
+    return username, password
+
+
+@routes.post("/api/signup")
+async def signup(request: web.Request) -> web.Response:
+    lab = request.app[LAB]
+    username, password = await _credentials(request)
+    if not USERNAME.fullmatch(username):
+        raise api_error(400, "bad_field", "username must be 3-32 letters, digits or '_'")
+    if len(password) < 6:
+        raise api_error(400, "bad_field", "password must be at least 6 characters")
+    hashed = await asyncio.to_thread(hash_password, password)  # scrypt: keep it off the event loop
+    try:
+        user = await lab.db.call("create_user", username, hashed, time.time())
+    except UsernameTaken:
+        raise api_error(409, "username_taken", f"username {username!r} is taken") from None
+    return session_response(lab, user, 201)
+
+
+@routes.post("/api/login")
+async def login(request: web.Request) -> web.Response:
+    lab = request.app[LAB]
+    username, password = await _credentials(request)
+    user = await lab.db.call("user_by_name", username)
+    stored = user.password_hash if user else "scrypt$4096$8$1$AAAA$AAAA"  # same work either way
+    if not await asyncio.to_thread(verify_password, password, stored) or user is None:
+        raise api_error(401, "bad_credentials", "wrong username or password")
+    return session_response(lab, user)
+
+
+@routes.post("/api/logout")
+async def logout(request: web.Request) -> web.Response:
+    """Revoke every token issued so far to this user and close their sockets (1008)."""
+    lab = request.app[LAB]
+    user = await current_user(request)
+    await lab.db.call("set_tokens_valid_after", user.id, time.time())
+    sockets = list(lab.hub.user_sockets.get(user.id, ()))
+    await asyncio.gather(*(c.sink.ws.close(code=1008, message=b"logged out") for c in sockets))
+    return web.json_response({"closed_sockets": len(sockets)})
+
+
+@routes.get("/api/me")
+async def me(request: web.Request) -> web.Response:
+    lab = request.app[LAB]
+    user = await current_user(request)
+    sockets = [c.socket_id for c in lab.hub.user_sockets.get(user.id, ())]
+    return web.json_response({"user": user.public(), "online": bool(sockets), "sockets": sorted(sockets)})
+
+
+@routes.get("/api/users")
+async def users(request: web.Request) -> web.Response:
+    lab = request.app[LAB]
+    await current_user(request)
+    everyone = await lab.db.call("users")
+    return web.json_response(
+        {"users": [{**u.public(), "online": lab.hub.is_online(u.id), "sockets": len(lab.hub.user_sockets.get(u.id, ()))}
+                   for u in everyone]}
+    )
+
+
+@routes.get("/api/notifications")
+async def notifications(request: web.Request) -> web.Response:
+    lab = request.app[LAB]
+    user = await current_user(request)
+    items = await lab.db.call("notifications", user.id, int_query(request, "limit", 50, low=1, high=500))
+    return web.json_response({"notifications": [n.to_event() for n in items]})
+
+
+# --- posts: CRUD over HTTP, live counters and notifications over WebSocket -------------
+
+
+@routes.post("/api/posts")
+async def create_post(request: web.Request) -> web.Response:
+    lab = request.app[LAB]
+    user = await current_user(request)
+    body = await read_json(request)
+    text = str_field(body, "text")
+    image = body.get("image")
+    if image is not None and (not isinstance(image, str) or not re.fullmatch(r"/uploads/" + UPLOAD_NAME.pattern, image)):
+        raise api_error(400, "bad_field", "field 'image' must be a URL returned by POST /api/uploads")
+    post = await lab.db.call("create_post", user.id, text, image, time.time())
+    await lab.notify_mentions(user, text, post.id, f"{user.username} mentioned you in a post")
+    return web.json_response({"post": post.to_json()}, status=201)
+
+
+@routes.get("/api/posts")
+async def list_posts(request: web.Request) -> web.Response:
+    lab = request.app[LAB]
+    await current_user(request)
+    limit = int_query(request, "limit", 50, low=1, high=200)
+    before = request.query.get("before")
+    before_id = int_query(request, "before", 0, low=1, high=2**53) if before is not None else None
+    posts = await lab.db.call("posts", limit, before_id)
+    return web.json_response({"posts": [p.to_json() for p in posts]})
+
+
+def _post_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["post_id"])
+    except ValueError:
+        raise api_error(404, "not_found", "no such post") from None
+
+
+@routes.post(r"/api/posts/{post_id:\d+}/like")
+async def like(request: web.Request) -> web.Response:
+    lab = request.app[LAB]
+    user = await current_user(request)
+    try:
+        post, created = await lab.db.call("like", _post_id(request), user.id, time.time())
+    except NotFound as exc:
+        raise api_error(404, "not_found", str(exc)) from None
+    if created:
+        await lab.post_updated(post)
+        if post.author_id != user.id:
+            note = await lab.db.call("add_notification", post.author_id, "like", user.id, post.id,
+                                     f"{user.username} liked your post", time.time())
+            await lab.notify(note)
+    return web.json_response({"post": post.to_json(), "liked": True})
+
+
+@routes.delete(r"/api/posts/{post_id:\d+}/like")
+async def unlike(request: web.Request) -> web.Response:
+    lab = request.app[LAB]
+    user = await current_user(request)
+    try:
+        post, removed = await lab.db.call("unlike", _post_id(request), user.id)
+    except NotFound as exc:
+        raise api_error(404, "not_found", str(exc)) from None
+    if removed:
+        await lab.post_updated(post)
+    return web.json_response({"post": post.to_json(), "liked": False})
+
+
+@routes.post(r"/api/posts/{post_id:\d+}/comments")
+async def comment(request: web.Request) -> web.Response:
+    lab = request.app[LAB]
+    user = await current_user(request)
+    text = str_field(await read_json(request), "text")
+    try:
+        made, post = await lab.db.call("add_comment", _post_id(request), user.id, text, time.time())
+    except NotFound as exc:
+        raise api_error(404, "not_found", str(exc)) from None
+    await lab.post_updated(post)
+    if post.author_id != user.id:
+        note = await lab.db.call("add_notification", post.author_id, "comment", user.id, post.id,
+                                 f"{user.username} commented on your post", time.time())
+        await lab.notify(note)
+    await lab.notify_mentions(user, text, post.id, f"{user.username} mentioned you in a comment")
+    return web.json_response({"comment": made.to_json(), "post": post.to_json()}, status=201)
+
+
+@routes.get(r"/api/posts/{post_id:\d+}/comments")
+async def list_comments(request: web.Request) -> web.Response:
+    lab = request.app[LAB]
+    await current_user(request)
+    post_id = _post_id(request)
+    if await lab.db.call("post", post_id) is None:
+        raise api_error(404, "not_found", f"no post {post_id}")
+    return web.json_response({"comments": [c.to_json() for c in await lab.db.call("comments", post_id)]})
+
+
+# --- uploads -------------------------------------------------------------------------
+
+
+def sniff_image(head: bytes) -> tuple[str, str] | None:
+    for magic, kind in IMAGE_TYPES.items():
+        if head.startswith(magic):
+            return kind
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp", "image/webp"
+    return None
+
+
+@routes.post("/api/uploads")
+async def upload(request: web.Request) -> web.Response:
+    """Multipart upload of one image (field ``file``). The stored name is its content hash:
+    the client's filename is never used, so no path trick can reach the disk."""
+    lab = request.app[LAB]
+    await current_user(request)
+    limit = lab.settings.upload_max_bytes
+    if request.content_length is not None and request.content_length > limit + 64 * 1024:
+        raise api_error(413, "too_large", f"upload over {limit} bytes")
+    try:
+        reader = await request.multipart()
+        part = await reader.next()
+        while part is not None and getattr(part, "name", None) != "file":
+            part = await reader.next()
+    except (AssertionError, ValueError, KeyError) as exc:
+        raise api_error(400, "bad_upload", f"expected multipart/form-data with a 'file' field ({exc})") from None
+    if part is None or not hasattr(part, "read_chunk"):
+        raise api_error(400, "bad_upload", "expected multipart/form-data with a 'file' field")
+    data = bytearray()
+    while chunk := await part.read_chunk(64 * 1024):
+        data += chunk
+        if len(data) > limit:
+            raise api_error(413, "too_large", f"upload over {limit} bytes")
+    kind = sniff_image(bytes(data[:16]))
+    if kind is None:
+        raise api_error(415, "unsupported_type", "only PNG, JPEG, GIF and WebP images are accepted")
+    ext, content_type = kind
+    name = f"{hashlib.sha256(data).hexdigest()[:32]}.{ext}"
+    path = lab.settings.uploads_dir / name
+    if not path.exists():
+        await asyncio.to_thread(_write_atomically, path, bytes(data))
+    return web.json_response(
+        {"url": f"/uploads/{name}", "name": name, "size": len(data), "content_type": content_type}, status=201
+    )
+
+
+def _write_atomically(path: Any, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".part")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+@routes.get("/uploads/{name}")
+async def uploaded(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    if not UPLOAD_NAME.fullmatch(name):
+        raise web.HTTPNotFound()
+    path = request.app[LAB].settings.uploads_dir / name
+    if not path.is_file():
+        raise web.HTTPNotFound()
+    return web.FileResponse(path, headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=31536000, immutable"})
+
+
+# --- room history, short polling and long polling -------------------------------------
+
+
+def _readable_room(request: web.Request, user: User) -> str:
+    room = request.match_info["room"]
+    if not (ROOM_NAME.fullmatch(room) or DM_ROOM.fullmatch(room)):
+        raise api_error(400, "bad_room", f"invalid room name {room!r}")
+    if not request.app[LAB].can_read_room(user.id, room):
+        raise api_error(403, "forbidden", f"room {room!r} is another pair's direct messages")
+    return room
+
+
+async def _messages_after(lab: Lab, room: str, after: int, limit: int) -> dict[str, Any]:
+    rows = await lab.db.call("messages_after", room, after, limit)
+    last = rows[-1].seq if rows else after
+    return {"room": room, "messages": [r.to_event() for r in rows], "last_seq": max(last, lab.hub.last_seq.get(room, 0))}
+
+
+@routes.get("/api/rooms/{room}/messages")
+async def room_messages(request: web.Request) -> web.Response:
+    """History, and short polling: ask again every T seconds with ``after`` = last seq seen."""
+    lab = request.app[LAB]
+    user = await current_user(request)
+    room = _readable_room(request, user)
+    after = int_query(request, "after", 0, low=0, high=2**53)
+    limit = int_query(request, "limit", 100, low=1, high=1000)
+    return web.json_response(await _messages_after(lab, room, after, limit))
+
+
+@routes.post("/api/rooms/{room}/messages")
+async def post_room_message(request: web.Request) -> web.Response:
+    """Send a chat message over HTTP: persisted, then pushed to the room's sockets like any other."""
+    lab = request.app[LAB]
+    user = await current_user(request)
+    room = _readable_room(request, user)
+    if DM_ROOM.fullmatch(room):
+        raise api_error(400, "bad_room", "send direct messages over the WebSocket with type 'dm'")
+    stored = await lab.post_chat(user, room, str_field(await read_json(request), "text"))
+    return web.json_response({"room": room, "seq": stored.seq}, status=201)
+
+
+@routes.get("/api/rooms/{room}/poll")
+async def long_poll(request: web.Request) -> web.Response:
+    """Long polling: the request is held until a message after ``after`` exists, or ``timeout`` s."""
+    lab = request.app[LAB]
+    user = await current_user(request)
+    room = _readable_room(request, user)
+    after = int_query(request, "after", 0, low=0, high=2**53)
+    limit = int_query(request, "limit", 100, low=1, high=1000)
+    max_wait = lab.settings.long_poll_max_seconds
+    timeout = float(int_query(request, "timeout", int(min(25, max_wait)), low=0, high=int(max_wait)))
+    deadline = time.monotonic() + timeout
+    while True:
+        if lab.hub.last_seq.get(room, 0) > after or time.monotonic() >= deadline:
+            return web.json_response(await _messages_after(lab, room, after, limit))
+        await lab.wait_for_room(room, deadline - time.monotonic())

@@ -1,0 +1,606 @@
+"""SQLite persistence for users, chat history, posts and notifications.
+
+:class:`Store` is a small synchronous layer over one :mod:`sqlite3` connection.
+It returns frozen dataclasses, never ``sqlite3.Row``, so nothing outside this
+module knows about SQL.
+
+Durability: the database runs in WAL mode with ``synchronous=FULL``, so once
+:meth:`Store.append_messages` returns, the messages survive a SIGKILL or a power
+loss, and they are never reordered behind a later commit. The server acks a chat
+message only after that point.
+
+Sequence numbers: every room has its own ``seq``, starting at 1 and growing by
+exactly 1 per message with no gaps. The counter lives in ``rooms.last_seq``, not
+in ``MAX(messages.seq)``, so a seq is never handed out twice, even if old
+history is deleted some day.
+
+:class:`AsyncStore` runs the Store on one dedicated thread for asyncio code and
+does *group commit*: chat messages that arrive together share one transaction
+(and one fsync), which is what lets a single SQLite file keep up with a busy
+room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "AsyncStore",
+    "Comment",
+    "MAX_BATCH",
+    "NewMessage",
+    "NotFound",
+    "Notification",
+    "Post",
+    "SCHEMA_VERSION",
+    "Store",
+    "StoreError",
+    "StoredMessage",
+    "User",
+    "UsernameTaken",
+]
+
+SCHEMA_VERSION = 1
+MAX_BATCH = 512
+"""Most messages :class:`AsyncStore` commits in one transaction."""
+
+
+class StoreError(Exception):
+    """Base of the errors the store raises on purpose."""
+
+
+class UsernameTaken(StoreError):
+    """``create_user`` with a name that exists already (case-insensitively)."""
+
+    def __init__(self, username: str) -> None:
+        super().__init__(f"username {username!r} is taken")
+        self.username = username
+
+
+class NotFound(StoreError):
+    """The row an operation refers to does not exist."""
+
+    def __init__(self, kind: str, key: object) -> None:
+        super().__init__(f"{kind} {key!r} not found")
+        self.kind = kind
+        self.key = key
+
+
+# --- records ----------------------------------------------------------------------
+
+
+def _who(user_id: int, username: str) -> dict[str, Any]:
+    return {"id": user_id, "username": username}
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    username: str
+    password_hash: str
+    created_at: float
+    tokens_valid_after: float
+    """Tokens issued before this instant are rejected ("log out everywhere")."""
+
+    def public(self) -> dict[str, Any]:
+        """What other users may see: never the password hash."""
+        return _who(self.id, self.username)
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A chat or DM message to store; the store assigns its ``seq``."""
+
+    room: str
+    sender_id: int
+    text: str
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    room: str
+    seq: int
+    sender_id: int
+    sender_name: str
+    text: str
+    ts: float
+
+    def to_event(self) -> dict[str, Any]:
+        return {
+            "type": "dm" if self.room.startswith("dm:") else "chat",
+            "room": self.room,
+            "seq": self.seq,
+            "from": _who(self.sender_id, self.sender_name),
+            "text": self.text,
+            "ts": self.ts,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    id: int
+    author_id: int
+    author_name: str
+    text: str
+    image: str | None
+    created_at: float
+    likes: int
+    comments: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "author": _who(self.author_id, self.author_name),
+            "text": self.text,
+            "image": self.image,
+            "created_at": self.created_at,
+            "likes": self.likes,
+            "comments": self.comments,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Comment:
+    id: int
+    post_id: int
+    author_id: int
+    author_name: str
+    text: str
+    created_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "post_id": self.post_id,
+            "author": _who(self.author_id, self.author_name),
+            "text": self.text,
+            "created_at": self.created_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    id: int
+    user_id: int
+    kind: str
+    actor_id: int
+    actor_name: str
+    post_id: int | None
+    text: str
+    created_at: float
+
+    def to_event(self) -> dict[str, Any]:
+        return {
+            "type": "notification",
+            "id": self.id,
+            "kind": self.kind,
+            "from": _who(self.actor_id, self.actor_name),
+            "post_id": self.post_id,
+            "text": self.text,
+            "ts": self.created_at,
+        }
+
+
+# --- schema -----------------------------------------------------------------------
+
+# Child-key indexes on sender_id / author_id / actor_id are left out on purpose:
+# users and posts are never deleted, so SQLite never has to look children up.
+_SCHEMA = (
+    """CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        username TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        password_hash TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        tokens_valid_after REAL NOT NULL DEFAULT 0
+    )""",
+    """CREATE TABLE rooms (
+        name TEXT PRIMARY KEY,
+        last_seq INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    # Clustered on (room, seq): history reads are one range scan of the table itself.
+    """CREATE TABLE messages (
+        room TEXT NOT NULL REFERENCES rooms(name),
+        seq INTEGER NOT NULL,
+        sender_id INTEGER NOT NULL REFERENCES users(id),
+        text TEXT NOT NULL,
+        ts REAL NOT NULL,
+        PRIMARY KEY (room, seq)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE posts (
+        id INTEGER PRIMARY KEY,
+        author_id INTEGER NOT NULL REFERENCES users(id),
+        text TEXT NOT NULL,
+        image TEXT,
+        created_at REAL NOT NULL,
+        like_count INTEGER NOT NULL DEFAULT 0,
+        comment_count INTEGER NOT NULL DEFAULT 0
+    )""",
+    """CREATE TABLE likes (
+        post_id INTEGER NOT NULL REFERENCES posts(id),
+        user_id INTEGER NOT NULL REFERENCES users(id),
+        created_at REAL NOT NULL,
+        PRIMARY KEY (post_id, user_id)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE comments (
+        id INTEGER PRIMARY KEY,
+        post_id INTEGER NOT NULL REFERENCES posts(id),
+        author_id INTEGER NOT NULL REFERENCES users(id),
+        text TEXT NOT NULL,
+        created_at REAL NOT NULL
+    )""",
+    "CREATE INDEX comments_by_post ON comments(post_id, id)",
+    """CREATE TABLE notifications (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id),
+        kind TEXT NOT NULL,
+        actor_id INTEGER NOT NULL REFERENCES users(id),
+        post_id INTEGER REFERENCES posts(id),
+        text TEXT NOT NULL,
+        created_at REAL NOT NULL
+    )""",
+    "CREATE INDEX notifications_by_user ON notifications(user_id, id)",
+    f"PRAGMA user_version = {SCHEMA_VERSION}",
+)
+
+# Column order matches the dataclass fields, so rows unpack straight into them.
+_USER = "SELECT id, username, password_hash, created_at, tokens_valid_after FROM users"
+_MESSAGE = (
+    "SELECT m.room, m.seq, m.sender_id, u.username, m.text, m.ts"
+    " FROM messages AS m JOIN users AS u ON u.id = m.sender_id"
+)
+_POST = (
+    "SELECT p.id, p.author_id, u.username, p.text, p.image, p.created_at,"
+    " p.like_count, p.comment_count FROM posts AS p JOIN users AS u ON u.id = p.author_id"
+)
+_COMMENT = (
+    "SELECT c.id, c.post_id, c.author_id, u.username, c.text, c.created_at"
+    " FROM comments AS c JOIN users AS u ON u.id = c.author_id"
+)
+_NOTIFICATION = (
+    "SELECT n.id, n.user_id, n.kind, n.actor_id, u.username, n.post_id, n.text, n.created_at"
+    " FROM notifications AS n JOIN users AS u ON u.id = n.actor_id"
+)
+
+
+# --- the synchronous store ----------------------------------------------------------
+
+
+class Store:
+    """One SQLite database file. Not thread-safe: use it from one thread at a time."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        # isolation_level=None: the sqlite3 module never opens transactions behind
+        # our back; every write below says BEGIN and COMMIT itself.
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # FULL also fsyncs the WAL on every commit: an acked message survives power loss.
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._migrate()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _migrate(self) -> None:
+        with self._tx():
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                for statement in _SCHEMA:
+                    self._db.execute(statement)
+            elif version != SCHEMA_VERSION:
+                raise StoreError(
+                    f"database schema version {version} is not {SCHEMA_VERSION}; wrong labserver version?"
+                )
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        # IMMEDIATE takes the write lock up front, so a read-then-write transaction
+        # cannot hit SQLITE_BUSY halfway when it upgrades its lock.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._db.execute("COMMIT")
+        except BaseException:
+            # A failed COMMIT (disk full ...) can leave the transaction open.
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+
+    def _one(self, sql: str, *args: Any) -> Any:
+        return self._db.execute(sql, args).fetchone()
+
+    def _insert(self, sql: str, *args: Any) -> int:
+        """Run an INSERT into a rowid table and return the new row's id."""
+        rowid = self._db.execute(sql, args).lastrowid
+        assert rowid is not None  # always set after a successful INSERT
+        return rowid
+
+    # --- users -------------------------------------------------------------------------
+
+    def create_user(self, username: str, password_hash: str, now: float) -> User:
+        try:
+            user_id = self._insert(
+                "INSERT INTO users (username, password_hash, created_at) VALUES (?, ?, ?)",
+                username, password_hash, now,
+            )
+        except sqlite3.IntegrityError as exc:
+            if exc.sqlite_errorcode == sqlite3.SQLITE_CONSTRAINT_UNIQUE:
+                raise UsernameTaken(username) from None
+            raise
+        # tokens_valid_after = 0: no token of this user has been revoked yet.
+        return User(user_id, username, password_hash, now, 0.0)
+
+    def user_by_name(self, username: str) -> User | None:
+        row = self._one(f"{_USER} WHERE username = ?", username)  # NOCASE: column collation
+        return User(*row) if row else None
+
+    def user_by_id(self, user_id: int) -> User | None:
+        row = self._one(f"{_USER} WHERE id = ?", user_id)
+        return User(*row) if row else None
+
+    def users(self) -> list[User]:
+        return [User(*row) for row in self._db.execute(f"{_USER} ORDER BY id")]
+
+    def set_tokens_valid_after(self, user_id: int, ts: float) -> None:
+        cursor = self._db.execute("UPDATE users SET tokens_valid_after = ? WHERE id = ?", (ts, user_id))
+        if cursor.rowcount == 0:
+            raise NotFound("user", user_id)
+
+    # --- chat history ------------------------------------------------------------------
+
+    def append_messages(self, items: Sequence[NewMessage]) -> list[StoredMessage]:
+        """Store a batch in ONE transaction and return it, in input order, with seqs.
+
+        All or nothing: if any message fails (an unknown ``sender_id`` raises
+        :class:`sqlite3.IntegrityError`), no message of the batch is stored and
+        no seq is used up.
+        """
+        if not items:
+            return []
+        last: dict[str, int] = {}
+        names: dict[int, str] = {}
+        stored: list[StoredMessage] = []
+        with self._tx():
+            for item in items:
+                if item.room not in last:
+                    row = self._one("SELECT last_seq FROM rooms WHERE name = ?", item.room)
+                    if row is None:
+                        self._db.execute("INSERT INTO rooms (name, last_seq) VALUES (?, 0)", (item.room,))
+                    last[item.room] = row[0] if row else 0
+                seq = last[item.room] = last[item.room] + 1
+                self._db.execute(
+                    "INSERT INTO messages (room, seq, sender_id, text, ts) VALUES (?, ?, ?, ?, ?)",
+                    (item.room, seq, item.sender_id, item.text, item.ts),
+                )
+                if item.sender_id not in names:
+                    # The insert passed the foreign key check, so the user exists.
+                    names[item.sender_id] = self._one(
+                        "SELECT username FROM users WHERE id = ?", item.sender_id
+                    )[0]
+                stored.append(
+                    StoredMessage(item.room, seq, item.sender_id, names[item.sender_id], item.text, item.ts)
+                )
+            self._db.executemany(
+                "UPDATE rooms SET last_seq = ? WHERE name = ?", [(seq, room) for room, seq in last.items()]
+            )
+        return stored
+
+    def messages_after(self, room: str, after: int, limit: int) -> list[StoredMessage]:
+        """At most ``limit`` messages with ``seq > after``, oldest first (resume/backfill)."""
+        rows = self._db.execute(
+            f"{_MESSAGE} WHERE m.room = ? AND m.seq > ? ORDER BY m.seq LIMIT ?", (room, after, limit)
+        )
+        return [StoredMessage(*row) for row in rows]
+
+    def messages_between(self, room: str, after: int, upto: int) -> list[StoredMessage]:
+        """Messages with ``after < seq <= upto``, oldest first (fills a gap a client saw)."""
+        rows = self._db.execute(
+            f"{_MESSAGE} WHERE m.room = ? AND m.seq > ? AND m.seq <= ? ORDER BY m.seq", (room, after, upto)
+        )
+        return [StoredMessage(*row) for row in rows]
+
+    def last_seq(self, room: str) -> int:
+        row = self._one("SELECT last_seq FROM rooms WHERE name = ?", room)
+        return row[0] if row else 0
+
+    def last_seqs(self) -> dict[str, int]:
+        return dict(self._db.execute("SELECT name, last_seq FROM rooms").fetchall())
+
+    # --- posts, likes, comments --------------------------------------------------------
+
+    def _post_or_raise(self, post_id: int) -> Post:
+        row = self._one(f"{_POST} WHERE p.id = ?", post_id)
+        if row is None:
+            raise NotFound("post", post_id)
+        return Post(*row)
+
+    def create_post(self, author_id: int, text: str, image: str | None, now: float) -> Post:
+        with self._tx():
+            post_id = self._insert(
+                "INSERT INTO posts (author_id, text, image, created_at) VALUES (?, ?, ?, ?)",
+                author_id, text, image, now,
+            )
+            return self._post_or_raise(post_id)
+
+    def post(self, post_id: int) -> Post | None:
+        row = self._one(f"{_POST} WHERE p.id = ?", post_id)
+        return Post(*row) if row else None
+
+    def posts(self, limit: int = 50, before: int | None = None) -> list[Post]:
+        """Newest first; pass the last id you got as ``before`` for the next page."""
+        # Ordered by id, not created_at: ids follow commit order even if the clock jumps.
+        if before is None:
+            rows = self._db.execute(f"{_POST} ORDER BY p.id DESC LIMIT ?", (limit,))
+        else:
+            rows = self._db.execute(f"{_POST} WHERE p.id < ? ORDER BY p.id DESC LIMIT ?", (before, limit))
+        return [Post(*row) for row in rows]
+
+    def like(self, post_id: int, user_id: int, now: float) -> tuple[Post, bool]:
+        """Like a post; returns the post and whether this call added the like."""
+        with self._tx():
+            self._post_or_raise(post_id)
+            added = self._db.execute(
+                "INSERT INTO likes (post_id, user_id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                (post_id, user_id, now),
+            ).rowcount == 1
+            if added:
+                self._db.execute("UPDATE posts SET like_count = like_count + 1 WHERE id = ?", (post_id,))
+            return self._post_or_raise(post_id), added
+
+    def unlike(self, post_id: int, user_id: int) -> tuple[Post, bool]:
+        """Remove a like; returns the post and whether there was a like to remove."""
+        with self._tx():
+            self._post_or_raise(post_id)
+            removed = self._db.execute(
+                "DELETE FROM likes WHERE post_id = ? AND user_id = ?", (post_id, user_id)
+            ).rowcount == 1
+            if removed:
+                self._db.execute("UPDATE posts SET like_count = like_count - 1 WHERE id = ?", (post_id,))
+            return self._post_or_raise(post_id), removed
+
+    def add_comment(self, post_id: int, author_id: int, text: str, now: float) -> tuple[Comment, Post]:
+        with self._tx():
+            self._post_or_raise(post_id)
+            comment_id = self._insert(
+                "INSERT INTO comments (post_id, author_id, text, created_at) VALUES (?, ?, ?, ?)",
+                post_id, author_id, text, now,
+            )
+            self._db.execute("UPDATE posts SET comment_count = comment_count + 1 WHERE id = ?", (post_id,))
+            comment = Comment(*self._one(f"{_COMMENT} WHERE c.id = ?", comment_id))
+            return comment, self._post_or_raise(post_id)
+
+    def comments(self, post_id: int) -> list[Comment]:
+        """Comments on a post, oldest first ([] for an unknown post)."""
+        rows = self._db.execute(f"{_COMMENT} WHERE c.post_id = ? ORDER BY c.id", (post_id,))
+        return [Comment(*row) for row in rows]
+
+    # --- notifications -----------------------------------------------------------------
+
+    def add_notification(
+        self, user_id: int, kind: str, actor_id: int, post_id: int | None, text: str, now: float
+    ) -> Notification:
+        with self._tx():
+            notification_id = self._insert(
+                "INSERT INTO notifications (user_id, kind, actor_id, post_id, text, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                user_id, kind, actor_id, post_id, text, now,
+            )
+            return Notification(*self._one(f"{_NOTIFICATION} WHERE n.id = ?", notification_id))
+
+    def notifications(self, user_id: int, limit: int = 50) -> list[Notification]:
+        """A user's notifications, newest first."""
+        rows = self._db.execute(
+            f"{_NOTIFICATION} WHERE n.user_id = ? ORDER BY n.id DESC LIMIT ?", (user_id, limit)
+        )
+        return [Notification(*row) for row in rows]
+
+
+# --- asyncio wrapper ------------------------------------------------------------------
+
+
+class AsyncStore:
+    """Runs a :class:`Store` on one dedicated thread, with group commit for chat.
+
+    Every call goes through the same single-worker executor, so the Store is only
+    ever used by one thread, and calls run in the order they were made.
+    """
+
+    def __init__(self, store: Store, *, max_batch: int = MAX_BATCH) -> None:
+        self._store = store
+        self._max_batch = max_batch
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labserver-db")
+        self._pending: list[tuple[NewMessage, asyncio.Future[StoredMessage]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def call(self, fn: str | Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` on the database thread.
+
+        ``fn`` is the name of a Store method (``await db.call("user_by_id", 7)``)
+        or any callable, e.g. a function doing several Store calls in a row.
+        """
+        if self._closed:
+            raise StoreError("store is closed")
+        func = getattr(self._store, fn) if isinstance(fn, str) else fn
+        return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
+
+    async def append_message(self, msg: NewMessage) -> StoredMessage:
+        """Store one message, sharing the commit with every message queued meanwhile.
+
+        Returns once the message is durable. A caller cancelled before its batch
+        starts is dropped from it; after that, its message is stored anyway.
+        """
+        if self._closed:
+            raise StoreError("store is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[StoredMessage] = loop.create_future()
+        self._pending.append((msg, future))
+        if self._flusher is None:
+            # The task first runs on the next loop turn, so every caller of this turn
+            # is in the batch; a running flusher picks up later callers itself.
+            self._flusher = loop.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._pending:
+                batch = [item for item in self._pending[: self._max_batch] if not item[1].cancelled()]
+                del self._pending[: self._max_batch]
+                if not batch:
+                    continue
+                try:
+                    stored = await loop.run_in_executor(
+                        self._executor, self._store.append_messages, [msg for msg, _ in batch]
+                    )
+                except asyncio.CancelledError:
+                    self._cancel_all(batch)
+                    raise
+                except Exception as exc:
+                    batch[0][1].set_exception(exc)
+                    continue
+                # Batch order is seq order per room, so callers learn their seqs in order.
+                for (_, future), message in zip(batch, stored):
+                    if not future.done():
+                        future.set_result(message)
+        except asyncio.CancelledError:
+            self._cancel_all(self._pending)
+            self._pending.clear()
+            raise
+        finally:
+            self._flusher = None
+
+    @staticmethod
+    def _cancel_all(items: list[tuple[NewMessage, asyncio.Future[StoredMessage]]]) -> None:
+        for _, future in items:
+            future.cancel()
+
+    async def close(self) -> None:
+        """Refuse new work, wait for queued appends to commit, then close the database."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._flusher is not None:
+            # Shielded: cancelling close() must not cancel commits others wait for.
+            await asyncio.shield(self._flusher)
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._store.close)
+        self._executor.shutdown(wait=True)

@@ -1,0 +1,417 @@
+"""The ``/ws`` and ``/observe`` WebSocket handlers: a thin adapter over the hub.
+
+Every socket follows one shape: check the handshake, prepare, authenticate,
+register, ``async for msg in ws``, and unregister in ``finally`` -- so every
+kind of disconnect (close frame, TCP reset, heartbeat timeout, slow-reader
+drop, server shutdown) cleans the same maps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp.http_websocket import WebSocketError
+
+from .auth import AuthError
+from .broker import TargetKind
+from .envelope import (
+    Auth,
+    Chat,
+    ClientMessage,
+    DirectMessage,
+    EnvelopeError,
+    ErrorCode,
+    Join,
+    Leave,
+    Ping,
+    Resume,
+    Signal,
+    Subscribe,
+    Typing,
+    Unsubscribe,
+    dm_parties,
+    encode,
+    error_message,
+    parse_client_message,
+)
+from .frames import ClientFrameGuard, CloseCode, server_text_frame
+from .handshake import check_upgrade
+from .hub import Connection, TypingDecision
+from .lab import Lab, Peer, new_socket_id
+from .ratelimit import TokenBucket
+from .store import User
+
+log = logging.getLogger("labserver")
+
+LAB: web.AppKey[Lab] = web.AppKey("lab", Lab)
+
+
+class LabWebSocketResponse(web.WebSocketResponse):
+    """aiohttp's WebSocket response plus the RFC 6455 section 5.1 mask check.
+
+    aiohttp (3.14) accepts unmasked client frames. We put a :class:`ClientFrameGuard`
+    in front of aiohttp's frame parser; on the first unmasked frame it hands
+    aiohttp's reader a protocol error, which aiohttp answers by closing with 1002.
+    This is the one place the lab server reaches into aiohttp internals
+    (``_message_tail``, ``_payload_parser``, ``_reader``); tests/test_server.py
+    fails loudly if a new aiohttp version moves them.
+    """
+
+    def _post_start(self, request: web.BaseRequest, protocol: str | None, writer: Any) -> None:
+        guard = ClientFrameGuard()
+        http_protocol = request.protocol
+        tail = bytes(http_protocol._message_tail)  # bytes that came in with the handshake
+        super()._post_start(request, protocol, writer)
+        http_protocol._payload_parser = _GuardedParser(http_protocol._payload_parser, guard, self)
+        if tail and guard.feed(tail):
+            self._refuse(guard.violation or "")
+
+    def _refuse(self, reason: str) -> None:
+        assert self._reader is not None
+        self._reader.set_exception(WebSocketError(WSCloseCode.PROTOCOL_ERROR, reason))
+
+
+class _GuardedParser:
+    __slots__ = ("_inner", "_guard", "_ws")
+
+    def __init__(self, inner: Any, guard: ClientFrameGuard, ws: LabWebSocketResponse) -> None:
+        self._inner = inner
+        self._guard = guard
+        self._ws = ws
+
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        if self._guard.feed(data) is not None:
+            self._ws._refuse(self._guard.violation or "")
+            return True, b""
+        return self._inner.feed_data(data)
+
+    def feed_eof(self) -> None:
+        self._inner.feed_eof()
+
+
+def refusal_response(request: web.Request) -> web.Response | None:
+    refusal = check_upgrade(request.headers, request.app[LAB].settings.origins)
+    if refusal is None:
+        return None
+    return web.json_response(
+        {"error": refusal.code, "message": refusal.message}, status=refusal.status, headers=dict(refusal.headers)
+    )
+
+
+def _new_ws(lab: Lab) -> LabWebSocketResponse:
+    return LabWebSocketResponse(
+        heartbeat=lab.settings.ping_interval,
+        max_msg_size=lab.settings.max_message_bytes,
+        # Off on purpose: a broadcast frame is encoded once for every recipient,
+        # which per-connection deflate contexts would make impossible.
+        compress=False,
+    )
+
+
+async def websocket_handler(request: web.Request) -> web.StreamResponse:
+    lab = request.app[LAB]
+    refused = refusal_response(request)
+    if refused is not None:
+        return refused
+    user: User | None = None
+    expires_at = 0.0
+    token = request.query.get("token")
+    if token is not None:
+        try:
+            user, claims = await lab.authenticate(token)
+            expires_at = claims.expires_at
+        except AuthError as exc:
+            return web.json_response({"error": "unauthorized", "message": str(exc)}, status=401)
+
+    ws = _new_ws(lab)
+    await ws.prepare(request)
+    assert request.transport is not None
+    peer = Peer(ws, request.transport)  # type: ignore[arg-type]
+    lab.peers.add(peer)
+    conn: Connection | None = None
+    try:
+        if user is None:
+            authenticated = await _first_message_auth(lab, ws, peer)
+            if authenticated is None:
+                return ws
+            user, expires_at = authenticated
+        now = time.monotonic()
+        conn = Connection(
+            socket_id=new_socket_id(),
+            user_id=user.id,
+            username=user.username,
+            expires_at=now + (expires_at - time.time()),
+            bucket=TokenBucket(lab.settings.rate_per_second, lab.settings.rate_burst, now),
+            sink=peer,
+        )
+        lab.send(peer, {"type": "welcome", "socket_id": conn.socket_id, "user": conn.user, "limits": _limits(lab)})
+        await lab.register(conn)
+        session = Session(lab, conn)
+        async for msg in ws:
+            if msg.type is WSMsgType.TEXT:
+                await session.on_text(msg.data)
+            elif msg.type is WSMsgType.BINARY:
+                lab.send(peer, error_message(ErrorCode.BINARY_NOT_SUPPORTED, "send JSON in text messages"))
+            elif msg.type is WSMsgType.ERROR:
+                break
+    finally:
+        lab.peers.discard(peer)
+        if conn is not None:
+            await lab.unregister(conn, ws.close_code, _close_reason(ws))
+    return ws
+
+
+def _close_reason(ws: web.WebSocketResponse) -> str:
+    exc = ws.exception()
+    if exc is not None:
+        return str(exc)
+    return "closed" if ws.close_code not in (None, CloseCode.ABNORMAL) else "connection lost"
+
+
+def _limits(lab: Lab) -> dict[str, Any]:
+    s = lab.settings
+    return {
+        "max_message_bytes": s.max_message_bytes,
+        "rate_per_second": s.rate_per_second,
+        "rate_burst": s.rate_burst,
+        "ping_interval": s.ping_interval,
+        "typing_ttl": s.typing_ttl,
+        "resume_limit": s.resume_limit,
+    }
+
+
+async def _first_message_auth(lab: Lab, ws: web.WebSocketResponse, peer: Peer) -> tuple[User, float] | None:
+    """Without ``?token=``, the first message must be ``auth`` within ``auth_timeout``; else close 1008."""
+    try:
+        msg = await ws.receive(timeout=lab.settings.auth_timeout)
+    except TimeoutError:
+        await ws.close(code=CloseCode.POLICY_VIOLATION, message=b"authentication timeout")
+        return None
+    if msg.type is not WSMsgType.TEXT:
+        if msg.type is WSMsgType.BINARY:
+            await ws.close(code=CloseCode.POLICY_VIOLATION, message=b"first message must be auth")
+        return None
+    try:
+        message = parse_client_message(msg.data)
+        if not isinstance(message, Auth):
+            raise EnvelopeError(ErrorCode.NOT_AUTHENTICATED, f"first message must be auth, got {message.type}", message.ref)
+        user, claims = await lab.authenticate(message.token)
+    except (EnvelopeError, AuthError) as exc:
+        reason = exc.message if isinstance(exc, EnvelopeError) else str(exc)
+        ref = exc.ref if isinstance(exc, EnvelopeError) else None
+        lab.send(peer, error_message(ErrorCode.NOT_AUTHENTICATED, reason, ref))
+        await ws.close(code=CloseCode.POLICY_VIOLATION, message=reason.encode()[:120])
+        return None
+    if message.ref is not None:
+        lab.send(peer, {"type": "ack", "ref": message.ref})
+    return user, claims.expires_at
+
+
+class Session:
+    """Handles the messages of one authenticated socket."""
+
+    __slots__ = ("lab", "conn", "peer", "_handlers")
+
+    def __init__(self, lab: Lab, conn: Connection) -> None:
+        self.lab = lab
+        self.conn = conn
+        self.peer: Peer = conn.sink
+        self._handlers: dict[type[ClientMessage], Callable[[Any], Awaitable[dict[str, Any] | None]]] = {
+            Auth: self.on_auth,
+            Join: self.on_join,
+            Leave: self.on_leave,
+            Chat: self.on_chat,
+            DirectMessage: self.on_dm,
+            Typing: self.on_typing,
+            Subscribe: self.on_subscribe,
+            Unsubscribe: self.on_unsubscribe,
+            Signal: self.on_signal,
+            Resume: self.on_resume,
+            Ping: self.on_ping,
+        }
+
+    async def on_text(self, text: str) -> None:
+        lab, conn = self.lab, self.conn
+        lab.messages_in += 1
+        if not conn.bucket.allow(time.monotonic()):
+            conn.strikes += 1
+            if conn.strikes >= lab.settings.rate_strikes_before_close:
+                await self.peer.ws.close(code=CloseCode.POLICY_VIOLATION, message=b"rate limit exceeded")
+                return
+            lab.send(self.peer, error_message(ErrorCode.RATE_LIMITED, "too many messages; slow down"))
+            return
+        ref = None
+        try:
+            message = parse_client_message(text)
+            ref = message.ref
+            result = await self._handlers[type(message)](message)
+        except EnvelopeError as exc:
+            lab.send(self.peer, exc.to_message())
+            return
+        except Exception:
+            log.exception("handler failed for socket %s", conn.socket_id)
+            lab.send(self.peer, error_message(ErrorCode.INTERNAL, "internal error; the message was not processed", ref))
+            return
+        if result is not None and ref is not None:
+            lab.send(self.peer, {"type": "ack", "ref": ref, **result})
+
+    # Each handler returns the fields of its ack, or None when it answered itself.
+
+    async def on_auth(self, m: Auth) -> dict[str, Any]:
+        raise EnvelopeError(ErrorCode.ALREADY_AUTHENTICATED, "this socket is already authenticated", m.ref)
+
+    async def on_join(self, m: Join) -> dict[str, Any]:
+        lab = self.lab
+        events = lab.hub.join(self.conn, m.room)
+        lab.observatory.emit("socket_joined", socket_id=self.conn.socket_id, user=self.conn.user, room=m.room)
+        await lab.publish_hub_events(events)
+        return {"room": m.room, "last_seq": lab.hub.last_seq.get(m.room, 0), "members": lab.hub.room_members(m.room)}
+
+    async def on_leave(self, m: Leave) -> dict[str, Any]:
+        if m.room not in self.conn.rooms:
+            raise EnvelopeError(ErrorCode.NOT_IN_ROOM, f"not in room {m.room!r}", m.ref)
+        await self.lab.publish_hub_events(self.lab.hub.leave(self.conn, m.room))
+        self.lab.observatory.emit("socket_left", socket_id=self.conn.socket_id, user=self.conn.user, room=m.room)
+        return {"room": m.room}
+
+    async def on_chat(self, m: Chat) -> dict[str, Any]:
+        if m.room not in self.conn.rooms:
+            raise EnvelopeError(ErrorCode.NOT_IN_ROOM, f"join room {m.room!r} before chatting in it", m.ref)
+        stored = await self.lab.post_chat(self.conn, m.room, m.text)
+        return {"room": m.room, "seq": stored.seq}
+
+    async def on_dm(self, m: DirectMessage) -> dict[str, Any]:
+        if m.to == self.conn.user_id:
+            raise EnvelopeError(ErrorCode.BAD_FIELD, "cannot send a direct message to yourself", m.ref)
+        if not self.lab.hub.is_online(m.to) and await self.lab.db.call("user_by_id", m.to) is None:
+            raise EnvelopeError(ErrorCode.NOT_FOUND, f"no user with id {m.to}", m.ref)
+        stored = await self.lab.post_dm(self.conn, m.to, m.text)
+        return {"room": stored.room, "seq": stored.seq, "to": m.to}
+
+    async def on_typing(self, m: Typing) -> dict[str, Any]:
+        lab, conn = self.lab, self.conn
+        if not m.active:
+            stopped = lab.hub.stop_typing(m.room, conn.user_id, conn.username)
+            await lab.publish_hub_events([stopped] if stopped else [])
+            return {"room": m.room}
+        decision = lab.hub.start_typing(conn, m.room, time.monotonic())
+        if decision is TypingDecision.NOT_IN_ROOM:
+            raise EnvelopeError(ErrorCode.NOT_IN_ROOM, f"not in room {m.room!r}", m.ref)
+        if decision is TypingDecision.BROADCAST:
+            message = {"type": "typing", "room": m.room, "user": conn.user, "active": True}
+            await lab.publish(TargetKind.ROOM, m.room, message)
+        return {"room": m.room}
+
+    async def on_subscribe(self, m: Subscribe) -> dict[str, Any]:
+        self.lab.hub.subscribe(self.conn, m.topic)
+        result: dict[str, Any] = {"topic": m.topic}
+        if m.topic == "presence":
+            online = self.lab.hub.user_sockets
+            result["online"] = [next(iter(online[uid])).user for uid in sorted(online)]
+        return result
+
+    async def on_unsubscribe(self, m: Unsubscribe) -> dict[str, Any]:
+        self.lab.hub.unsubscribe(self.conn, m.topic)
+        return {"topic": m.topic}
+
+    async def on_signal(self, m: Signal) -> dict[str, Any]:
+        lab, conn = self.lab, self.conn
+        sockets = lab.hub.user_sockets.get(m.to, ())
+        if m.to_socket is not None:
+            if not any(s.socket_id == m.to_socket for s in sockets):
+                raise EnvelopeError(ErrorCode.NOT_FOUND, f"user {m.to} has no open socket {m.to_socket!r}", m.ref)
+        elif not sockets:
+            raise EnvelopeError(ErrorCode.NOT_FOUND, f"user {m.to} is not online", m.ref)
+        message = {"type": "signal", "from": conn.user, "from_socket": conn.socket_id, "kind": m.kind, "data": m.data}
+        if m.to_socket is not None:
+            await lab.publish(TargetKind.SOCKET, m.to_socket, message)
+        else:
+            await lab.publish(TargetKind.USERS, str(m.to), message)
+        return {"to": m.to}
+
+    async def on_ping(self, m: Ping) -> None:
+        reply: dict[str, Any] = {"type": "pong", "payload": m.payload, "server_time": time.time()}
+        if m.ref is not None:
+            reply["ref"] = m.ref
+        self.lab.send(self.peer, reply)
+
+    async def on_resume(self, m: Resume) -> None:
+        """Replay exactly the messages after ``m.after``, then continue live, with no gap.
+
+        History is read from the store (in another thread); messages keep arriving
+        meanwhile. We replay only up to ``hub.last_seq`` (the last seq delivered
+        live), reading again until the read covers it, and join the room in the
+        same loop turn as the replay: everything later arrives live.
+        """
+        lab, conn, room = self.lab, self.conn, m.room
+        if not lab.can_read_room(conn.user_id, room):
+            raise EnvelopeError(ErrorCode.FORBIDDEN, f"room {room!r} is another pair's direct messages", m.ref)
+        limit = lab.settings.resume_limit
+        rows = await lab.db.call("messages_after", room, m.after, limit + 1)
+        while True:
+            live = lab.hub.last_seq.get(room, 0)
+            replay = [r for r in rows if r.seq <= live]
+            if len(replay) > limit or m.after > live:
+                reason = "too_far_behind" if m.after <= live else "ahead_of_server"
+                self._answer(m, {"type": "resync", "room": room, "reason": reason, "last_seq": live})
+                return
+            have = replay[-1].seq if replay else m.after
+            if have >= live:
+                break
+            rows = replay + await lab.db.call("messages_between", room, have, live)
+        if dm_parties(room) is None and room not in conn.rooms:
+            await lab.publish_hub_events(lab.hub.join(conn, room))
+        for row in replay:
+            lab.send(self.peer, row.to_event())
+        self._answer(m, {"type": "resumed", "room": room, "count": len(replay), "last_seq": live})
+
+    def _answer(self, m: ClientMessage, reply: dict[str, Any]) -> None:
+        if m.ref is not None:
+            reply["ref"] = m.ref
+        self.lab.send(self.peer, reply)
+
+
+async def observe_handler(request: web.Request) -> web.StreamResponse:
+    """Read-only stream of what the server does, for dashboards (see observe.py)."""
+    lab = request.app[LAB]
+    refused = refusal_response(request)
+    if refused is not None:
+        return refused
+    ws = _new_ws(lab)
+    await ws.prepare(request)
+    assert request.transport is not None
+    peer = Peer(ws, request.transport)  # type: ignore[arg-type]
+    snapshot = {"type": "snapshot", **lab.hub.snapshot(), "stats": lab_stats(lab)}
+    lab.send(peer, snapshot)
+    lab.observatory.observers.add(peer)
+    try:
+        async for msg in ws:
+            if msg.type is WSMsgType.TEXT:
+                lab.send(peer, error_message(ErrorCode.FORBIDDEN, "/observe is read-only"))
+    finally:
+        lab.observatory.observers.discard(peer)
+    return ws
+
+
+def lab_stats(lab: Lab) -> dict[str, Any]:
+    return {**lab.hub.counts(), "messages_in": lab.messages_in, "deliveries": lab.deliveries, "dropped_slow": lab.dropped_slow}
+
+
+def flush_observers(lab: Lab) -> None:
+    text = lab.observatory.flush()
+    if text is None:
+        return
+    frame = server_text_frame(text)
+    limit = lab.settings.send_buffer_limit
+    for peer in list(lab.observatory.observers):
+        # An observer that cannot keep up misses batches rather than queueing them.
+        if peer.transport.get_write_buffer_size() <= limit and not peer.transport.is_closing():
+            peer.transport.write(frame)
+
+
+__all__ = ["LAB", "websocket_handler", "observe_handler", "flush_observers", "lab_stats", "encode"]
