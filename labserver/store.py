@@ -576,7 +576,9 @@ class AsyncStore:
                     self._cancel_all(batch)
                     raise
                 except Exception as exc:
-                    batch[0][1].set_exception(exc)
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
                     continue
                 # Batch order is seq order per room, so callers learn their seqs in order.
                 for (_, future), message in zip(batch, stored):

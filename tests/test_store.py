@@ -1,0 +1,393 @@
+"""Tests for labserver.store: schema, seq allocation, atomic batches, social counters,
+and AsyncStore's group commit."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from labserver.store import (
+    AsyncStore,
+    NewMessage,
+    NotFound,
+    Store,
+    StoredMessage,
+    StoreError,
+    UsernameTaken,
+)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "lab.db"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[Store]:
+    with Store(db_path) as s:
+        yield s
+
+
+def msgs(room: str, sender_id: int, *texts: str) -> list[NewMessage]:
+    return [NewMessage(room, sender_id, text, 100.0 + i) for i, text in enumerate(texts)]
+
+
+class CountingStore(Store):
+    """Records the size of every append_messages batch, i.e. every commit."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.batches: list[int] = []
+
+    def append_messages(self, items: Sequence[NewMessage]) -> list[StoredMessage]:
+        self.batches.append(len(items))
+        return super().append_messages(items)
+
+
+# --- schema and reopening -------------------------------------------------------------
+
+
+def test_schema_and_pragmas(store: Store, db_path: Path) -> None:
+    raw = sqlite3.connect(db_path)
+    try:
+        tables = {name for (name,) in raw.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
+        assert {"users", "rooms", "messages", "posts", "likes", "comments", "notifications"} <= tables
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # persistent in the file
+    finally:
+        raw.close()
+    # The rest are per-connection settings, so ask the store's own connection.
+    conn = store._db
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+
+
+def test_reopen_keeps_data(db_path: Path) -> None:
+    with Store(db_path) as s:
+        alice = s.create_user("alice", "hash-a", 1.0)
+        s.append_messages(msgs("lobby", alice.id, "hi", "there"))
+        post = s.create_post(alice.id, "hello", "cat.png", 2.0)
+        s.like(post.id, alice.id, 3.0)
+    with Store(db_path) as s:
+        assert s.user_by_id(alice.id) == alice
+        assert [m.text for m in s.messages_after("lobby", 0, 10)] == ["hi", "there"]
+        assert s.post(post.id) == post.__class__(post.id, alice.id, "alice", "hello", "cat.png", 2.0, 1, 0)
+
+
+def test_unknown_schema_version_is_refused(db_path: Path) -> None:
+    Store(db_path).close()
+    raw = sqlite3.connect(db_path)
+    raw.execute("PRAGMA user_version = 2")
+    raw.close()
+    with pytest.raises(StoreError, match="schema version 2"):
+        Store(db_path)
+
+
+# --- users ------------------------------------------------------------------------------
+
+
+def test_duplicate_username_is_case_insensitive(store: Store) -> None:
+    alice = store.create_user("Alice", "h1", 1.0)
+    with pytest.raises(UsernameTaken) as info:
+        store.create_user("aLICE", "h2", 2.0)
+    assert info.value.username == "aLICE"
+    assert isinstance(info.value, StoreError)
+    assert store.user_by_name("ALICE") == alice
+    assert store.users() == [alice]
+
+
+def test_users_lookup_and_token_cutoff(store: Store) -> None:
+    a = store.create_user("a", "ha", 1.0)
+    b = store.create_user("b", "hb", 2.0)
+    assert store.users() == [a, b]
+    assert store.user_by_id(b.id) == b
+    assert store.user_by_id(999) is None
+    assert store.user_by_name("nobody") is None
+    assert a.public() == {"id": a.id, "username": "a"}
+    store.set_tokens_valid_after(a.id, 50.0)
+    assert store.user_by_id(a.id).tokens_valid_after == 50.0  # type: ignore[union-attr]
+    assert store.user_by_id(b.id).tokens_valid_after == 0.0  # type: ignore[union-attr]
+    with pytest.raises(NotFound):
+        store.set_tokens_valid_after(999, 1.0)
+
+
+# --- chat seqs ---------------------------------------------------------------------------
+
+
+def test_seq_gapless_per_room_and_in_input_order(store: Store) -> None:
+    u = store.create_user("u", "h", 1.0)
+    batch = [NewMessage(room, u.id, f"{room}{i}", float(i)) for i, room in enumerate("abaab")]
+    stored = store.append_messages(batch)
+    assert [(m.room, m.seq, m.text) for m in stored] == [
+        ("a", 1, "a0"), ("b", 1, "b1"), ("a", 2, "a2"), ("a", 3, "a3"), ("b", 2, "b4"),
+    ]
+    assert all(m.sender_name == "u" for m in stored)
+    stored = store.append_messages(msgs("b", u.id, "x"))
+    assert stored[0].seq == 3
+    assert store.last_seq("a") == 3
+    assert store.last_seq("nowhere") == 0
+    assert store.last_seqs() == {"a": 3, "b": 3}
+    assert store.append_messages([]) == []
+
+
+def test_seq_continues_after_reopen_and_is_never_reused(db_path: Path) -> None:
+    with Store(db_path) as s:
+        u = s.create_user("u", "h", 1.0)
+        s.append_messages(msgs("lobby", u.id, "1", "2", "3"))
+    # Even with the history gone, seq 1..3 must not be handed out again.
+    raw = sqlite3.connect(db_path)
+    with raw:
+        raw.execute("DELETE FROM messages")
+    raw.close()
+    with Store(db_path) as s:
+        assert s.last_seq("lobby") == 3
+        assert [m.seq for m in s.append_messages(msgs("lobby", u.id, "4", "5"))] == [4, 5]
+
+
+def test_failed_batch_stores_nothing(store: Store) -> None:
+    u = store.create_user("u", "h", 1.0)
+    store.append_messages(msgs("lobby", u.id, "before"))
+    bad = [
+        NewMessage("lobby", u.id, "ok-1", 1.0),
+        NewMessage("fresh", u.id, "ok-2", 1.0),
+        NewMessage("lobby", 999, "unknown sender", 1.0),  # violates the users foreign key
+        NewMessage("lobby", u.id, "ok-3", 1.0),
+    ]
+    with pytest.raises(sqlite3.IntegrityError):
+        store.append_messages(bad)
+    assert store.last_seqs() == {"lobby": 1}
+    assert [m.text for m in store.messages_after("lobby", 0, 100)] == ["before"]
+    assert store.messages_after("fresh", 0, 100) == []
+    # The failed batch used up no seqs, and the connection is usable again.
+    assert store.append_messages(msgs("lobby", u.id, "after"))[0].seq == 2
+
+
+def test_messages_after_and_between(store: Store) -> None:
+    u = store.create_user("u", "h", 1.0)
+    store.append_messages(msgs("lobby", u.id, *(f"m{i}" for i in range(1, 11))))
+    store.append_messages(msgs("other", u.id, "elsewhere"))
+    assert [m.seq for m in store.messages_after("lobby", 0, 3)] == [1, 2, 3]
+    assert [m.seq for m in store.messages_after("lobby", 7, 100)] == [8, 9, 10]
+    assert store.messages_after("lobby", 10, 100) == []
+    assert [m.seq for m in store.messages_between("lobby", 4, 6)] == [5, 6]
+    assert [m.text for m in store.messages_after("other", 0, 100)] == ["elsewhere"]
+
+
+def test_message_events(store: Store) -> None:
+    u = store.create_user("u", "h", 1.0)
+    chat, dm = store.append_messages([NewMessage("lobby", u.id, "hi", 5.0), NewMessage("dm:1:2", u.id, "psst", 6.0)])
+    assert chat.to_event() == {
+        "type": "chat", "room": "lobby", "seq": 1, "from": {"id": u.id, "username": "u"}, "text": "hi", "ts": 5.0,
+    }
+    assert dm.to_event()["type"] == "dm"
+    assert dm.to_event()["room"] == "dm:1:2"
+
+
+# --- posts, likes, comments, notifications -------------------------------------------
+
+
+def test_likes_are_idempotent_and_counted(store: Store) -> None:
+    a = store.create_user("a", "h", 1.0)
+    b = store.create_user("b", "h", 1.0)
+    post = store.create_post(a.id, "look", None, 1.0)
+    assert post.likes == 0
+
+    post1, added = store.like(post.id, b.id, 2.0)
+    assert (post1.likes, added) == (1, True)
+    post1, added = store.like(post.id, b.id, 3.0)
+    assert (post1.likes, added) == (1, False)
+    post1, added = store.like(post.id, a.id, 4.0)
+    assert (post1.likes, added) == (2, True)
+
+    post1, removed = store.unlike(post.id, b.id)
+    assert (post1.likes, removed) == (1, True)
+    post1, removed = store.unlike(post.id, b.id)
+    assert (post1.likes, removed) == (1, False)
+    assert store.post(post.id).likes == 1  # type: ignore[union-attr]
+
+    with pytest.raises(NotFound):
+        store.like(999, a.id, 5.0)
+    with pytest.raises(NotFound):
+        store.unlike(999, a.id)
+
+
+def test_comments_are_counted(store: Store) -> None:
+    a = store.create_user("a", "h", 1.0)
+    b = store.create_user("b", "h", 1.0)
+    post = store.create_post(a.id, "look", None, 1.0)
+    first, post1 = store.add_comment(post.id, b.id, "nice", 2.0)
+    assert post1.comments == 1
+    second, post1 = store.add_comment(post.id, a.id, "thanks", 3.0)
+    assert post1.comments == 2
+    assert store.post(post.id).comments == 2  # type: ignore[union-attr]
+    assert store.comments(post.id) == [first, second]
+    assert first.to_json() == {
+        "id": first.id, "post_id": post.id, "author": {"id": b.id, "username": "b"},
+        "text": "nice", "created_at": 2.0,
+    }
+    with pytest.raises(NotFound):
+        store.add_comment(999, a.id, "into the void", 4.0)
+    assert store.comments(999) == []
+
+
+def test_posts_newest_first_with_paging(store: Store) -> None:
+    a = store.create_user("a", "h", 1.0)
+    ids = [store.create_post(a.id, f"p{i}", None, float(i)).id for i in range(5)]
+    assert [p.id for p in store.posts()] == ids[::-1]
+    page = store.posts(limit=2)
+    assert [p.id for p in page] == [ids[4], ids[3]]
+    assert [p.id for p in store.posts(limit=2, before=page[-1].id)] == [ids[2], ids[1]]
+    assert store.post(999) is None
+    assert store.posts()[0].to_json() == {
+        "id": ids[4], "author": {"id": a.id, "username": "a"}, "text": "p4", "image": None,
+        "created_at": 4.0, "likes": 0, "comments": 0,
+    }
+
+
+def test_notifications_newest_first(store: Store) -> None:
+    a = store.create_user("a", "h", 1.0)
+    b = store.create_user("b", "h", 1.0)
+    post = store.create_post(a.id, "look", None, 1.0)
+    n1 = store.add_notification(a.id, "like", b.id, post.id, "b liked your post", 2.0)
+    n2 = store.add_notification(a.id, "comment", b.id, post.id, "b commented", 3.0)
+    n3 = store.add_notification(a.id, "follow", b.id, None, "b says hi", 4.0)
+    store.add_notification(b.id, "like", a.id, None, "for b only", 5.0)
+    assert store.notifications(a.id) == [n3, n2, n1]
+    assert store.notifications(a.id, limit=2) == [n3, n2]
+    assert n1.to_event() == {
+        "type": "notification", "id": n1.id, "kind": "like", "from": {"id": b.id, "username": "b"},
+        "post_id": post.id, "text": "b liked your post", "ts": 2.0,
+    }
+    assert n3.post_id is None
+
+
+# --- AsyncStore ----------------------------------------------------------------------------
+
+
+async def test_group_commit_keeps_start_order(db_path: Path) -> None:
+    store = CountingStore(db_path)
+    db = AsyncStore(store)
+    user = await db.call("create_user", "u", "h", 1.0)
+    results = await asyncio.gather(
+        *(db.append_message(NewMessage("lobby", user.id, str(i), float(i))) for i in range(200))
+    )
+    assert [(m.seq, m.text) for m in results] == [(i + 1, str(i)) for i in range(200)]
+    assert sum(store.batches) == 200
+    assert len(store.batches) <= 5, store.batches  # group commit, not one commit per message
+    assert await db.call("last_seq", "lobby") == 200
+    await db.close()
+
+
+async def test_callers_resume_in_seq_order(db_path: Path) -> None:
+    db = AsyncStore(Store(db_path))
+    user = await db.call("create_user", "u", "h", 1.0)
+    resumed: list[int] = []
+
+    async def send(i: int) -> None:
+        message = await db.append_message(NewMessage("lobby", user.id, str(i), 0.0))
+        resumed.append(message.seq)
+
+    await asyncio.gather(*(send(i) for i in range(50)))
+    assert resumed == list(range(1, 51))
+    await db.close()
+
+
+async def test_batches_are_capped(db_path: Path) -> None:
+    store = CountingStore(db_path)
+    db = AsyncStore(store)
+    user = await db.call("create_user", "u", "h", 1.0)
+    results = await asyncio.gather(
+        *(db.append_message(NewMessage("lobby", user.id, "x", 0.0)) for i in range(1100))
+    )
+    assert [m.seq for m in results] == list(range(1, 1101))
+    assert store.batches == [512, 512, 76]
+    await db.close()
+
+
+async def test_callers_arriving_during_a_commit_share_the_next_one(db_path: Path) -> None:
+    entered, gate = threading.Event(), threading.Event()
+
+    class SlowStore(CountingStore):
+        def append_messages(self, items: Sequence[NewMessage]) -> list[StoredMessage]:
+            if not self.batches:
+                entered.set()
+                gate.wait(5)
+            return super().append_messages(items)
+
+    store = SlowStore(db_path)
+    db = AsyncStore(store)
+    user = await db.call("create_user", "u", "h", 1.0)
+    first = asyncio.create_task(db.append_message(NewMessage("lobby", user.id, "first", 0.0)))
+    assert await asyncio.to_thread(entered.wait, 5)  # the first commit is now in flight
+    rest = [asyncio.create_task(db.append_message(NewMessage("lobby", user.id, "x", 0.0))) for _ in range(50)]
+    await asyncio.sleep(0.01)
+    gate.set()
+    assert (await first).seq == 1
+    assert [(await t).seq for t in rest] == list(range(2, 52))
+    assert store.batches == [1, 50]
+    await db.close()
+
+
+async def test_failed_batch_fails_every_caller(db_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="asyncio")
+    db = AsyncStore(Store(db_path))
+    user = await db.call("create_user", "u", "h", 1.0)
+    results = await asyncio.gather(
+        db.append_message(NewMessage("lobby", user.id, "ok", 0.0)),
+        db.append_message(NewMessage("lobby", 999, "unknown sender", 0.0)),
+        db.append_message(NewMessage("lobby", user.id, "ok too", 0.0)),
+        return_exceptions=True,
+    )
+    assert [type(r) for r in results] == [sqlite3.IntegrityError] * 3
+    assert await db.call("last_seq", "lobby") == 0
+    # The flusher survived the failure and keeps serving.
+    assert (await db.append_message(NewMessage("lobby", user.id, "later", 0.0))).seq == 1
+    await db.close()
+    gc.collect()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # no "never retrieved"
+
+
+async def test_cancelled_caller_is_dropped_before_its_batch(db_path: Path) -> None:
+    db = AsyncStore(Store(db_path))
+    user = await db.call("create_user", "u", "h", 1.0)
+    tasks = [asyncio.create_task(db.append_message(NewMessage("lobby", user.id, t, 0.0))) for t in "abc"]
+    await asyncio.sleep(0)  # all three are queued; the flusher has not run yet
+    tasks[1].cancel()
+    done = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(done[1], asyncio.CancelledError)
+    assert [(m.seq, m.text) for m in (done[0], done[2])] == [(1, "a"), (2, "c")]  # type: ignore[union-attr]
+    await db.close()
+
+
+async def test_close_drains_pending_appends(db_path: Path) -> None:
+    db = AsyncStore(Store(db_path))
+    user = await db.call("create_user", "u", "h", 1.0)
+    tasks = [asyncio.create_task(db.append_message(NewMessage("lobby", user.id, str(i), 0.0))) for i in range(50)]
+    await asyncio.sleep(0)  # let them queue up
+    await db.close()
+    assert [t.result().seq for t in tasks] == list(range(1, 51))
+    with pytest.raises(StoreError):
+        await db.append_message(NewMessage("lobby", user.id, "too late", 0.0))
+    with pytest.raises(StoreError):
+        await db.call("last_seq", "lobby")
+    await db.close()  # idempotent
+    with Store(db_path) as s:
+        assert s.last_seq("lobby") == 50
+
+
+async def test_call_runs_on_the_db_thread(db_path: Path) -> None:
+    store = Store(db_path)
+    db = AsyncStore(store)
+    user = await db.call("create_user", "u", "h", 1.0)
+    assert await db.call(store.user_by_id, user.id) == user
+    name = await db.call(lambda: threading.current_thread().name)
+    assert name.startswith("labserver-db")
+    await db.close()
