@@ -1,0 +1,99 @@
+"""Shared fixtures: a real lab server process per test module, and helpers to talk to it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import websockets
+
+from labserver.launcher import Account, LabProcess
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabProcess]:
+    """A lab server with quick timers so tests do not wait long."""
+    with LabProcess(tmp_path_factory.mktemp("lab"), ping_interval=1, auth_timeout=1, typing_ttl=1) as proc:
+        yield proc
+
+
+_counter = iter(range(10**9))
+
+
+@pytest.fixture
+def account(lab: LabProcess):  # type: ignore[no-untyped-def]
+    """A factory of fresh users: ``account()`` or ``account("ann")``."""
+
+    def make(name: str | None = None) -> Account:
+        return lab.account(name or f"user{next(_counter)}_{id(lab) % 1000}")
+
+    return make
+
+
+class Client:
+    """A thin test client over ``websockets``: send with a ref, wait for a given type."""
+
+    def __init__(self, ws: websockets.ClientConnection, welcome: dict[str, Any]) -> None:
+        self.ws = ws
+        self.welcome = welcome
+        self.inbox: list[dict[str, Any]] = []
+        self._refs = iter(range(1, 10**9))
+
+    @classmethod
+    async def connect(cls, lab: LabProcess, account: Account, **kwargs: Any) -> Client:
+        ws = await websockets.connect(f"{lab.ws_url}?token={account.token}", **kwargs)
+        welcome = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert welcome["type"] == "welcome", welcome
+        return cls(ws, welcome)
+
+    async def send(self, type: str, **fields: Any) -> None:
+        await self.ws.send(json.dumps({"type": type, **fields}))
+
+    async def request(self, type: str, **fields: Any) -> dict[str, Any]:
+        """Send with a fresh ref; return the ack (or error) carrying that ref."""
+        ref = f"r{next(self._refs)}"
+        await self.send(type, ref=ref, **fields)
+        return await self.expect(lambda m: m.get("ref") == ref)
+
+    async def expect(self, match: Any, timeout: float = 5.0) -> dict[str, Any]:
+        """The first message (already received or coming) for which ``match`` is true."""
+        if isinstance(match, str):
+            kind = match
+            match = lambda m: m.get("type") == kind  # noqa: E731
+        for i, message in enumerate(self.inbox):
+            if match(message):
+                return self.inbox.pop(i)
+        async with asyncio.timeout(timeout):
+            while True:
+                message = json.loads(await self.ws.recv())
+                if match(message):
+                    return message
+                self.inbox.append(message)
+
+    async def nothing_more(self, match: Any, wait: float = 0.3) -> None:
+        """Assert no message matching ``match`` arrives within ``wait`` seconds."""
+        try:
+            got = await self.expect(match, timeout=wait)
+        except TimeoutError:
+            return
+        raise AssertionError(f"unexpected message {got}")
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+@pytest.fixture
+async def connect(lab: LabProcess):  # type: ignore[no-untyped-def]
+    clients: list[Client] = []
+
+    async def make(account: Account, **kwargs: Any) -> Client:
+        client = await Client.connect(lab, account, **kwargs)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.ws.close()

@@ -1,0 +1,473 @@
+"""/ws against the real server process: every feature, and bad input that must not hurt anyone else."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from urllib.parse import urlsplit
+
+import jwt
+import pytest
+import websockets
+
+from labserver.frames import Frame, Opcode
+from labserver.handshake import accept_key
+from labserver.rawws import RawWebSocket, close_code, handshake_request
+
+from .conftest import Client
+
+
+def _hostport(lab):  # type: ignore[no-untyped-def]
+    parts = urlsplit(lab.url)
+    return parts.hostname, parts.port
+
+
+async def _still_serves(lab, account, connect) -> None:  # type: ignore[no-untyped-def]
+    """A second, well-behaved client still gets full service."""
+    a, b = account(), account()
+    ca, cb = await connect(a), await connect(b)
+    await ca.request("join", room="sanity")
+    await cb.request("join", room="sanity")
+    ack = await ca.request("chat", room="sanity", text="still here?")
+    assert ack["type"] == "ack"
+    got = await cb.expect(lambda m: m.get("type") == "chat" and m["text"] == "still here?")
+    assert got["seq"] == ack["seq"]
+
+
+# --- handshake -----------------------------------------------------------------------
+
+
+def test_raw_handshake_returns_101_with_correct_accept(lab) -> None:  # type: ignore[no-untyped-def]
+    host, port = _hostport(lab)
+    token = lab.account("rawhand").token
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+    ws = RawWebSocket.connect(host, port, handshake_request(host, port, f"/ws?token={token}", key=key))
+    try:
+        assert ws.response.status == 101
+        assert ws.response.headers["upgrade"].lower() == "websocket"
+        assert ws.response.headers["sec-websocket-accept"] == accept_key(key) == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        assert "sec-websocket-extensions" not in ws.response.headers  # no permessage-deflate
+        welcome = ws.recv_frame()
+        assert welcome is not None and welcome.opcode is Opcode.TEXT and welcome.masking_key is None
+        assert json.loads(welcome.payload)["type"] == "welcome"
+    finally:
+        ws.close()
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"Sec-WebSocket-Version": "12"}, 426),
+        ({"Sec-WebSocket-Key": "not-base64!"}, 400),
+        ({"Sec-WebSocket-Key": None}, 400),
+        ({"Origin": "http://evil.example"}, 403),
+        ({"Origin": "http://example.com.evil.com"}, 403),
+    ],
+)
+def test_bad_handshakes_are_refused(lab, headers, status) -> None:  # type: ignore[no-untyped-def]
+    host, port = _hostport(lab)
+    token = lab.account("badhand").token
+    extra = {k: v for k, v in headers.items() if k != "Sec-WebSocket-Version"}
+    request = handshake_request(
+        host, port, f"/ws?token={token}", version=headers.get("Sec-WebSocket-Version", "13"), extra_headers=extra
+    )
+    ws = RawWebSocket.connect(host, port, request)
+    ws.close()
+    assert ws.response.status == status
+    if status == 426:
+        assert ws.response.headers["sec-websocket-version"] == "13"
+
+
+def test_same_host_origin_is_allowed(lab) -> None:  # type: ignore[no-untyped-def]
+    host, port = _hostport(lab)
+    token = lab.account("samehost").token
+    request = handshake_request(host, port, f"/ws?token={token}", extra_headers={"Origin": f"http://{host}:{port}"})
+    ws = RawWebSocket.connect(host, port, request)
+    ws.close()
+    assert ws.response.status == 101
+
+
+@pytest.mark.parametrize("kind", ["missing_param_value", "forged", "alg_none", "expired", "garbage"])
+def test_bad_query_tokens_get_401_before_upgrade(lab, kind) -> None:  # type: ignore[no-untyped-def]
+    good = lab.account("tokuser").token
+    claims = jwt.decode(good, options={"verify_signature": False})
+    token = {
+        "missing_param_value": "",
+        "forged": jwt.encode(claims, "x" * 32, algorithm="HS256"),
+        "alg_none": jwt.encode(claims, None, algorithm="none"),
+        "expired": jwt.encode({**claims, "exp": int(time.time()) - 10}, "k" * 32, algorithm="HS256"),
+        "garbage": "abc.def.ghi",
+    }[kind]
+    host, port = _hostport(lab)
+    ws = RawWebSocket.connect(host, port, handshake_request(host, port, f"/ws?token={token}"))
+    ws.close()
+    assert ws.response.status == 401
+    assert json.loads(ws.response.body)["error"] == "unauthorized"
+
+
+async def test_first_message_auth(lab, account) -> None:  # type: ignore[no-untyped-def]
+    acct = account()
+    async with websockets.connect(lab.ws_url) as ws:
+        await ws.send(json.dumps({"type": "auth", "token": acct.token, "ref": "a"}))
+        assert json.loads(await ws.recv()) == {"type": "ack", "ref": "a"}
+        welcome = json.loads(await ws.recv())
+        assert welcome["type"] == "welcome" and welcome["user"]["id"] == acct.id
+
+
+@pytest.mark.parametrize("first", ["silence", "not_auth", "bad_token", "binary"])
+async def test_first_message_auth_failures_close_1008(lab, account, connect, first) -> None:  # type: ignore[no-untyped-def]
+    async with websockets.connect(lab.ws_url) as ws:
+        if first == "not_auth":
+            await ws.send(json.dumps({"type": "join", "room": "general"}))
+        elif first == "bad_token":
+            await ws.send(json.dumps({"type": "auth", "token": "nope"}))
+        elif first == "binary":
+            await ws.send(b"\x00\x01")
+        with pytest.raises(websockets.ConnectionClosed):
+            while True:
+                await asyncio.wait_for(ws.recv(), 5)
+        assert ws.close_code == 1008
+    await _still_serves(lab, account, connect)
+
+
+# --- frames ------------------------------------------------------------------------------
+
+
+def _raw_open(lab, name):  # type: ignore[no-untyped-def]
+    host, port = _hostport(lab)
+    ws = RawWebSocket.connect(host, port, handshake_request(host, port, f"/ws?token={lab.account(name).token}"))
+    assert ws.response.status == 101
+    assert json.loads(ws.recv_frame().payload)["type"] == "welcome"  # type: ignore[union-attr]
+    return ws
+
+
+def _close_code_after(ws: RawWebSocket) -> int | None:
+    while (frame := ws.recv_frame()) is not None:
+        if frame.opcode is Opcode.CLOSE:
+            return close_code(frame)
+    return None
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (Frame(Opcode.TEXT, b'{"type":"ping"}'), 1002),  # unmasked: RFC 6455 section 5.1
+        (Frame(Opcode.TEXT, b"{}", rsv2=True, masking_key=b"abcd"), 1002),
+        (Frame.__new__(Frame), 1002),  # placeholder replaced below: reserved opcode
+        (Frame(Opcode.PING, b"x" * 126, masking_key=b"abcd"), 1002),
+        (Frame(Opcode.PING, b"x", fin=False, masking_key=b"abcd"), 1002),
+        (Frame(Opcode.TEXT, b"\xff\xfe", masking_key=b"abcd"), 1007),
+        (Frame(Opcode.TEXT, b"x" * (64 * 1024 + 1), masking_key=b"abcd"), 1009),
+    ],
+    ids=["unmasked", "rsv2", "reserved_opcode", "ping_over_125", "fragmented_ping", "bad_utf8", "too_big"],
+)
+def test_bad_frames_get_the_rfc_close_code(lab, frame, code) -> None:  # type: ignore[no-untyped-def]
+    ws = _raw_open(lab, f"frames{code}")
+    try:
+        if not hasattr(frame, "opcode"):
+            # Opcode 0x3 is reserved; Frame only holds valid opcodes, so write the bytes.
+            ws.sock.sendall(bytes([0x83, 0x80]) + b"abcd")
+        else:
+            ws.send_frame(frame)
+        assert _close_code_after(ws) == code
+    finally:
+        ws.close()
+
+
+def test_length_header_claiming_gigabytes_is_refused_at_once(lab) -> None:  # type: ignore[no-untyped-def]
+    ws = _raw_open(lab, "gigabytes")
+    try:
+        header = bytes([0x81, 0x80 | 127]) + (4 * 2**30).to_bytes(8, "big") + b"abcd"
+        ws.sock.sendall(header + b"x" * 100)
+        assert _close_code_after(ws) == 1009
+    finally:
+        ws.close()
+
+
+def test_unmasked_frame_does_not_stop_the_others(lab) -> None:  # type: ignore[no-untyped-def]
+    good = _raw_open(lab, "goodraw")
+    bad = _raw_open(lab, "badraw")
+    try:
+        bad.send_frame(Frame(Opcode.TEXT, b'{"type":"ping"}'))
+        assert _close_code_after(bad) == 1002
+        good.send_text(json.dumps({"type": "ping", "ref": 1}))
+        reply = json.loads(good.recv_frame().payload)  # type: ignore[union-attr]
+        assert reply["type"] == "pong" and reply["ref"] == 1
+    finally:
+        good.close()
+        bad.close()
+
+
+# --- envelope errors keep the socket open -------------------------------------------------
+
+
+async def test_bad_messages_get_errors_and_the_socket_stays_open(lab, account, connect) -> None:  # type: ignore[no-untyped-def]
+    c = await connect(account())
+    cases = [
+        ("{not json", "bad_json"),
+        ("[1, 2]", "bad_message"),
+        (json.dumps({"type": "teleport", "ref": 1}), "unknown_type"),
+        (json.dumps({"type": "join", "room": 42, "ref": 2}), "bad_field"),
+        (json.dumps({"type": "chat", "room": "x", "text": "y" * 5000, "ref": 3}), "bad_field"),
+        (json.dumps({"type": "chat", "room": "never-joined", "text": "hi", "ref": 4}), "not_in_room"),
+        (json.dumps({"type": "auth", "token": "t", "ref": 5}), "already_authenticated"),
+    ]
+    for text, code in cases:
+        await c.ws.send(text)
+        error = await c.expect("error")
+        assert error["code"] == code, (text, error)
+    await c.ws.send(b"binary")
+    assert (await c.expect("error"))["code"] == "binary_not_supported"
+    ack = await c.request("join", room="after-errors")
+    assert ack["type"] == "ack" and ack["room"] == "after-errors"
+
+
+async def test_error_echoes_the_ref(lab, account, connect) -> None:  # type: ignore[no-untyped-def]
+    c = await connect(account())
+    reply = await c.request("join", room="bad room!")
+    assert reply["type"] == "error" and reply["code"] == "bad_field" and "room" in reply["message"]
+
+
+# --- rooms, chat, persistence order ---------------------------------------------------------
+
+
+async def test_chat_is_broadcast_with_monotonic_seq_and_acked(lab, account, connect) -> None:  # type: ignore[no-untyped-def]
+    a, b, outsider = await connect(account()), await connect(account()), await connect(account())
+    await a.request("join", room="seqroom")
+    await b.request("join", room="seqroom")
+    seqs = []
+    for i in range(20):
+        ack = await a.request("chat", room="seqroom", text=f"m{i}")
+        seqs.append(ack["seq"])
+    assert seqs == list(range(seqs[0], seqs[0] + 20))
+    got = [await b.expect(lambda m, i=i: m.get("type") == "chat" and m["text"] == f"m{i}") for i in range(20)]
+    assert [m["seq"] for m in got] == seqs
+    assert got[0]["from"] == a.welcome["user"]
+    await outsider.nothing_more("chat")
+    status, history = lab.request("GET", f"/api/rooms/seqroom/messages?after={seqs[9]}", token=None)
+    assert status == 401
+
+
+async def test_spoofed_sender_is_ignored(lab, account, connect) -> None:  # type: ignore[no-untyped-def]
+    a, b = await connect(account()), await connect(account())
+    await a.request("join", room="spoof")
+    await b.request("join", room="spoof")
+    await a.send("chat", room="spoof", text="I am bob", **{"from": b.welcome["user"], "seq": 999})
+    got = await b.expect("chat")
+    assert got["from"] == a.welcome["user"] and got["seq"] != 999
+
+
+async def test_leave_stops_delivery(lab, account, connect) -> None:  # type: ignore[no-untyped-def]
+    a, b = await connect(account()), await connect(account())
+    for c in (a, b):
+        await c.request("join", room="leaving")
+    assert (await b.request("leave", room="leaving"))["type"] == "ack"
+    await a.expect("member_left")
+    await a.request("chat", room="leaving", text="gone?")
+    await b.nothing_more("chat")
+    assert (await b.request("leave", room="leaving"))["code"] == "not_in_room"
+
+
+# --- direct messages, signaling --------------------------------------------------------------
+
+
+async def test_dm_reaches_every_socket_of_both_users_only(lab, account, connect) -> None:  # type: ignore[no-untyped-def]
+    alice, bob, eve = account(), account(), account()
+    a1, a2 = await connect(alice), await connect(alice)
+    b1 = await connect(bob)
+    e1 = await connect(eve)
+    ack = await b1.request("dm", to=alice.id, text="psst")
+    assert ack["type"] == "ack" and ack["room"] == f"dm:{min(alice.id, bob.id)}:{max(alice.id, bob.id)}"
+    for c in (a1, a2, b1):
+        got = await c.expect("dm")
+        assert got["text"] == "psst" and got["seq"] == ack["seq"] and got["to"] == alice.id
+    await e1.nothing_more("dm")
+    refused = await e1.request("resume", room=ack["room"], after=0)
+    assert refused["type"] == "error" and refused["code"] == "forbidden"
+    assert (await b1.request("dm", to=10**9, text="x"))["code"] == "not_found"
+    assert (await b1.request("dm", to=bob.id, text="x"))["code"] == "bad_field"
+
+
+async def test_signal_relays_offer_and_answer(lab, account, connect) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = account(), account()
+    a, b = await connect(alice), await connect(bob)
+    offer = {"sdp": "v=0 fake offer", "type": "offer"}
+    assert (await a.request("signal", to=bob.id, kind="offer", data=offer))["type"] == "ack"
+    got = await b.expect("signal")
+    assert got["data"] == offer and got["from"]["id"] == alice.id
+    await b.request("signal", to=alice.id, kind="answer", data={"sdp": "v=0 answer"}, to_socket=got["from_socket"])
+    assert (await a.expect("signal"))["kind"] == "answer"
+    await b.close()
+    await asyncio.sleep(0.2)
+    assert (await a.request("signal", to=bob.id, kind="ice", data={}))["code"] == "not_found"
+
+
+# --- typing ------------------------------------------------------------------------------------
+
+
+async def test_typing_is_ephemeral_throttled_and_expires(lab, account, connect) -> None:  # type: ignore[no-untyped-def]
+    a, b, outside = await connect(account()), await connect(account()), await connect(account())
+    await a.request("join", room="typers")
+    await b.request("join", room="typers")
+    for _ in range(10):  # a storm inside the throttle interval: one broadcast
+        await a.send("typing", room="typers")
+    started = await b.expect(lambda m: m.get("type") == "typing" and m["active"])
+    assert started["user"]["id"] == a.welcome["user"]["id"]
+    await b.nothing_more(lambda m: m.get("type") == "typing" and m["active"], wait=0.3)
+    # typing_ttl is 1 s in the test server: it stops by itself
+    stopped = await b.expect(lambda m: m.get("type") == "typing" and not m["active"], timeout=3)
+    assert stopped["user"]["id"] == a.welcome["user"]["id"]
+    await outside.nothing_more("typing")
+    status, body = lab.request("GET", "/api/rooms/typers/messages", token=lab.account("typereader").token)
+    assert status == 200 and body["messages"] == []  # never stored
+
+
+# --- presence -----------------------------------------------------------------------------------
+
+
+async def test_two_tab_presence(lab, account, connect) -> None:  # type: ignore[no-untyped-def]
+    watcher = await connect(account())
+    await watcher.request("subscribe", topic="presence")
+    user = account()
+    tab1 = await connect(user)
+    online = await watcher.expect("presence")
+    assert online == {"type": "presence", "user": user.user, "online": True}
+    tab2 = await connect(user)
+    assert tab1.welcome["socket_id"] != tab2.welcome["socket_id"]
+    assert tab1.welcome["socket_id"] != str(user.id)
+    await tab1.close()
+    await watcher.nothing_more("presence", wait=0.5)  # still online through tab 2
+    await tab2.close()
+    offline = await watcher.expect("presence")
+    assert offline == {"type": "presence", "user": user.user, "online": False}
+    await watcher.nothing_more("presence", wait=0.3)
+
+
+# --- resume ----------------------------------------------------------------------------------------
+
+
+async def test_resume_replays_exactly_the_missed_messages(lab, account, connect) -> None:  # type: ignore[no-untyped-def]
+    writer, reader_acct = account(), account()
+    w = await connect(writer)
+    r = await connect(reader_acct)
+    await w.request("join", room="resumable")
+    await r.request("join", room="resumable")
+    first = await w.request("chat", room="resumable", text="seen")
+    await r.expect("chat")
+    await r.close()
+    missed = [(await w.request("chat", room="resumable", text=f"missed {i}"))["seq"] for i in range(5)]
+    r2 = await connect(reader_acct)
+    await r2.send("resume", room="resumable", after=first["seq"], ref="again")
+    replay = [await r2.expect("chat") for _ in range(5)]
+    assert [m["seq"] for m in replay] == missed
+    done = await r2.expect("resumed")
+    assert done == {"type": "resumed", "room": "resumable", "count": 5, "last_seq": missed[-1], "ref": "again"}
+    live = await w.request("chat", room="resumable", text="live again")
+    assert (await r2.expect("chat"))["seq"] == live["seq"]
+    await r2.nothing_more("chat")
+
+
+async def test_resume_while_messages_keep_coming_has_no_gap_and_no_duplicate(lab, account, connect) -> None:  # type: ignore[no-untyped-def]
+    w, r = await connect(account()), await connect(account())
+    await w.request("join", room="busy")
+    token = lab.account("busywriter").token
+    for i in range(50):  # over HTTP: the socket's rate limit (burst 40) is kept for the race below
+        assert lab.request("POST", "/api/rooms/busy/messages", {"text": f"before {i}"}, token=token)[0] == 201
+
+    async def keep_writing() -> list[int]:
+        return [(await w.request("chat", room="busy", text=f"during {i}"))["seq"] for i in range(30)]
+
+    writing = asyncio.create_task(keep_writing())
+    await asyncio.sleep(0.05)
+    await r.send("resume", room="busy", after=0)
+    during = await writing
+    last = during[-1]
+    seqs: list[int] = []
+    while not seqs or seqs[-1] < last:
+        seqs.append((await r.expect("chat"))["seq"])
+    assert seqs == list(range(1, last + 1))
+    await r.nothing_more("chat")
+
+
+async def test_resume_beyond_retention_says_resync(tmp_path, account) -> None:  # type: ignore[no-untyped-def]
+    from labserver.launcher import LabProcess
+
+    with LabProcess(tmp_path, resume_limit=5) as small:
+        acct = small.account("resyncer")
+        c = await Client.connect(small, acct)
+        await c.request("join", room="r")
+        for i in range(8):
+            await c.request("chat", room="r", text=str(i))
+        too_far = await c.request("resume", room="r", after=0)
+        assert too_far["type"] == "resync" and too_far["reason"] == "too_far_behind" and too_far["last_seq"] == 8
+        ahead = await c.request("resume", room="r", after=100)
+        assert ahead["type"] == "resync" and ahead["reason"] == "ahead_of_server"
+        fine = await c.request("resume", room="r", after=4)
+        assert fine["type"] == "resumed" and fine["count"] == 4
+        await c.close()
+
+
+# --- limits ------------------------------------------------------------------------------------------
+
+
+async def test_flood_is_throttled_then_closed_1008(lab, account, connect) -> None:  # type: ignore[no-untyped-def]
+    flooder = await connect(account())
+    for i in range(200):
+        try:
+            await flooder.send("ping", payload=i)
+        except websockets.ConnectionClosed:
+            break
+    with pytest.raises(websockets.ConnectionClosed):
+        while True:
+            message = json.loads(await asyncio.wait_for(flooder.ws.recv(), 5))
+            flooder.inbox.append(message)
+    assert any(m.get("code") == "rate_limited" for m in flooder.inbox)
+    assert flooder.ws.close_code == 1008
+    await _still_serves(lab, account, connect)
+
+
+async def test_oversized_message_closes_1009_and_others_continue(lab, account, connect) -> None:  # type: ignore[no-untyped-def]
+    big = await connect(account(), max_size=None)
+    await big.ws.send(json.dumps({"type": "ping", "payload": "x" * 70_000}))
+    with pytest.raises(websockets.ConnectionClosed):
+        await asyncio.wait_for(big.ws.recv(), 5)
+    assert big.ws.close_code == 1009
+    await _still_serves(lab, account, connect)
+
+
+# --- keepalive and token expiry -----------------------------------------------------------------------
+
+
+async def test_dead_peer_is_reaped_and_goes_offline(lab, account, connect) -> None:  # type: ignore[no-untyped-def]
+    watcher = await connect(account())
+    await watcher.request("subscribe", topic="presence")
+    silent = account()
+    # A client that never answers pings: websockets' own keepalive off, and it never reads.
+    ws = await websockets.connect(f"{lab.ws_url}?token={silent.token}", ping_interval=None)
+    await watcher.expect(lambda m: m.get("type") == "presence" and m["online"] and m["user"]["id"] == silent.id)
+    ws.transport.pause_reading()  # pongs are sent only by reading: now it is a dead peer
+    started = time.monotonic()
+    offline = await watcher.expect(
+        lambda m: m.get("type") == "presence" and not m["online"] and m["user"]["id"] == silent.id, timeout=6
+    )
+    assert offline and time.monotonic() - started < 4  # ping_interval=1 in the test server
+    ws.transport.abort()
+
+
+async def test_token_expiring_during_the_connection_closes_1008(lab, account) -> None:  # type: ignore[no-untyped-def]
+    acct = account()
+    claims = jwt.decode(acct.token, options={"verify_signature": False})
+    secret = bytes.fromhex((lab.data_dir / "jwt-secret").read_text())
+    short = jwt.encode({**claims, "iat": time.time(), "exp": int(time.time()) + 2}, secret, algorithm="HS256")
+    async with websockets.connect(f"{lab.ws_url}?token={short}") as ws:
+        assert json.loads(await ws.recv())["type"] == "welcome"
+        with pytest.raises(websockets.ConnectionClosed):
+            while True:
+                await asyncio.wait_for(ws.recv(), 6)
+        assert ws.close_code == 1008 and "expired" in (ws.close_reason or "")
+
+
+def test_secret_file_is_private(lab) -> None:  # type: ignore[no-untyped-def]
+    assert os.stat(lab.data_dir / "jwt-secret").st_mode & 0o077 == 0
