@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,7 +24,7 @@ from .frames import CloseCode
 from .lab import Lab
 from .rest import json_errors, routes
 from .store import AsyncStore, Store
-from .ws import LAB, flush_observers, lab_stats, observe_handler, websocket_handler
+from .ws import LAB, flush_observers, observe_handler, websocket_handler
 
 STATIC = Path(__file__).parent / "static"
 OBSERVE_FLUSH_INTERVAL = 0.1  # at most 10 observation batches a second
@@ -91,14 +90,6 @@ async def _sweep(lab: Lab) -> None:
             asyncio.create_task(conn.sink.ws.close(code=CloseCode.POLICY_VIOLATION, message=b"token expired"))
 
 
-def _rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError):
-        return 0
-
-
 async def _observe_loop(lab: Lab) -> None:
     """Flush observation batches every 100 ms; measure loop lag and rates every ``stats_interval``."""
     loop = asyncio.get_running_loop()
@@ -116,11 +107,10 @@ async def _observe_loop(lab: Lab) -> None:
             elapsed = now - last_stats
             lab.observatory.emit(
                 "stats",
-                **lab_stats(lab),
+                **lab.stats(),
                 messages_in_per_s=round((lab.messages_in - last_in) / elapsed, 1),
                 deliveries_per_s=round((lab.deliveries - last_out) / elapsed, 1),
                 loop_lag_ms=round(lag * 1000, 2),
-                rss_bytes=_rss_bytes(),
             )
             last_stats, last_in, last_out, lag = now, lab.messages_in, lab.deliveries, 0.0
         flush_observers(lab)

@@ -95,7 +95,7 @@ class TokenIssuer:
         claims = {
             "sub": str(user_id),
             "name": username,
-            "iat": int(now),
+            "iat": now,  # sub-second (RFC 7519 allows it): a login right after a logout must not predate it
             "exp": int(now + (self.ttl if ttl is None else ttl)),
             "aud": AUDIENCE,
             "iss": ISSUER,

@@ -237,7 +237,7 @@ def _signal(raw: Mapping[str, Any], ref: Ref) -> Signal:
             ErrorCode.BAD_FIELD, f"field 'kind' must be one of {sorted(SIGNAL_KINDS)}, got {kind!r}", ref
         )
     data = raw.get("data")
-    if len(encode({"d": data})) > MAX_SIGNAL_BYTES:
+    if len(encode({"d": data}).encode("utf-8", "surrogatepass")) > MAX_SIGNAL_BYTES:
         raise EnvelopeError(ErrorCode.BAD_FIELD, f"field 'data' is larger than {MAX_SIGNAL_BYTES} bytes", ref)
     to_socket = raw.get("to_socket")
     if to_socket is not None:
@@ -270,7 +270,7 @@ def parse_client_message(text: str) -> ClientMessage:
     """
     try:
         raw = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError: also ints over the 4300-digit limit
         raise EnvelopeError(ErrorCode.BAD_JSON, f"message is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise EnvelopeError(ErrorCode.BAD_MESSAGE, f"message must be a JSON object, got {type(raw).__name__}")

@@ -47,6 +47,15 @@ class Peer:
         self.transport = transport
 
 
+def rss_bytes() -> int:
+    """Resident memory of this process (Linux), 0 where /proc is missing."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
 def new_socket_id() -> str:
     """Per-connection id: random, so it differs on every reconnect and never equals a user id."""
     return "s_" + secrets.token_urlsafe(9)
@@ -81,6 +90,8 @@ class Lab:
         written = 0
         for conn in targets:
             transport = conn.sink.transport
+            if transport.is_closing():  # lost or closing: its handler will unregister it
+                continue
             if transport.get_write_buffer_size() > limit:
                 self.drop_slow(conn)
                 continue
@@ -212,7 +223,7 @@ class Lab:
         await self.publish(TargetKind.TOPIC, f"post:{post.id}", message)
 
     async def notify_mentions(self, actor: User, text: str, post_id: int, kind_text: str) -> None:
-        for name in dict.fromkeys(MENTION.findall(text)):
+        for name in dict.fromkeys(n.lower() for n in MENTION.findall(text)):  # names are case-insensitive
             user = await self.db.call("user_by_name", name)
             if user is None or user.id == actor.id:
                 continue
@@ -232,6 +243,17 @@ class Lab:
             await asyncio.wait_for(asyncio.shield(waiter), timeout)
         except TimeoutError:
             pass
+
+    # --- numbers for /healthz and /observe -----------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            **self.hub.counts(),
+            "messages_in": self.messages_in,
+            "deliveries": self.deliveries,
+            "dropped_slow": self.dropped_slow,
+            "rss_bytes": rss_bytes(),
+        }
 
     # --- shutdown -----------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from .auth import AuthError, hash_password, verify_password
 from .envelope import DM_ROOM, MAX_TEXT_CHARS, ROOM_NAME
 from .lab import Lab
 from .store import NotFound, User, UsernameTaken
-from .ws import LAB, lab_stats
+from .ws import LAB
 
 USERNAME = re.compile(r"[A-Za-z0-9_]{3,32}")
 MAX_JSON_BODY = 64 * 1024
@@ -124,7 +124,7 @@ def session_response(lab: Lab, user: User, status: int = 200) -> web.Response:
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
     lab = request.app[LAB]
-    return web.json_response({"status": "ok", "uptime_s": round(time.time() - lab.started_at, 3), **lab_stats(lab)})
+    return web.json_response({"status": "ok", "uptime_s": round(time.time() - lab.started_at, 3), **lab.stats()})
 
 
 # --- accounts ------------------------------------------------------------------------

@@ -386,7 +386,7 @@ async def observe_handler(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     assert request.transport is not None
     peer = Peer(ws, request.transport)  # type: ignore[arg-type]
-    snapshot = {"type": "snapshot", **lab.hub.snapshot(), "stats": lab_stats(lab)}
+    snapshot = {"type": "snapshot", **lab.hub.snapshot(), "stats": lab.stats()}
     lab.send(peer, snapshot)
     lab.observatory.observers.add(peer)
     try:
@@ -396,10 +396,6 @@ async def observe_handler(request: web.Request) -> web.StreamResponse:
     finally:
         lab.observatory.observers.discard(peer)
     return ws
-
-
-def lab_stats(lab: Lab) -> dict[str, Any]:
-    return {**lab.hub.counts(), "messages_in": lab.messages_in, "deliveries": lab.deliveries, "dropped_slow": lab.dropped_slow}
 
 
 def flush_observers(lab: Lab) -> None:
@@ -414,4 +410,3 @@ def flush_observers(lab: Lab) -> None:
             peer.transport.write(frame)
 
 
-__all__ = ["LAB", "websocket_handler", "observe_handler", "flush_observers", "lab_stats", "encode"]
