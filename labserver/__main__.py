@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -84,6 +85,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         typing_ttl=args.typing_ttl,
         send_buffer_limit=args.send_buffer_limit,
         resume_limit=args.resume_limit,
+        admin_token=os.environ.get("LABSERVER_ADMIN_TOKEN") or None,
     )
 
 

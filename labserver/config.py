@@ -29,6 +29,10 @@ class Settings:
     upload_max_bytes: int = 5 * 1024 * 1024
     long_poll_max_seconds: float = 30.0
     stats_interval: float = 1.0
+    # Enables POST /api/admin/sockets/{id}/close (an instructor drops a connection
+    # live). Passed in the LABSERVER_ADMIN_TOKEN environment variable, never a flag,
+    # so it does not show in the process list.
+    admin_token: str | None = None
 
     @property
     def database_path(self) -> Path:

@@ -70,7 +70,10 @@ def options_to_flags(options: dict[str, Any]) -> list[str]:
 class LabProcess:
     """One lab server child process."""
 
-    def __init__(self, data_dir: str | os.PathLike[str] | None = None, **options: Any) -> None:
+    def __init__(
+        self, data_dir: str | os.PathLike[str] | None = None, *, admin_token: str | None = None, **options: Any
+    ) -> None:
+        self.admin_token = admin_token
         self._tmp = None if data_dir is not None else tempfile.TemporaryDirectory(prefix="lab-")
         self.data_dir = Path(data_dir if data_dir is not None else self._tmp.name)  # type: ignore[union-attr]
         self.options = options
@@ -89,6 +92,8 @@ class LabProcess:
         cmd = [sys.executable, "-m", "labserver", "--host", self.host, "--port", str(self.port),
                "--data-dir", str(self.data_dir), *options_to_flags(self.options)]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if self.admin_token:
+            env["LABSERVER_ADMIN_TOKEN"] = self.admin_token
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, env=env,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
@@ -169,10 +174,12 @@ class LabProcess:
 
     # --- HTTP helpers (blocking, stdlib only) -----------------------------------------
 
-    def request(self, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
+    def request(
+        self, method: str, path: str, body: Any = None, token: str | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
         """One JSON request; returns ``(status, decoded body)`` for error statuses too."""
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method)
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers or {})
         if data is not None:
             req.add_header("Content-Type", "application/json")
         if token:
@@ -195,3 +202,21 @@ class LabProcess:
         if status not in (200, 201):
             raise RuntimeError(f"could not sign up or log in {username!r}: {status} {body}")
         return Account(body["token"], body["user"])
+
+    def drop(self, socket_id: str, mode: str = "abort") -> dict[str, Any]:
+        """Drop one connection server-side (needs ``admin_token``): ``abort`` as a network
+        failure would, or ``close`` with a close frame."""
+        if not self.admin_token:
+            raise RuntimeError("start the lab with an admin_token to drop connections")
+        status, body = self.request(
+            "POST", f"/api/admin/sockets/{socket_id}/close?mode={mode}", headers={"X-Admin-Token": self.admin_token}
+        )
+        if status != 200:
+            raise RuntimeError(f"could not drop {socket_id}: {status} {body}")
+        return body
+
+    def health(self) -> dict[str, Any]:
+        status, body = self.request("GET", "/healthz")
+        if status != 200:
+            raise RuntimeError(f"/healthz answered {status}: {body}")
+        return body

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
 import re
 import time
@@ -183,10 +184,18 @@ async def me(request: web.Request) -> web.Response:
     return web.json_response({"user": user.public(), "online": bool(sockets), "sockets": sorted(sockets)})
 
 
+def is_admin(request: web.Request) -> bool:
+    expected = request.app[LAB].settings.admin_token
+    given = request.headers.get("X-Admin-Token", "")
+    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())  # type: ignore[union-attr]
+
+
 @routes.get("/api/users")
 async def users(request: web.Request) -> web.Response:
+    """Everyone, with who is online. Users, or the instructor's admin token, may ask."""
     lab = request.app[LAB]
-    await current_user(request)
+    if not is_admin(request):
+        await current_user(request)
     everyone = await lab.db.call("users")
     return web.json_response(
         {"users": [{**u.public(), "online": lab.hub.is_online(u.id), "sockets": len(lab.hub.user_sockets.get(u.id, ()))}
@@ -359,6 +368,29 @@ async def uploaded(request: web.Request) -> web.StreamResponse:
     if not path.is_file():
         raise web.HTTPNotFound()
     return web.FileResponse(path, headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=31536000, immutable"})
+
+
+# --- instructor controls --------------------------------------------------------------
+
+
+@routes.post("/api/admin/sockets/{socket_id}/close")
+async def admin_close_socket(request: web.Request) -> web.Response:
+    """Drop one connection, as a network failure would (``mode=abort``, the default) or
+    with a close frame (``mode=close``, code 1000). Needs ``X-Admin-Token``."""
+    lab = request.app[LAB]
+    if not is_admin(request):
+        raise api_error(403, "forbidden", "admin API needs the X-Admin-Token the server was started with")
+    conn = lab.hub.connections.get(request.match_info["socket_id"])
+    if conn is None:
+        raise api_error(404, "not_found", f"no open socket {request.match_info['socket_id']!r}")
+    mode = request.query.get("mode", "abort")
+    if mode == "abort":
+        conn.sink.transport.abort()
+    elif mode == "close":
+        await conn.sink.ws.close(code=1000, message=b"closed by the instructor")
+    else:
+        raise api_error(400, "bad_query", "mode must be 'abort' or 'close'")
+    return web.json_response({"socket_id": conn.socket_id, "user": conn.user, "mode": mode})
 
 
 # --- room history, short polling and long polling -------------------------------------
