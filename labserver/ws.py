@@ -215,25 +215,12 @@ async def _first_message_auth(lab: Lab, ws: web.WebSocketResponse, peer: Peer) -
 class Session:
     """Handles the messages of one authenticated socket."""
 
-    __slots__ = ("lab", "conn", "peer", "_handlers")
+    __slots__ = ("lab", "conn", "peer")
 
     def __init__(self, lab: Lab, conn: Connection) -> None:
         self.lab = lab
         self.conn = conn
         self.peer: Peer = conn.sink
-        self._handlers: dict[type[ClientMessage], Callable[[Any], Awaitable[dict[str, Any] | None]]] = {
-            Auth: self.on_auth,
-            Join: self.on_join,
-            Leave: self.on_leave,
-            Chat: self.on_chat,
-            DirectMessage: self.on_dm,
-            Typing: self.on_typing,
-            Subscribe: self.on_subscribe,
-            Unsubscribe: self.on_unsubscribe,
-            Signal: self.on_signal,
-            Resume: self.on_resume,
-            Ping: self.on_ping,
-        }
 
     async def on_text(self, text: str) -> None:
         lab, conn = self.lab, self.conn
@@ -249,7 +236,7 @@ class Session:
         try:
             message = parse_client_message(text)
             ref = message.ref
-            result = await self._handlers[type(message)](message)
+            result = await _HANDLERS[type(message)](self, message)
         except EnvelopeError as exc:
             lab.send(self.peer, exc.to_message())
             return
@@ -374,6 +361,22 @@ class Session:
         if m.ref is not None:
             reply["ref"] = m.ref
         self.lab.send(self.peer, reply)
+
+
+# One dispatch table for every socket (not a dict of bound methods per socket: memory).
+_HANDLERS: dict[type[ClientMessage], Callable[[Session, Any], Awaitable[dict[str, Any] | None]]] = {
+    Auth: Session.on_auth,
+    Join: Session.on_join,
+    Leave: Session.on_leave,
+    Chat: Session.on_chat,
+    DirectMessage: Session.on_dm,
+    Typing: Session.on_typing,
+    Subscribe: Session.on_subscribe,
+    Unsubscribe: Session.on_unsubscribe,
+    Signal: Session.on_signal,
+    Resume: Session.on_resume,
+    Ping: Session.on_ping,
+}
 
 
 async def observe_handler(request: web.Request) -> web.StreamResponse:
