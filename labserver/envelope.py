@@ -94,7 +94,19 @@ def _str(raw: Mapping[str, Any], name: str, ref: Ref, *, max_chars: int) -> str:
         raise EnvelopeError(
             ErrorCode.BAD_FIELD, f"field {name!r} is {len(value)} characters, limit is {max_chars}", ref
         )
+    _check_unicode(value, name, ref)
     return value
+
+
+def _check_unicode(value: Any, name: str, ref: Ref) -> int:
+    """UTF-8 size of ``value`` as JSON. JSON escapes like "\\ud800" decode to lone
+    surrogates, which no UTF-8 frame or database can carry: refused here, by name."""
+    try:
+        return len(encode(value).encode("utf-8"))
+    except UnicodeEncodeError:
+        raise EnvelopeError(
+            ErrorCode.BAD_FIELD, f"field {name!r} contains an unpaired surrogate (invalid Unicode)", ref
+        ) from None
 
 
 def _text(raw: Mapping[str, Any], ref: Ref) -> str:
@@ -237,12 +249,18 @@ def _signal(raw: Mapping[str, Any], ref: Ref) -> Signal:
             ErrorCode.BAD_FIELD, f"field 'kind' must be one of {sorted(SIGNAL_KINDS)}, got {kind!r}", ref
         )
     data = raw.get("data")
-    if len(encode({"d": data}).encode("utf-8", "surrogatepass")) > MAX_SIGNAL_BYTES:
+    if _check_unicode({"d": data}, "data", ref) > MAX_SIGNAL_BYTES:
         raise EnvelopeError(ErrorCode.BAD_FIELD, f"field 'data' is larger than {MAX_SIGNAL_BYTES} bytes", ref)
     to_socket = raw.get("to_socket")
     if to_socket is not None:
         to_socket = _str(raw, "to_socket", ref, max_chars=64)
     return Signal(ref, _int(raw, "to", ref, minimum=1), kind, data, to_socket)
+
+
+def _ping(raw: Mapping[str, Any], ref: Ref) -> Ping:
+    payload = raw.get("payload")
+    _check_unicode(payload, "payload", ref)
+    return Ping(ref, payload)
 
 
 _PARSERS: dict[str, Callable[[Mapping[str, Any], str | None], ClientMessage]] = {
@@ -256,7 +274,7 @@ _PARSERS: dict[str, Callable[[Mapping[str, Any], str | None], ClientMessage]] = 
     "unsubscribe": lambda raw, ref: Unsubscribe(ref, _topic(raw, ref)),
     "signal": _signal,
     "resume": lambda raw, ref: Resume(ref, _room(raw, ref, allow_dm=True), _int(raw, "after", ref, minimum=0)),
-    "ping": lambda raw, ref: Ping(ref, raw.get("payload")),
+    "ping": lambda raw, ref: _ping(raw, ref),
 }
 
 CLIENT_TYPES = tuple(_PARSERS)
