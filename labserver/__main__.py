@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 from .app import make_app
 from .config import Settings
@@ -89,8 +90,23 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     )
 
 
+class AccessLogger(AbstractAccessLogger):
+    """Access log without query strings: tokens travel in ``?token=`` and must never be logged."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            '%s "%s %s" %s %.3fs', request.remote, request.method, request.path, response.status, time
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
+
+
 async def serve(settings: Settings) -> None:
-    runner = web.AppRunner(make_app(settings), handle_signals=False, shutdown_timeout=5)
+    runner = web.AppRunner(
+        make_app(settings), handle_signals=False, shutdown_timeout=5, access_log_class=AccessLogger
+    )
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
     try:

@@ -118,7 +118,7 @@ def _text(raw: Mapping[str, Any], ref: Ref) -> str:
 
 def _room(raw: Mapping[str, Any], ref: Ref, *, allow_dm: bool = False) -> str:
     room = _str(raw, "room", ref, max_chars=64)
-    if ROOM_NAME.fullmatch(room) or (allow_dm and DM_ROOM.fullmatch(room)):
+    if ROOM_NAME.fullmatch(room) or (allow_dm and is_dm_room(room)):
         return room
     allowed = "letters, digits, '_', '.', '-' (1-64)"
     raise EnvelopeError(ErrorCode.BAD_FIELD, f"field 'room' must be {allowed}, got {room!r}", ref)
@@ -316,3 +316,9 @@ def dm_parties(room: str) -> tuple[int, int] | None:
     """The two user ids of a DM room name, or None for an ordinary room."""
     match = DM_ROOM.fullmatch(room)
     return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def is_dm_room(room: str) -> bool:
+    """A DM room in its one spelling, ``dm:<low id>:<high id>`` (``dm:2:1`` is not one)."""
+    parties = dm_parties(room)
+    return parties is not None and parties[0] < parties[1]

@@ -73,7 +73,9 @@ def check_upgrade(headers: Mapping[str, str], allowlist: Iterable[str]) -> Refus
         return Refusal(
             426,
             "unsupported_version",
-            f"Sec-WebSocket-Version {version!r} is not supported; this server speaks {SUPPORTED_VERSION}",
+            f"Sec-WebSocket-Version {version!r} is not supported; this server speaks {SUPPORTED_VERSION}"
+            if version is not None
+            else f"Sec-WebSocket-Version is missing; this server speaks {SUPPORTED_VERSION}",
             (("Sec-WebSocket-Version", SUPPORTED_VERSION),),
         )
     if not key_is_valid(headers.get("Sec-WebSocket-Key")) and headers.get("Upgrade", "").lower() == "websocket":

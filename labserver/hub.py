@@ -38,7 +38,8 @@ class Connection:
     expires_at: float  # when the token that opened it expires
     bucket: TokenBucket
     sink: Any = None  # the adapter's handle for writing to this socket
-    rooms: set[str] = field(default_factory=set)
+    # room -> the room's last_seq when this socket joined: later messages reached it live
+    rooms: dict[str, int] = field(default_factory=dict)
     topics: set[str] = field(default_factory=set)
     strikes: int = 0  # messages refused by the rate limit
 
@@ -138,7 +139,7 @@ class Hub:
     def join(self, conn: Connection, room: str) -> list[HubEvent]:
         if room in conn.rooms:
             return []
-        conn.rooms.add(room)
+        conn.rooms[room] = self.last_seq.get(room, 0)
         self.rooms.setdefault(room, set()).add(conn)
         if self._user_in_room(conn.user_id, room, besides=conn):
             return []
@@ -147,7 +148,7 @@ class Hub:
     def leave(self, conn: Connection, room: str) -> list[HubEvent]:
         if room not in conn.rooms:
             return []
-        conn.rooms.discard(room)
+        del conn.rooms[room]
         members = self.rooms[room]
         members.discard(conn)
         if not members:

@@ -73,6 +73,7 @@ class Lab:
         self.started_at = time.time()
         self.peers: set[Peer] = set()  # every upgraded /ws socket, authenticated or not
         self.room_waiters: dict[str, asyncio.Future[None]] = {}  # long polls parked on a room
+        self.closing = False  # set at shutdown: long polls answer at once
         # counters for /observe stats and /healthz
         self.messages_in = 0
         self.deliveries = 0
@@ -210,9 +211,7 @@ class Lab:
     async def post_dm(self, sender: Connection, to: int, text: str) -> StoredMessage:
         room = dm_room(sender.user_id, to)
         stored = await self.db.append_message(NewMessage(room, sender.user_id, text, time.time()))
-        event = stored.to_event()
-        event["to"] = to
-        await self.publish(TargetKind.DM, room, event, stored.seq)
+        await self.publish(TargetKind.DM, room, stored.to_event(), stored.seq)
         return stored
 
     async def notify(self, notification: Notification) -> None:
@@ -231,6 +230,7 @@ class Lab:
             await self.notify(note)
 
     def can_read_room(self, user_id: int, room: str) -> bool:
+        """Any room is public except a DM room, which only its two parties may read."""
         parties = dm_parties(room)
         return parties is None or user_id in parties
 
@@ -258,6 +258,7 @@ class Lab:
     # --- shutdown -----------------------------------------------------------------------
 
     async def close_all(self, code: int, reason: str) -> None:
+        self.closing = True
         peers = list(self.peers) + list(self.observatory.observers)
         await asyncio.gather(*(p.ws.close(code=code, message=reason.encode()) for p in peers), return_exceptions=True)
         for waiter in self.room_waiters.values():

@@ -135,7 +135,9 @@ class LabProcess:
 
     @property
     def observe_url(self) -> str:
-        return "ws" + self.url.removeprefix("http") + "/observe"
+        """The /observe stream, carrying the admin token when the server has one."""
+        url = "ws" + self.url.removeprefix("http") + "/observe"
+        return f"{url}?admin_token={self.admin_token}" if self.admin_token else url
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM (the server closes sockets with 1001 and exits 0); SIGKILL if it hangs."""

@@ -11,13 +11,18 @@ building events at all.
 
 Event shapes (``ev`` names the kind; ``t`` is server time in seconds):
 
-* ``socket_opened`` / ``socket_closed``: ``socket_id``, ``user``, and ``code``, ``reason`` on close
-* ``joined`` / ``left``: ``socket_id``, ``user``, ``room``
-* ``presence``: ``user``, ``online``
-* ``routed``: ``type``, ``from`` (user or null), ``to`` (room, user ids or topic),
-  ``size`` (bytes), ``recipients`` (sockets written to here), ``preview``
-* ``stats``: ``connections``, ``users_online``, ``rooms``, ``messages_in_per_s``,
-  ``deliveries_per_s``, ``loop_lag_ms``, ``rss_bytes``, ``dropped_slow``
+* ``socket_opened``: ``socket_id``, ``user``; ``socket_closed``: the same plus
+  ``code`` and ``reason`` (a closed socket has left all its rooms);
+* ``socket_joined`` / ``socket_left``: ``socket_id``, ``user``, ``room`` (one socket);
+* ``joined`` / ``left``: ``user``, ``room`` (the user's first socket in, last socket out);
+* ``presence``: ``user``, ``online``;
+* ``routed``: ``type``, ``from`` (user or null), ``to`` (``{"kind", "name"}``: room,
+  dm, users, topic or socket), ``size`` (bytes), ``recipients`` (sockets written to
+  here), ``seq`` (or null), ``preview`` (start of the text; null for DMs and signals);
+* ``slow_consumer``: ``socket_id``, ``user`` (dropped: its send buffer was full);
+* ``stats`` (every ``stats_interval``): ``connections``, ``users_online``, ``rooms``,
+  ``topics``, ``typing``, ``messages_in``, ``deliveries``, ``dropped_slow``,
+  ``rss_bytes``, ``messages_in_per_s``, ``deliveries_per_s``, ``loop_lag_ms``.
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import json
 import re
 import time
@@ -18,10 +17,10 @@ from typing import Any
 from aiohttp import web
 
 from .auth import AuthError, hash_password, verify_password
-from .envelope import DM_ROOM, MAX_TEXT_CHARS, ROOM_NAME
+from .envelope import MAX_TEXT_CHARS, ROOM_NAME, is_dm_room
 from .lab import Lab
 from .store import NotFound, User, UsernameTaken
-from .ws import LAB
+from .ws import LAB, is_admin
 
 USERNAME = re.compile(r"[A-Za-z0-9_]{3,32}")
 MAX_JSON_BODY = 64 * 1024
@@ -182,12 +181,6 @@ async def me(request: web.Request) -> web.Response:
     user = await current_user(request)
     sockets = [c.socket_id for c in lab.hub.user_sockets.get(user.id, ())]
     return web.json_response({"user": user.public(), "online": bool(sockets), "sockets": sorted(sockets)})
-
-
-def is_admin(request: web.Request) -> bool:
-    expected = request.app[LAB].settings.admin_token
-    given = request.headers.get("X-Admin-Token", "")
-    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())  # type: ignore[union-attr]
 
 
 @routes.get("/api/users")
@@ -398,8 +391,8 @@ async def admin_close_socket(request: web.Request) -> web.Response:
 
 def _readable_room(request: web.Request, user: User) -> str:
     room = request.match_info["room"]
-    if not (ROOM_NAME.fullmatch(room) or DM_ROOM.fullmatch(room)):
-        raise api_error(400, "bad_room", f"invalid room name {room!r}")
+    if not (ROOM_NAME.fullmatch(room) or is_dm_room(room)):
+        raise api_error(400, "bad_room", f"invalid room name {room!r} (direct messages live in dm:<low id>:<high id>)")
     if not request.app[LAB].can_read_room(user.id, room):
         raise api_error(403, "forbidden", f"room {room!r} is another pair's direct messages")
     return room
@@ -428,7 +421,7 @@ async def post_room_message(request: web.Request) -> web.Response:
     lab = request.app[LAB]
     user = await current_user(request)
     room = _readable_room(request, user)
-    if DM_ROOM.fullmatch(room):
+    if is_dm_room(room):
         raise api_error(400, "bad_room", "send direct messages over the WebSocket with type 'dm'")
     stored = await lab.post_chat(user, room, str_field(await read_json(request), "text"))
     return web.json_response({"room": room, "seq": stored.seq}, status=201)
@@ -446,6 +439,6 @@ async def long_poll(request: web.Request) -> web.Response:
     timeout = float(int_query(request, "timeout", int(min(25, max_wait)), low=0, high=int(max_wait)))
     deadline = time.monotonic() + timeout
     while True:
-        if lab.hub.last_seq.get(room, 0) > after or time.monotonic() >= deadline:
+        if lab.hub.last_seq.get(room, 0) > after or time.monotonic() >= deadline or lab.closing:
             return web.json_response(await _messages_after(lab, room, after, limit))
         await lab.wait_for_room(room, deadline - time.monotonic())

@@ -114,14 +114,19 @@ class StoredMessage:
     ts: float
 
     def to_event(self) -> dict[str, Any]:
-        return {
-            "type": "dm" if self.room.startswith("dm:") else "chat",
+        event: dict[str, Any] = {
+            "type": "chat",
             "room": self.room,
             "seq": self.seq,
             "from": _who(self.sender_id, self.sender_name),
             "text": self.text,
             "ts": self.ts,
         }
+        if self.room.startswith("dm:"):  # dm:<low>:<high>: the recipient is the other party
+            low, high = (int(part) for part in self.room.split(":")[1:])
+            event["type"] = "dm"
+            event["to"] = high if self.sender_id == low else low
+        return event
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ drop, server shutdown) cleans the same maps.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -29,6 +30,7 @@ from .envelope import (
     Join,
     Leave,
     Ping,
+    Ref,
     Resume,
     Signal,
     Subscribe,
@@ -92,6 +94,13 @@ class _GuardedParser:
 
     def feed_eof(self) -> None:
         self._inner.feed_eof()
+
+
+def is_admin(request: web.Request) -> bool:
+    """The instructor's token, in ``X-Admin-Token`` or (for WebSockets) ``?admin_token=``."""
+    expected = request.app[LAB].settings.admin_token
+    given = request.headers.get("X-Admin-Token") or request.query.get("admin_token") or ""
+    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())  # type: ignore[union-attr]
 
 
 def refusal_response(request: web.Request) -> web.Response | None:
@@ -225,17 +234,14 @@ class Session:
     async def on_text(self, text: str) -> None:
         lab, conn = self.lab, self.conn
         lab.messages_in += 1
-        if not conn.bucket.allow(time.monotonic()):
-            conn.strikes += 1
-            if conn.strikes >= lab.settings.rate_strikes_before_close:
-                await self.peer.ws.close(code=CloseCode.POLICY_VIOLATION, message=b"rate limit exceeded")
-                return
-            lab.send(self.peer, error_message(ErrorCode.RATE_LIMITED, "too many messages; slow down"))
-            return
         ref = None
         try:
             message = parse_client_message(text)
             ref = message.ref
+            if not conn.bucket.allow(time.monotonic()):
+                await self._rate_limited(ref)
+                return
+            conn.strikes = max(0, conn.strikes - 1)  # good behaviour earns strikes back
             result = await _HANDLERS[type(message)](self, message)
         except EnvelopeError as exc:
             lab.send(self.peer, exc.to_message())
@@ -247,6 +253,14 @@ class Session:
         if result is not None and ref is not None:
             lab.send(self.peer, {"type": "ack", "ref": ref, **result})
 
+    async def _rate_limited(self, ref: Ref) -> None:
+        conn = self.conn
+        conn.strikes += 1
+        if conn.strikes >= self.lab.settings.rate_strikes_before_close:
+            await self.peer.ws.close(code=CloseCode.POLICY_VIOLATION, message=b"rate limit exceeded")
+            return
+        self.lab.send(self.peer, error_message(ErrorCode.RATE_LIMITED, "too many messages; slow down", ref))
+
     # Each handler returns the fields of its ack, or None when it answered itself.
 
     async def on_auth(self, m: Auth) -> dict[str, Any]:
@@ -254,9 +268,9 @@ class Session:
 
     async def on_join(self, m: Join) -> dict[str, Any]:
         lab = self.lab
-        events = lab.hub.join(self.conn, m.room)
-        lab.observatory.emit("socket_joined", socket_id=self.conn.socket_id, user=self.conn.user, room=m.room)
-        await lab.publish_hub_events(events)
+        if m.room not in self.conn.rooms:
+            lab.observatory.emit("socket_joined", socket_id=self.conn.socket_id, user=self.conn.user, room=m.room)
+        await lab.publish_hub_events(lab.hub.join(self.conn, m.room))
         return {"room": m.room, "last_seq": lab.hub.last_seq.get(m.room, 0), "members": lab.hub.room_members(m.room)}
 
     async def on_leave(self, m: Leave) -> dict[str, Any]:
@@ -282,6 +296,8 @@ class Session:
 
     async def on_typing(self, m: Typing) -> dict[str, Any]:
         lab, conn = self.lab, self.conn
+        if m.room not in conn.rooms:
+            raise EnvelopeError(ErrorCode.NOT_IN_ROOM, f"not in room {m.room!r}", m.ref)
         if not m.active:
             stopped = lab.hub.stop_typing(m.room, conn.user_id, conn.username)
             await lab.publish_hub_events([stopped] if stopped else [])
@@ -341,21 +357,29 @@ class Session:
         limit = lab.settings.resume_limit
         rows = await lab.db.call("messages_after", room, m.after, limit + 1)
         while True:
-            live = lab.hub.last_seq.get(room, 0)
-            replay = [r for r in rows if r.seq <= live]
-            if len(replay) > limit or m.after > live:
-                reason = "too_far_behind" if m.after <= live else "ahead_of_server"
-                self._answer(m, {"type": "resync", "room": room, "reason": reason, "last_seq": live})
+            server_last = lab.hub.last_seq.get(room, 0)
+            if m.after > server_last:
+                self._answer(m, {"type": "resync", "room": room, "reason": "ahead_of_server", "last_seq": server_last})
+                return
+            # Already a member? What came after its join reached this socket live: not again.
+            upper = min(server_last, conn.rooms.get(room, server_last))
+            replay = [r for r in rows if r.seq <= upper]
+            if len(replay) > limit:
+                self._answer(m, {"type": "resync", "room": room, "reason": "too_far_behind", "last_seq": server_last})
                 return
             have = replay[-1].seq if replay else m.after
-            if have >= live:
+            if have >= upper:
                 break
-            rows = replay + await lab.db.call("messages_between", room, have, live)
+            rows = replay + await lab.db.call("messages_between", room, have, upper)
+        # No await from the check above until the replay is written: nothing can slip in between.
+        events = []
         if dm_parties(room) is None and room not in conn.rooms:
-            await lab.publish_hub_events(lab.hub.join(conn, room))
+            lab.observatory.emit("socket_joined", socket_id=conn.socket_id, user=conn.user, room=room)
+            events = lab.hub.join(conn, room)
         for row in replay:
             lab.send(self.peer, row.to_event())
-        self._answer(m, {"type": "resumed", "room": room, "count": len(replay), "last_seq": live})
+        self._answer(m, {"type": "resumed", "room": room, "count": len(replay), "last_seq": server_last})
+        await lab.publish_hub_events(events)
 
     def _answer(self, m: ClientMessage, reply: dict[str, Any]) -> None:
         if m.ref is not None:
@@ -380,11 +404,16 @@ _HANDLERS: dict[type[ClientMessage], Callable[[Session, Any], Awaitable[dict[str
 
 
 async def observe_handler(request: web.Request) -> web.StreamResponse:
-    """Read-only stream of what the server does, for dashboards (see observe.py)."""
+    """Read-only stream of what the server does, for dashboards (see observe.py).
+
+    It shows usernames, rooms and chat previews: when the server has an admin token,
+    only the instructor's dashboard (holding that token) may watch."""
     lab = request.app[LAB]
     refused = refusal_response(request)
     if refused is not None:
         return refused
+    if lab.settings.admin_token and not is_admin(request):
+        return web.json_response({"error": "forbidden", "message": "/observe needs the admin token"}, status=403)
     ws = _new_ws(lab)
     await ws.prepare(request)
     assert request.transport is not None

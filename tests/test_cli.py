@@ -182,3 +182,25 @@ def test_lab_process_stop_is_graceful(tmp_path: Path) -> None:
     assert lab.stop() == 0
     assert not lab.running
     assert os.path.exists(tmp_path / "data" / "lab.sqlite3")
+
+
+def test_shutdown_answers_a_pending_long_poll_at_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import threading
+    import time as _time
+
+    from labserver.launcher import LabProcess
+
+    lab = LabProcess(tmp_path).start()
+    token = lab.account("poller").token
+    answer: list = []
+    poll = threading.Thread(
+        target=lambda: answer.append(lab.request("GET", "/api/rooms/quiet/poll?after=0&timeout=25", token=token))
+    )
+    poll.start()
+    _time.sleep(0.5)
+    started = _time.monotonic()
+    assert lab.stop() == 0
+    poll.join(10)
+    assert _time.monotonic() - started < 3, "shutdown waited for the long poll"
+    assert answer and answer[0][0] == 200 and answer[0][1]["messages"] == []
+    lab.close()

@@ -130,7 +130,7 @@ def test_disconnect_cleans_every_map() -> None:
     # typing stops before the user is reported as having left the room
     assert events.index(TypingChanged("lobby", 1, "ann", False)) < events.index(MembershipChanged("lobby", 1, "ann", False))
     assert_empty(hub)
-    assert a.rooms == set() and a.topics == set()
+    assert a.rooms == {} and a.topics == set()
 
 
 def test_disconnect_one_tab_keeps_membership_and_typing() -> None:

@@ -400,6 +400,12 @@ async def test_resume_beyond_retention_says_resync(tmp_path, account) -> None:  
         await c.request("join", room="r")
         for i in range(8):
             await c.request("chat", room="r", text=str(i))
+        # A member got those live, so its resume replays nothing...
+        member = await c.request("resume", room="r", after=2)
+        assert member["type"] == "resumed" and member["count"] == 0 and member["last_seq"] == 8
+        await c.close()
+        # ...while a fresh socket (say, after a reconnect) gets what it missed.
+        c = await Client.connect(small, acct)
         too_far = await c.request("resume", room="r", after=0)
         assert too_far["type"] == "resync" and too_far["reason"] == "too_far_behind" and too_far["last_seq"] == 8
         ahead = await c.request("resume", room="r", after=100)
@@ -471,3 +477,51 @@ async def test_token_expiring_during_the_connection_closes_1008(lab, account) ->
 
 def test_secret_file_is_private(lab) -> None:  # type: ignore[no-untyped-def]
     assert os.stat(lab.data_dir / "jwt-secret").st_mode & 0o077 == 0
+
+
+async def test_rate_limited_error_carries_the_ref(lab, account, connect) -> None:  # type: ignore[no-untyped-def]
+    c = await connect(account())
+    for i in range(45):  # burst is 40
+        await c.send("ping", ref=f"p{i}")
+    limited = await c.expect(lambda m: m.get("code") == "rate_limited")
+    assert limited["ref"].startswith("p")
+
+
+async def test_typing_stop_outside_the_room_is_refused(lab, account, connect) -> None:  # type: ignore[no-untyped-def]
+    c = await connect(account())
+    assert (await c.request("typing", room="nowhere", active=False))["code"] == "not_in_room"
+
+
+async def test_replayed_dm_names_its_recipient(lab, account, connect) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = account(), account()
+    a = await connect(alice)
+    ack = await a.request("dm", to=bob.id, text="hello bob")
+    b = await connect(bob)
+    await b.send("resume", room=ack["room"], after=0)
+    replayed = await b.expect("dm")
+    assert replayed["to"] == bob.id and replayed["from"]["id"] == alice.id
+    assert (await b.expect("resumed"))["count"] == 1
+
+
+async def test_observe_needs_the_admin_token_when_the_server_has_one(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from labserver.launcher import LabProcess
+
+    with LabProcess(tmp_path, admin_token="instructor") as guarded:
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(guarded.observe_url.split("?")[0])
+        assert refused.value.response.status_code == 403
+        async with websockets.connect(guarded.observe_url) as watcher:
+            assert json.loads(await watcher.recv())["type"] == "snapshot"
+
+
+def test_tokens_never_reach_the_access_log(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from labserver.launcher import LabProcess
+
+    with LabProcess(tmp_path, log_level="INFO") as verbose:
+        token = verbose.account("logged").token
+        verbose.request("GET", f"/api/me?token={token}", token=token)
+        host, port = _hostport(verbose)
+        RawWebSocket.connect(host, port, handshake_request(host, port, f"/ws?token={token}")).close()
+        time.sleep(0.3)
+        logs = "\n".join(verbose.logs)
+        assert '"GET /api/me"' in logs and token not in logs and token.split(".")[2] not in logs
