@@ -34,11 +34,25 @@ from .envelope import encode
 
 
 class Observatory:
-    def __init__(self, *, max_batch: int = 1000, preview_chars: int = 40) -> None:
+    """Collects events between flushes. Two bounds, because two kinds of event:
+
+    * ``routed`` events (the message flow) are at most ``max_batch`` per flush; the
+      rest are only counted in ``dropped``: a flow view may skip lines.
+    * state events (sockets, rooms, presence, stats) must never be lost silently: past
+      ``max_state`` per flush the batch is marked *stale*, and the server follows it
+      with a fresh snapshot (see ``ws.flush_observers``).
+    """
+
+    def __init__(self, *, max_batch: int = 1000, max_state: int = 10_000, preview_chars: int = 40) -> None:
         self.max_batch = max_batch
+        self.max_state = max_state
         self.preview_chars = preview_chars
         self.observers: set[Any] = set()  # adapter handles of /observe sockets
+        self.behind: set[Any] = set()  # observers that missed a batch: they get a snapshot next
         self._batch: list[dict[str, Any]] = []
+        self._routed = 0
+        self._state = 0
+        self.stale = False
         self.dropped = 0
 
     @property
@@ -48,9 +62,16 @@ class Observatory:
     def emit(self, ev: str, **fields: Any) -> None:
         if not self.observers:
             return
-        if len(self._batch) >= self.max_batch:
-            self.dropped += 1
-            return
+        if ev == "routed":
+            if self._routed >= self.max_batch:
+                self.dropped += 1
+                return
+            self._routed += 1
+        else:
+            if self._state >= self.max_state:
+                self.stale = True
+                return
+            self._state += 1
         fields["ev"] = ev
         fields["t"] = round(time.time(), 4)
         self._batch.append(fields)
@@ -58,11 +79,13 @@ class Observatory:
     def preview(self, text: str) -> str:
         return text if len(text) <= self.preview_chars else text[: self.preview_chars - 1] + "\u2026"
 
-    def flush(self) -> str | None:
-        """The pending batch as one JSON text, or None when there is nothing to say."""
-        if not self._batch and not self.dropped:
-            return None
-        message = {"type": "events", "events": self._batch, "dropped": self.dropped}
+    def flush(self) -> tuple[str | None, bool]:
+        """The pending batch as one JSON text (or None), and whether a snapshot must follow it."""
+        stale = self.stale
+        text = None
+        if self._batch or self.dropped:
+            text = encode({"type": "events", "events": self._batch, "dropped": self.dropped})
         self._batch = []
-        self.dropped = 0
-        return encode(message)
+        self._routed = self._state = self.dropped = 0
+        self.stale = False
+        return text, stale

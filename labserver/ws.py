@@ -427,18 +427,35 @@ async def observe_handler(request: web.Request) -> web.StreamResponse:
                 lab.send(peer, error_message(ErrorCode.FORBIDDEN, "/observe is read-only"))
     finally:
         lab.observatory.observers.discard(peer)
+        lab.observatory.behind.discard(peer)
     return ws
 
 
 def flush_observers(lab: Lab) -> None:
-    text = lab.observatory.flush()
-    if text is None:
+    """Send the pending batch to every observer; a snapshot where one was missed or lost."""
+    observatory = lab.observatory
+    text, stale = observatory.flush()
+    if text is None and not stale and not observatory.behind:
         return
-    frame = server_text_frame(text)
+    frame = server_text_frame(text) if text is not None else None
+    snapshot: bytes | None = None
     limit = lab.settings.send_buffer_limit
-    for peer in list(lab.observatory.observers):
-        # An observer that cannot keep up misses batches rather than queueing them.
-        if peer.transport.get_write_buffer_size() <= limit and not peer.transport.is_closing():
-            peer.transport.write(frame)
+    for peer in list(observatory.observers):
+        transport = peer.transport
+        if transport.is_closing():
+            continue
+        if transport.get_write_buffer_size() > limit:
+            # An observer that cannot keep up misses batches rather than queueing them,
+            # and catches up from a snapshot once it drains.
+            observatory.behind.add(peer)
+            continue
+        behind = peer in observatory.behind
+        if frame is not None and not behind:
+            transport.write(frame)
+        if stale or behind:
+            if snapshot is None:
+                snapshot = server_text_frame(encode({"type": "snapshot", **lab.hub.snapshot(), "stats": lab.stats()}))
+            transport.write(snapshot)
+            observatory.behind.discard(peer)
 
 
