@@ -42,6 +42,15 @@ class Connection:
     rooms: dict[str, int] = field(default_factory=dict)
     topics: set[str] = field(default_factory=set)
     strikes: int = 0  # messages refused by the rate limit
+    # DM room -> its last seq before this socket got its first DM live (set lazily):
+    # a resume of that DM room replays only what came before.
+    dm_live_from: dict[str, int] | None = None
+
+    def live_from(self, room: str) -> int | None:
+        """The seq after which messages of ``room`` reached this socket live, if any."""
+        if room in self.rooms:
+            return self.rooms[room]
+        return self.dm_live_from.get(room) if self.dm_live_from else None
 
     @property
     def user(self) -> dict[str, Any]:

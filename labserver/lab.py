@@ -126,6 +126,10 @@ class Lab:
         elif kind is TargetKind.DM:
             parties = dm_parties(name)
             targets = hub.user_targets(*parties) if parties else ()
+            for conn in targets:  # two users' sockets: cheap, and resume needs it
+                if conn.dm_live_from is None:
+                    conn.dm_live_from = {}
+                conn.dm_live_from.setdefault(name, routed.seq - 1)
         elif kind is TargetKind.USERS:
             targets = hub.user_targets(*(int(u) for u in name.split(",")))
         elif kind is TargetKind.TOPIC:

@@ -99,7 +99,8 @@ class LabProcess:
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
         ready = threading.Event()
-        threading.Thread(target=self._pump, args=(self.proc, ready), daemon=True, name="labserver-log").start()
+        self._pump_thread = threading.Thread(target=self._pump, args=(self.proc, ready), daemon=True, name="labserver-log")
+        self._pump_thread.start()
         deadline = time.monotonic() + timeout
         while not ready.wait(0.05):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -151,6 +152,7 @@ class LabProcess:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        self._release(proc)
         return proc.returncode
 
     def kill(self) -> None:
@@ -158,6 +160,15 @@ class LabProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+            self._release(self.proc)
+
+    def _release(self, proc: subprocess.Popen[str]) -> None:
+        # The pump thread ends at EOF once the process is gone; then its pipe can close.
+        thread = getattr(self, "_pump_thread", None)
+        if thread is not None:
+            thread.join(2)
+        if proc.stdout is not None and (thread is None or not thread.is_alive()):
+            proc.stdout.close()
 
     def restart(self, timeout: float = 20.0) -> LabProcess:
         self.stop()

@@ -362,7 +362,8 @@ class Session:
                 self._answer(m, {"type": "resync", "room": room, "reason": "ahead_of_server", "last_seq": server_last})
                 return
             # Already a member? What came after its join reached this socket live: not again.
-            upper = min(server_last, conn.rooms.get(room, server_last))
+            live_from = conn.live_from(room)
+            upper = server_last if live_from is None else min(server_last, live_from)
             replay = [r for r in rows if r.seq <= upper]
             if len(replay) > limit:
                 self._answer(m, {"type": "resync", "room": room, "reason": "too_far_behind", "last_seq": server_last})

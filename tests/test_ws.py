@@ -525,3 +525,17 @@ def test_tokens_never_reach_the_access_log(tmp_path) -> None:  # type: ignore[no
         time.sleep(0.3)
         logs = "\n".join(verbose.logs)
         assert '"GET /api/me"' in logs and token not in logs and token.split(".")[2] not in logs
+
+
+async def test_resume_of_a_dm_room_skips_what_the_socket_got_live(lab, account, connect) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = account(), account()
+    a = await connect(alice)
+    first = await a.request("dm", to=bob.id, text="before bob connects")
+    b = await connect(bob)
+    live = await a.request("dm", to=bob.id, text="while bob is here")
+    assert (await b.expect("dm"))["seq"] == live["seq"]
+    await b.send("resume", room=first["room"], after=0)
+    replayed = await b.expect("dm")
+    assert replayed["seq"] == first["seq"]  # only the one it missed
+    assert (await b.expect("resumed"))["count"] == 1
+    await b.nothing_more("dm")
