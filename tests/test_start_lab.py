@@ -89,3 +89,12 @@ def test_browser_url_goes_through_the_jupyter_proxy(monkeypatch, tmp_path) -> No
     lab = Lab(tmp_path)
     lab.port = 4321
     assert lab.browser_url == "/user/ann/proxy/4321/"
+
+
+def test_jupyterlab_launcher_can_start_the_lab_through_server_proxy() -> None:
+    from importlib.metadata import entry_points
+
+    (entry,) = [e for e in entry_points(group="jupyter_serverproxy_servers") if e.name == "labserver"]
+    spec = entry.load()()
+    assert spec["command"][1:3] == ["-m", "labserver"] and "{port}" in spec["command"]
+    assert spec["launcher_entry"]["title"]
