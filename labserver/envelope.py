@@ -295,6 +295,8 @@ def parse_client_message(text: str) -> ClientMessage:
     ref = raw.get("ref")
     if ref is not None and (not isinstance(ref, str | int) or isinstance(ref, bool) or len(str(ref)) > MAX_REF_CHARS):
         raise EnvelopeError(ErrorCode.BAD_FIELD, f"field 'ref' must be a string or integer of at most {MAX_REF_CHARS} characters")
+    if isinstance(ref, str):
+        _check_unicode(ref, "ref", None)  # the ref is echoed: it must be sendable
     kind = raw.get("type")
     if not isinstance(kind, str):
         raise EnvelopeError(ErrorCode.BAD_MESSAGE, "field 'type' is missing or not a string", ref)

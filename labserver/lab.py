@@ -101,9 +101,15 @@ class Lab:
         return written
 
     def send(self, peer: Peer, message: dict[str, Any]) -> None:
-        """Send one message to one socket (welcome, ack, error...)."""
+        """Send one message to one socket (welcome, ack, error...), bounded like a broadcast."""
         transport = peer.transport
         if transport.is_closing():
+            return
+        if transport.get_write_buffer_size() > self.settings.send_buffer_limit:
+            # A client that sends but never reads would otherwise grow our buffer forever.
+            self.dropped_slow += 1
+            log.info("dropping a socket that does not read its replies")
+            transport.abort()
             return
         transport.write(server_text_frame(encode(message)))
 

@@ -85,6 +85,10 @@ def str_field(body: dict[str, Any], name: str, *, max_chars: int = MAX_TEXT_CHAR
         raise api_error(400, "bad_field", f"field {name!r} must be a non-empty string")
     if len(value) > max_chars:
         raise api_error(400, "bad_field", f"field {name!r} is longer than {max_chars} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a JSON escape like "\ud800": no database or frame can carry it
+        raise api_error(400, "bad_field", f"field {name!r} contains an unpaired surrogate (invalid Unicode)") from None
     return value
 
 

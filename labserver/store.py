@@ -567,10 +567,13 @@ class AsyncStore:
 
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
+        singly = 0  # after a failed batch: how many messages to retry one commit each
         try:
             while self._pending:
-                batch = [item for item in self._pending[: self._max_batch] if not item[1].cancelled()]
-                del self._pending[: self._max_batch]
+                size = 1 if singly else self._max_batch
+                singly = max(0, singly - 1)
+                batch = [item for item in self._pending[:size] if not item[1].cancelled()]
+                del self._pending[:size]
                 if not batch:
                     continue
                 try:
@@ -581,9 +584,13 @@ class AsyncStore:
                     self._cancel_all(batch)
                     raise
                 except Exception as exc:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
+                    if len(batch) > 1:
+                        # One bad message must not fail the others it shared a commit with:
+                        # retry them one by one, in order, so only the culprit gets the error.
+                        self._pending[:0] = batch
+                        singly = len(batch)
+                    elif not batch[0][1].done():
+                        batch[0][1].set_exception(exc)
                     continue
                 # Batch order is seq order per room, so callers learn their seqs in order.
                 for (_, future), message in zip(batch, stored):

@@ -234,14 +234,22 @@ class Session:
     async def on_text(self, text: str) -> None:
         lab, conn = self.lab, self.conn
         lab.messages_in += 1
-        ref = None
+        # Every message takes a token, valid or not: garbage floods are limited too.
+        allowed = conn.bucket.allow(time.monotonic())
         try:
             message = parse_client_message(text)
-            ref = message.ref
-            if not conn.bucket.allow(time.monotonic()):
-                await self._rate_limited(ref)
-                return
-            conn.strikes = max(0, conn.strikes - 1)  # good behaviour earns strikes back
+        except EnvelopeError as exc:
+            if allowed:
+                lab.send(self.peer, exc.to_message())
+            else:
+                await self._rate_limited(exc.ref)
+            return
+        ref = message.ref
+        if not allowed:
+            await self._rate_limited(ref)
+            return
+        conn.strikes = max(0, conn.strikes - 1)  # good behaviour earns strikes back
+        try:
             result = await _HANDLERS[type(message)](self, message)
         except EnvelopeError as exc:
             lab.send(self.peer, exc.to_message())

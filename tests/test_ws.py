@@ -8,6 +8,8 @@ import os
 import time
 from urllib.parse import urlsplit
 
+import urllib.error
+
 import jwt
 import pytest
 import websockets
@@ -539,3 +541,40 @@ async def test_resume_of_a_dm_room_skips_what_the_socket_got_live(lab, account, 
     assert replayed["seq"] == first["seq"]  # only the one it missed
     assert (await b.expect("resumed"))["count"] == 1
     await b.nothing_more("dm")
+
+
+async def test_garbage_floods_are_rate_limited_too(lab, account, connect) -> None:  # type: ignore[no-untyped-def]
+    flooder = await connect(account())
+    for _ in range(200):
+        try:
+            await flooder.ws.send("not json")
+        except websockets.ConnectionClosed:
+            break
+    with pytest.raises(websockets.ConnectionClosed):
+        while True:
+            flooder.inbox.append(json.loads(await asyncio.wait_for(flooder.ws.recv(), 5)))
+    codes = [m.get("code") for m in flooder.inbox]
+    assert "bad_json" in codes and "rate_limited" in codes and flooder.ws.close_code == 1008
+    await _still_serves(lab, account, connect)
+
+
+async def test_a_ref_that_cannot_be_echoed_is_refused_cleanly(lab, account, connect) -> None:  # type: ignore[no-untyped-def]
+    c = await connect(account())
+    await c.ws.send('{"type": "ping", "ref": "\\ud800"}')
+    error = await c.expect("error")
+    assert error["code"] == "bad_field" and "'ref'" in error["message"]
+    assert (await c.request("ping"))["type"] == "pong"
+
+
+def test_http_text_with_a_lone_surrogate_is_a_400_and_does_not_fail_other_chats(lab) -> None:  # type: ignore[no-untyped-def]
+    import urllib.request
+
+    token = lab.account("surrogate").token
+    req = urllib.request.Request(
+        lab.url + "/api/rooms/surr/messages", data=b'{"text": "bad \\ud800"}', method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(req, timeout=10)
+    assert refused.value.code == 400 and b"surrogate" in refused.value.read()
+    assert lab.request("POST", "/api/rooms/surr/messages", {"text": "fine"}, token=token)[0] == 201
