@@ -6,9 +6,8 @@ import asyncio
 import json
 import os
 import time
-from urllib.parse import urlsplit
-
 import urllib.error
+from urllib.parse import urlsplit
 
 import jwt
 import pytest
