@@ -50,11 +50,14 @@ def api_error(status: int, code: str, message: str) -> ApiError:
 
 @web.middleware
 async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    """aiohttp's own plain-text errors (404, 405, 413...) become JSON under /api, like ours."""
+    """aiohttp's own plain-text errors (404, 405, 413...) become JSON under /api, like ours,
+    and so does the store's :class:`~labserver.store.NotFound`."""
     try:
         return await handler(request)
     except ApiError:
         raise
+    except NotFound as exc:  # the store's "no such post": one place turns it into a 404
+        raise api_error(404, "not_found", str(exc)) from None
     except web.HTTPException as exc:
         if not request.path.startswith("/api/") or exc.status < 400:
             raise
@@ -247,10 +250,7 @@ def _post_id(request: web.Request) -> int:
 async def like(request: web.Request) -> web.Response:
     lab = request.app[LAB]
     user = await current_user(request)
-    try:
-        post, created = await lab.db.call("like", _post_id(request), user.id, time.time())
-    except NotFound as exc:
-        raise api_error(404, "not_found", str(exc)) from None
+    post, created = await lab.db.call("like", _post_id(request), user.id, time.time())
     if created:
         await lab.post_updated(post)
         if post.author_id != user.id:
@@ -264,10 +264,7 @@ async def like(request: web.Request) -> web.Response:
 async def unlike(request: web.Request) -> web.Response:
     lab = request.app[LAB]
     user = await current_user(request)
-    try:
-        post, removed = await lab.db.call("unlike", _post_id(request), user.id)
-    except NotFound as exc:
-        raise api_error(404, "not_found", str(exc)) from None
+    post, removed = await lab.db.call("unlike", _post_id(request), user.id)
     if removed:
         await lab.post_updated(post)
     return web.json_response({"post": post.to_json(), "liked": False})
@@ -278,10 +275,7 @@ async def comment(request: web.Request) -> web.Response:
     lab = request.app[LAB]
     user = await current_user(request)
     text = str_field(await read_json(request), "text")
-    try:
-        made, post = await lab.db.call("add_comment", _post_id(request), user.id, text, time.time())
-    except NotFound as exc:
-        raise api_error(404, "not_found", str(exc)) from None
+    made, post = await lab.db.call("add_comment", _post_id(request), user.id, text, time.time())
     await lab.post_updated(post)
     if post.author_id != user.id:
         note = await lab.db.call("add_notification", post.author_id, "comment", user.id, post.id,
