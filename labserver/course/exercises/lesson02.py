@@ -1,0 +1,453 @@
+"""Exercises of lesson 02, the Upgrade handshake (RFC 6455 section 4).
+
+    from labserver.course.exercises import lesson02 as ex
+    ex.q1.check(accept_key)        # compute Sec-WebSocket-Accept (section 4.2.2, step 5.4)
+    ex.q2.check(("a", "b", ...))   # what is wrong with each of five requests (section 4.1)
+    ex.q3.check({...: 101, ...})   # which status code answers which handshake
+
+The requests of q2 are in :data:`REQUESTS`, with the status the lab server
+answers each one in :data:`REQUEST_STATUS` (the course's tests send them to the
+real server, so the exercise and the server cannot drift apart).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from .core import Case, FunctionProblem, Incorrect, Lesson, Problem, ValueProblem, show
+
+lesson = Lesson("lesson02", "The Upgrade handshake")
+
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
+RFC_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+RFC_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+
+# --- q1: compute an accept key ----------------------------------------------------------
+
+
+def _accept_key_reference(key: str) -> str:
+    return base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
+
+
+def _b64_sha1(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha1(data).digest()).decode()
+
+
+# Wrong recipes students really write, each with what to fix. Checked in order
+# against a wrong answer; the first that reproduces it names the mistake.
+_MISTAKES: tuple[tuple[str, Callable[[str], Any]], ...] = (
+    (
+        "you returned bytes: `base64.b64encode` gives bytes, and a header value is text. "
+        "Add `.decode()` at the end.",
+        lambda k: base64.b64encode(hashlib.sha1((k + GUID).encode()).digest()),
+    ),
+    (
+        "the GUID is missing: hash the key *followed by* `258EAFA5-E914-47DA-95CA-C5AB0DC85B11` "
+        "(RFC 6455 section 1.3).",
+        lambda k: _b64_sha1(k.encode()),
+    ),
+    (
+        "the GUID goes *after* the key, not before: SHA-1 of `key + GUID`.",
+        lambda k: _b64_sha1((GUID + k).encode()),
+    ),
+    (
+        "the GUID is written in capitals: `258EAFA5-E914-47DA-95CA-C5AB0DC85B11`, exactly as in the RFC.",
+        lambda k: _b64_sha1((k + GUID.lower()).encode()),
+    ),
+    (
+        "do not base64-decode the key: the server hashes the key *as it appears in the header*, "
+        "the 24 characters, followed by the GUID.",
+        lambda k: _b64_sha1(base64.b64decode(k) + GUID.encode()),
+    ),
+    (
+        "that is the SHA-1 in hex (`hexdigest()`); the RFC base64-encodes the 20 raw bytes "
+        "(`digest()`).",
+        lambda k: hashlib.sha1((k + GUID).encode()).hexdigest(),
+    ),
+    (
+        "that is base64 of the hex text; base64-encode the 20 raw bytes of `digest()` instead "
+        "of `hexdigest()`.",
+        lambda k: base64.b64encode(hashlib.sha1((k + GUID).encode()).hexdigest().encode()).decode(),
+    ),
+    (
+        "that is SHA-256; RFC 6455 uses SHA-1 (`hashlib.sha1`).",
+        lambda k: base64.b64encode(hashlib.sha256((k + GUID).encode()).digest()).decode(),
+    ),
+    (
+        "that is the SHA-1 digest itself: base64-encode it.",
+        lambda k: hashlib.sha1((k + GUID).encode()).digest(),
+    ),
+    (
+        "that is URL-safe base64 (`-` and `_`); use plain `base64.b64encode` (`+` and `/`).",
+        lambda k: base64.urlsafe_b64encode(hashlib.sha1((k + GUID).encode()).digest()).decode(),
+    ),
+)
+
+
+def diagnose_accept_key(key: str, got: Any) -> str | None:
+    """Name the mistake that turns ``key`` into ``got``, if it is a known one."""
+    for why, recipe in _MISTAKES:
+        try:
+            if got == recipe(key):
+                return why
+        except Exception:  # a recipe that does not apply to this key
+            continue
+    return None
+
+
+class AcceptKeyProblem(FunctionProblem):
+    """A :class:`FunctionProblem` whose failures say *which* common mistake was made."""
+
+    def _judge(self, fn: Any, case: Case, got: Any) -> None:
+        try:
+            super()._judge(fn, case, got)
+        except Incorrect as wrong:
+            why = diagnose_accept_key(case.args[0], got)
+            raise Incorrect(f"{wrong}. Probably {why}" if why else str(wrong)) from None
+
+
+q1 = lesson.add(
+    "q1",
+    AcceptKeyProblem(
+        [
+            ((RFC_KEY,), RFC_ACCEPT, "the worked example of RFC 6455 section 1.3"),
+            (("x3JJHMbDL1EzLkh9GBhXDw==",), "HSmrc0sMlYUkAGmm5OPpG2HaGWk="),
+            (("AAAAAAAAAAAAAAAAAAAAAA==",), "ICX+Yqv66kxgM0FcWaLWlFLwTAI=", "sixteen zero bytes"),
+            (("AAECAwQFBgcICQoLDA0ODw==",), "Bz3qJYTGdOe8gUSpLosEdiLKDrk="),
+            (("E4WSEcseoWr4csPLS2QJHA==",), "7eQChgCtQMnVILefJAO6dK5JwPc="),
+        ],
+        reference=_accept_key_reference,
+        name="accept_key",
+        title="Compute Sec-WebSocket-Accept",
+        question=(
+            "Write `accept_key(key: str) -> str`: given a client's `Sec-WebSocket-Key`, return the "
+            "`Sec-WebSocket-Accept` value the server must answer (RFC 6455 section 4.2.2). Then check it "
+            "with `ex.q1.check(accept_key)`; it is tried on five keys, the RFC's example among them."
+        ),
+        hint=[
+            "Three steps: glue the GUID `258EAFA5-E914-47DA-95CA-C5AB0DC85B11` to the end of the key "
+            "(as text), take the SHA-1 of those bytes, base64-encode the 20-byte digest.",
+            "`hashlib.sha1(data).digest()` gives the raw 20 bytes; `base64.b64encode(...)` gives bytes "
+            "too, so finish with `.decode()`. The key is used as it is: do not base64-decode it first.",
+        ],
+        solution=(
+            "```python\n"
+            "import base64\n"
+            "import hashlib\n"
+            "\n"
+            "GUID = \"258EAFA5-E914-47DA-95CA-C5AB0DC85B11\"  # RFC 6455 section 1.3\n"
+            "\n"
+            "def accept_key(key: str) -> str:\n"
+            "    digest = hashlib.sha1((key + GUID).encode()).digest()  # 20 bytes\n"
+            "    return base64.b64encode(digest).decode()              # 28 characters\n"
+            "```\n\n"
+            "The GUID is the same for every WebSocket server in the world. Only a server that knows "
+            "it, that is, one that really speaks WebSocket, can compute this value: an ordinary HTTP "
+            "server or a cache replaying an old response cannot. It proves nothing about *who* the "
+            "server is: that is TLS's job (`wss://`)."
+        ),
+    ),
+)
+
+
+# --- q2: what is wrong with this request? -------------------------------------------------
+
+DEFECTS: dict[str, str] = {
+    "a": "the method is not GET",
+    "b": "the Connection header does not contain the Upgrade token",
+    "c": "the Upgrade header does not say websocket",
+    "d": "Sec-WebSocket-Version is not 13",
+    "e": "Sec-WebSocket-Key is not 16 bytes in base64",
+    "f": "the Host header is missing",
+    "g": "nothing: this request is a valid opening handshake",
+}
+
+_GOOD_KEY = "E4WSEcseoWr4csPLS2QJHA=="
+_SHORT_KEY = "bm90IDE2IGJ5dGVz"  # base64 of the 12 bytes b"not 16 bytes"
+
+#: Five opening handshakes, as a client would type them (lines end in CRLF on the wire).
+REQUESTS: tuple[str, ...] = (
+    "GET /ws HTTP/1.1\n"
+    "Host: lab.example:8765\n"
+    "Upgrade: websocket\n"
+    "Connection: keep-alive\n"
+    f"Sec-WebSocket-Key: {_GOOD_KEY}\n"
+    "Sec-WebSocket-Version: 13\n",
+    "GET /ws HTTP/1.1\n"
+    "Host: lab.example:8765\n"
+    "Upgrade: websocket\n"
+    "Connection: Upgrade\n"
+    f"Sec-WebSocket-Key: {_GOOD_KEY}\n"
+    "Sec-WebSocket-Version: 8\n",
+    "GET /ws HTTP/1.1\n"
+    "Host: lab.example:8765\n"
+    "Upgrade: WebSocket\n"
+    "Connection: keep-alive, Upgrade\n"
+    f"Sec-WebSocket-Key: {_GOOD_KEY}\n"
+    "Sec-WebSocket-Version: 13\n",
+    "GET /ws HTTP/1.1\n"
+    "Host: lab.example:8765\n"
+    "Upgrade: websocket\n"
+    "Connection: Upgrade\n"
+    f"Sec-WebSocket-Key: {_SHORT_KEY}\n"
+    "Sec-WebSocket-Version: 13\n",
+    "POST /ws HTTP/1.1\n"
+    "Host: lab.example:8765\n"
+    "Upgrade: websocket\n"
+    "Connection: Upgrade\n"
+    f"Sec-WebSocket-Key: {_GOOD_KEY}\n"
+    "Sec-WebSocket-Version: 13\n",
+)
+
+#: The defect of each request (a letter of :data:`DEFECTS`).
+REQUEST_DEFECTS: tuple[str, ...] = ("b", "d", "g", "e", "a")
+
+#: What the lab server answers each request with (checked against the real server by the tests).
+REQUEST_STATUS: tuple[int, ...] = (400, 426, 101, 400, 405)
+
+# Why each request has the defect it has (the solution lists them).
+_WHY_RIGHT: tuple[str, ...] = (
+    "`Connection: keep-alive` lacks the `Upgrade` token, so this is an ordinary keep-alive request "
+    "that happens to carry an Upgrade header, which RFC 6455 section 4.1 does not accept",
+    "it asks for version 8, an old draft; RFC 6455 is version 13, and the server answers "
+    "426 with `Sec-WebSocket-Version: 13`",
+    "header names and the `websocket` token are case-insensitive, and `Connection` is a "
+    "comma-separated list that does contain `Upgrade`: the server answers 101",
+    "`bm90IDE2IGJ5dGVz` is valid base64, but of 12 bytes (`b'not 16 bytes'`); the key must be "
+    "16 random bytes, 24 characters of base64",
+    "the opening handshake is a GET (section 4.1); the server answers 405 Method Not Allowed",
+)
+
+
+def _header(request: str, name: str) -> str | None:
+    for line in request.splitlines()[1:]:
+        key, _, value = line.partition(":")
+        if key.strip().lower() == name.lower():
+            return value.strip()
+    return None
+
+
+def _refute(request: str, letter: str) -> str:
+    """What in ``request`` shows that ``letter`` is not its defect."""
+    if letter == "a":
+        return f"its request line is `{request.splitlines()[0]}`"
+    if letter == "f":
+        return f"it has `Host: {_header(request, 'Host')}`"
+    if letter == "g":
+        return "one of its lines breaks RFC 6455 section 4.1: compare them one by one with a good handshake"
+    name = {"b": "Connection", "c": "Upgrade", "d": "Sec-WebSocket-Version", "e": "Sec-WebSocket-Key"}[letter]
+    shown = f"it has `{name}: {_header(request, name)}`"
+    if letter == "b" and (_header(request, name) or "").lower() != "upgrade":
+        return shown + ": a comma-separated list, and Upgrade is in it (case does not matter)"
+    if letter == "c":
+        return shown + " (the token is case-insensitive)"
+    if letter == "e":
+        return shown + ", which is base64 of 16 bytes"
+    return shown
+
+
+def _letter(item: Any) -> str | None:
+    if not isinstance(item, str):
+        return None
+    text = item.strip().strip("()").strip(".").strip().lower()
+    return text if text in DEFECTS else None
+
+
+class SpotTheDefect(Problem):
+    """One defect letter per request; wrong items are refuted from the request text itself."""
+
+    def __init__(self, requests: Sequence[str], defects: Sequence[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if len(requests) != len(defects) or any(d not in DEFECTS for d in defects):
+            raise ValueError("one defect letter of DEFECTS per request")
+        self.requests = tuple(requests)
+        self.defects = tuple(defects)
+
+    def _question_markdown(self) -> str:
+        parts = [self.question, "", *(f"- **{k})** {v}" for k, v in DEFECTS.items())]
+        for i, request in enumerate(self.requests, 1):
+            parts += ["", f"Request {i}:", "", "```http", request.rstrip("\n"), "```"]
+        return "\n".join(parts)
+
+    def _check(self, answer: Any) -> str | None:
+        n = len(self.requests)
+        if isinstance(answer, str) and len(answer.replace(" ", "").replace(",", "")) == n:
+            answer = tuple(answer.replace(" ", "").replace(",", ""))
+        if not isinstance(answer, tuple | list) or len(answer) != n:
+            raise Incorrect(f"pass {self.answer_format}; got {show(answer)}.")
+        letters = [_letter(item) for item in answer]
+        for i, (item, letter) in enumerate(zip(answer, letters, strict=True), 1):
+            if letter is None:
+                raise Incorrect(f"item {i}, {show(item)}, is not one of the letters {', '.join(DEFECTS)}.")
+        wrong = [
+            f"Request {i}: not ({got}), {_refute(request, got)}"
+            for i, (request, got, right) in enumerate(zip(self.requests, letters, self.defects, strict=True), 1)
+            if got != right
+        ]
+        if wrong:
+            right_count = n - len(wrong)
+            raise Incorrect(f"{right_count} of {n} right. " + "; ".join(wrong) + ".")
+        return self.correct_message or None
+
+
+q2 = lesson.add(
+    "q2",
+    SpotTheDefect(
+        REQUESTS,
+        REQUEST_DEFECTS,
+        title="Spot what is wrong",
+        question=(
+            "Each request below is meant to open a WebSocket, and at most one thing is wrong with each. "
+            "For every request, pick the letter that names its problem (RFC 6455 section 4.1), and answer "
+            "with a tuple of five letters in request order, e.g. `('a', 'b', 'c', 'd', 'e')`. "
+            "Show the requests with `ex.q2`."
+        ),
+        answer_format="a tuple of five letters, one per request, e.g. `('a', 'b', 'c', 'd', 'e')`",
+        correct_message=(
+            "request 3 was the trap: header names and the `websocket` token are case-insensitive, and "
+            "`Connection` is a comma-separated list that does contain `Upgrade`. `ex.q2.solution()` "
+            "explains all five."
+        ),
+        hint=[
+            "Walk each request against the checklist of RFC 6455 section 4.1: a GET, HTTP/1.1, a Host, "
+            "`Upgrade: websocket`, `Connection` containing `Upgrade`, a key of 16 bytes in base64, "
+            "version 13. Header names and these tokens are case-insensitive.",
+            "`base64.b64decode(key)` shows how many bytes a key holds. `Connection` can list several "
+            "options separated by commas. Exactly one of the five requests is fine.",
+        ],
+        solution=(
+            "`('b', 'd', 'g', 'e', 'a')`.\n\n"
+            + "\n".join(f"{i}. **({d})** {why}." for i, (d, why) in enumerate(zip(REQUEST_DEFECTS, _WHY_RIGHT,
+                                                                                 strict=True), 1))
+            + "\n\nThe lab server answers them 400, 426, 101, 400 and 405."
+        ),
+    ),
+)
+
+
+# --- q3: which status code for which refusal ------------------------------------------------
+
+SITUATIONS: dict[str, int] = {
+    "a good handshake": 101,
+    "no Sec-WebSocket-Key": 400,
+    "Sec-WebSocket-Version: 8": 426,
+    "Origin: http://evil.example": 403,
+    "?token= with a forged token": 401,
+    "POST /ws": 405,
+}
+
+# (situation, wrong status) -> what is wrong with it
+_STATUS_MIXUPS: dict[tuple[str, int], str] = {
+    ("a good handshake", 200): "200 would be an ordinary HTTP answer, after which the connection speaks "
+    "HTTP again; switching to WebSocket is `101 Switching Protocols`",
+    ("Sec-WebSocket-Version: 8", 400): "many servers do answer a bare 400 here, but RFC 6455 section 4.4 asks "
+    "for `426 Upgrade Required` with `Sec-WebSocket-Version: 13`, so the client learns what to retry with; "
+    "the lab server follows the RFC",
+    ("Origin: http://evil.example", 401): "401 means the credentials are missing or bad; here the server "
+    "knows exactly where the page comes from, and refuses it: 403 Forbidden",
+    ("Origin: http://evil.example", 400): "the request is well-formed; the server refuses it on purpose "
+    "because of where the page comes from: 403 Forbidden",
+    ("?token= with a forged token", 403): "a forged token proves nothing about who you are, so you are not "
+    "authenticated: 401 Unauthorized (403 is for a known client that may not do this)",
+    ("?token= with a forged token", 400): "the handshake itself is fine; the credentials are not: 401",
+    ("POST /ws", 404): "the path exists, with another method: 405 Method Not Allowed (with an `Allow` header)",
+    ("POST /ws", 400): "the path exists, with another method: 405 Method Not Allowed (with an `Allow` header)",
+    ("no Sec-WebSocket-Key", 426): "426 is for a version the server does not speak; a missing or malformed "
+    "key makes the request itself bad: 400",
+    ("no Sec-WebSocket-Key", 401): "the key is not a credential (it is public, in every request): a missing "
+    "key is a malformed handshake, 400",
+}
+
+
+class StatusMapProblem(ValueProblem):
+    """A dict situation -> status code; a template whose values are all ``...`` is not attempted."""
+
+    def _is_placeholder(self, answer: Any) -> bool:
+        if isinstance(answer, Mapping) and answer and all(v is Ellipsis for v in answer.values()):
+            return True
+        return super()._is_placeholder(answer)
+
+    def _check(self, answer: Any) -> str | None:
+        if not isinstance(answer, Mapping):
+            raise Incorrect(f"pass {self.answer_format}; got {show(answer)}.")
+        expected: dict[str, int] = self.expected
+        missing = [k for k in expected if k not in answer]
+        extra = [k for k in answer if k not in expected]
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append("missing " + ", ".join(repr(k) for k in missing))
+            if extra:
+                parts.append("unknown " + ", ".join(repr(k) for k in extra))
+            raise Incorrect("keep the keys of the template: " + "; ".join(parts) + ".")
+        todo = [k for k in expected if answer[k] is Ellipsis]
+        if todo:
+            raise Incorrect("still `...` for " + ", ".join(repr(k) for k in todo) + ".")
+        problems = []
+        for situation, status in expected.items():
+            got = answer[situation]
+            if isinstance(got, bool) or not isinstance(got, int):
+                problems.append(f"{situation!r}: give the status as a number, e.g. 404, not {show(got)}")
+            elif got != status:
+                why = _STATUS_MIXUPS.get((situation, got), f"not {got}")
+                problems.append(f"{situation!r}: {why}")
+        if problems:
+            right = len(expected) - len(problems)
+            raise Incorrect(f"{right} of {len(expected)} right. " + "; ".join(problems) + ".")
+        return None
+
+
+q3 = lesson.add(
+    "q3",
+    StatusMapProblem(
+        dict(SITUATIONS),
+        title="Which status code?",
+        question=(
+            "For each handshake sent to the lab server's `/ws`, which HTTP status code comes back? "
+            "Fill in the template dict `situation -> status code` (ints) and check it with "
+            "`ex.q3.check(answer)`."
+        ),
+        answer_format="the template dict with a status code (an int) for every situation",
+        correct_message=(
+            "101 switches protocols; 400 is a malformed handshake; 426 names the version to use "
+            "(RFC 6455 section 4.4); 403 refuses a known origin; 401 asks for valid credentials; "
+            "405 says the path wants another method."
+        ),
+        hint=[
+            "Every one of these is a row of the table in part 5 of the lesson, \"When the server says no\".",
+            "401 is about *who you are* (credentials), 403 about *what you may do* although the server "
+            "knows where you come from; 426 means \"upgrade to something else\".",
+        ],
+        solution=(
+            "```python\n"
+            "answer = {\n"
+            + "".join(f"    {k!r}: {v},\n" for k, v in SITUATIONS.items())
+            + "}\n"
+            "```\n\n"
+            "Only 101 opens the WebSocket; every other answer is an ordinary HTTP response, and the "
+            "connection never speaks frames. A browser shows none of these codes to the page: "
+            "`new WebSocket(...)` just fires `error` and then `close` with code 1006."
+        ),
+    ),
+)
+
+
+__all__ = [
+    "DEFECTS",
+    "GUID",
+    "REQUESTS",
+    "REQUEST_DEFECTS",
+    "REQUEST_STATUS",
+    "RFC_ACCEPT",
+    "RFC_KEY",
+    "SITUATIONS",
+    "diagnose_accept_key",
+    "lesson",
+    "q1",
+    "q2",
+    "q3",
+]
