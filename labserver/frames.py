@@ -395,6 +395,10 @@ class FrameReader:
         """Bytes received but not yet part of a complete frame."""
         return len(self._buffer) - self._pos
 
+    def peek(self, n: int = 14) -> bytes:
+        """The next ``n`` unused bytes, e.g. the header of a frame that was refused."""
+        return bytes(self._buffer[self._pos : self._pos + n])
+
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Add bytes from the stream (no parsing yet)."""
         if self._pos:
@@ -411,17 +415,18 @@ class FrameReader:
             return None
         head = bytes(buffer[pos : pos + 14])
         try:
-            Frame.parse(head, max_size=self.max_size)  # what the header alone can refuse
-            header = parse_header(head)
-            if header is None:
-                return None
-            if self.expect_masked is True and not header.masked:
+            masked = bool(head[1] & 0x80)  # known from the second byte on
+            if self.expect_masked is True and not masked:
                 raise FrameError("client frame is not masked (RFC 6455 section 5.1)")
-            if self.expect_masked is False and header.masked:
+            if self.expect_masked is False and masked:
                 raise FrameError("server frame is masked (RFC 6455 section 5.1)")
+            Frame.parse(head, max_size=self.max_size)  # what the header alone can refuse
         except FrameError as exc:
             self.error = exc
             raise
+        header = parse_header(head)
+        if header is None:
+            return None
         end = pos + header.frame_size
         if len(buffer) < end:
             return None
@@ -620,7 +625,14 @@ def parse_close(payload: bytes) -> Close:
 
 
 def _shorten_text(text: str, limit: int) -> str:
-    return repr(text) if len(text) <= limit else repr(text[:limit]) + "\u2026"
+    """``repr(text)``, cut so that its characters between the quotes are at most ``limit``."""
+    shown = repr(text)
+    if len(shown) <= limit + 2:
+        return shown
+    cut = text[:limit]
+    while cut and len(repr(cut)) > limit + 2:  # escapes (\x00, \u2028...) take several characters
+        cut = cut[:-1]
+    return repr(cut) + "\u2026"
 
 
 def _shorten_hex(data: bytes, limit: int) -> str:
@@ -633,9 +645,11 @@ def payload_preview(frame: Frame, limit: int = 40) -> str:
     payload = frame.payload
     if frame.opcode is Opcode.CLOSE:
         try:
-            return str(parse_close(payload))
-        except FrameError as exc:
-            return f"bad close payload ({exc})"
+            close = parse_close(payload)
+        except FrameError:
+            return "invalid close payload: " + _shorten_hex(payload, limit)
+        text = f"{close.code} {close_code_name(close.code)}"
+        return f"{text} {_shorten_text(close.reason, limit)}" if close.reason else text
     if not payload:
         return ""
     if frame.opcode is Opcode.BINARY:

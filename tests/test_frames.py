@@ -9,17 +9,33 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import PayloadTooBig, ProtocolError
+from websockets.frames import Close as WsClose
 from websockets.frames import Frame as WsFrame
 from websockets.frames import Opcode as WsOpcode
 from websockets.streams import StreamReader
 
 from labserver.frames import (
     ClientFrameGuard,
+    Close,
     CloseCode,
     Frame,
     FrameError,
+    FrameHeader,
+    FrameReader,
+    Message,
+    MessageAssembler,
     Opcode,
+    WireFrame,
     apply_mask,
+    close_code_name,
+    close_payload,
+    decode_text,
+    describe,
+    is_valid_close_code,
+    opcode_name,
+    parse_close,
+    parse_header,
+    payload_preview,
     server_text_frame,
 )
 
@@ -367,3 +383,325 @@ def test_both_refuse_the_same_bad_frames() -> None:
     assert info.value.close_code == 1009
     with pytest.raises(PayloadTooBig):
         ws_parse(big, mask=False, max_size=1000)
+
+
+# === lesson 03: headers, streams, fragments, close frames, descriptions ==================
+
+# --- parse_header ------------------------------------------------------------------------
+
+
+@given(frames())
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+def test_parse_header_reads_every_field(frame: Frame) -> None:
+    wire = frame.serialize()
+    header = parse_header(wire)
+    assert header is not None
+    assert (header.fin, header.rsv1, header.rsv2, header.rsv3) == (frame.fin, frame.rsv1, frame.rsv2, frame.rsv3)
+    assert header.opcode == int(frame.opcode) and header.opcode_name == frame.opcode.name
+    assert header.masked == (frame.masking_key is not None) and header.masking_key == frame.masking_key
+    assert header.length == len(frame.payload)
+    assert header.size == header_length(frame)
+    assert header.frame_size == len(wire)
+    n = len(frame.payload)
+    assert header.extended_length_bytes == (0 if n < 126 else 2 if n < 65536 else 8)
+    assert header.length_code == (n if n < 126 else 126 if n < 65536 else 127)
+    for cut in range(header.size):
+        assert parse_header(wire[:cut]) is None, cut
+    assert parse_header(wire[: header.size]) == header  # the payload is not needed
+
+
+def test_parse_header_reads_what_parse_refuses() -> None:
+    header = parse_header(bytes([0x83, 0x80]) + b"abcd")  # reserved opcode, masked, empty
+    assert header == FrameHeader(True, False, False, False, 0x3, True, 0, 0, b"abcd", 6)
+    assert header.opcode_name == "RESERVED_0x3"
+    header = parse_header(bytes([0x09, 126, 0x01, 0x00]))  # a fragmented 256-byte ping
+    assert header is not None and (header.fin, header.opcode, header.length) == (False, 0x9, 256)
+
+
+def test_opcode_name() -> None:
+    assert [opcode_name(n) for n in (0, 1, 2, 8, 9, 10)] == ["CONTINUATION", "TEXT", "BINARY", "CLOSE", "PING", "PONG"]
+    assert opcode_name(0xB) == "RESERVED_0xB"
+
+
+# --- FrameReader ------------------------------------------------------------------------
+
+
+@given(st.lists(frames(), min_size=1, max_size=6), st.lists(st.integers(0, 200_000), max_size=30))
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+def test_reader_gives_every_frame_in_order_whatever_the_chunks(frame_list: list[Frame], cuts: list[int]) -> None:
+    stream = b"".join(f.serialize() for f in frame_list)
+    reader = FrameReader()
+    got: list[WireFrame] = []
+    for chunk in split(stream, cuts):
+        got += reader.feed_wire(chunk)
+    assert [w.frame for w in got] == frame_list
+    assert [w.header for w in got] == [f.serialize()[: header_length(f)] for f in frame_list]
+    assert sum(w.size for w in got) == len(stream)
+    assert reader.buffered == 0 and reader.error is None
+
+
+def test_reader_byte_by_byte_and_partial_state() -> None:
+    frame_list = [Frame(Opcode.TEXT, b"x" * n, masking_key=b"\x01\x02\x03\x04") for n in (0, 5, 125, 126, 70_000)]
+    stream = b"".join(f.serialize() for f in frame_list)
+    reader = FrameReader(expect_masked=True)
+    got = []
+    for i in range(len(stream)):
+        got += reader.feed(stream[i : i + 1])
+    assert got == frame_list
+    assert reader.feed(stream[:3]) == [] and reader.buffered == 3
+
+
+def test_reader_iterates_and_next_frame() -> None:
+    reader = FrameReader()
+    reader.receive_data(bytes.fromhex("010348656c") + bytes.fromhex("80026c6f") + b"\x81")
+    assert reader.next_frame() == Frame(Opcode.TEXT, b"Hel", fin=False)
+    assert list(reader) == [Frame(Opcode.CONTINUATION, b"lo")]
+    assert reader.next_frame() is None and reader.buffered == 1
+
+
+def test_reader_peek_shows_the_refused_header() -> None:
+    reader = FrameReader(expect_masked=True)
+    reader.receive_data(Frame(Opcode.PING, b"", masking_key=b"kkkk").serialize() + bytes([0x83, 0x80]) + b"abcdEXTRA")
+    assert reader.next_frame() is not None
+    with pytest.raises(FrameError, match="reserved opcode"):
+        reader.next_frame()
+    assert reader.peek(6) == bytes([0x83, 0x80]) + b"abcd" and reader.peek() == bytes([0x83, 0x80]) + b"abcdEXTRA"
+
+
+def test_reader_keeps_a_non_minimal_length_header_as_sent() -> None:
+    # RFC 6455 wants the shortest length encoding, but a reader shows what arrived.
+    wire = bytes([0x81, 126, 0x00, 0x05]) + b"Hello"
+    (got,) = FrameReader().feed_wire(wire)
+    assert got.frame == Frame(Opcode.TEXT, b"Hello") and got.header == wire[:4] and got.size == 9
+
+
+@pytest.mark.parametrize(
+    ("expect_masked", "frame", "message"),
+    [
+        (True, Frame(Opcode.TEXT, b"hi"), "not masked"),
+        (False, Frame(Opcode.TEXT, b"hi", masking_key=b"abcd"), "server frame is masked"),
+    ],
+)
+def test_reader_checks_the_mask_bit_it_expects(expect_masked: bool, frame: Frame, message: str) -> None:
+    good = Frame(Opcode.PING, b"p", masking_key=b"kkkk" if expect_masked else None)
+    reader = FrameReader(expect_masked=expect_masked)
+    reader.receive_data(good.serialize() + frame.serialize()[:2])  # the MASK bit is in byte 2
+    assert reader.next_frame() == good
+    with pytest.raises(FrameError, match=message) as info:
+        reader.next_frame()
+    assert info.value.close_code == 1002 and reader.error is info.value
+    assert FrameReader().feed(frame.serialize()) == [frame]  # expect_masked=None takes both
+
+
+def test_reader_errors_are_sticky_and_frames_before_them_are_kept() -> None:
+    good = Frame(Opcode.TEXT, b"ok")
+    reader = FrameReader()
+    reader.receive_data(good.serialize() + bytes([0x83, 0x00]) + good.serialize())
+    assert reader.next_frame() == good
+    with pytest.raises(FrameError, match="reserved opcode") as first:
+        reader.next_frame()
+    with pytest.raises(FrameError) as again:
+        reader.feed(good.serialize())
+    assert again.value is first.value
+    with pytest.raises(FrameError):  # feed() raises at the bad frame
+        FrameReader().feed(good.serialize() + bytes([0x83, 0x00]))
+
+
+def test_reader_max_size_refuses_from_the_header() -> None:
+    big = Frame(Opcode.BINARY, bytes(70_000), masking_key=b"abcd").serialize()
+    reader = FrameReader(max_size=1000)
+    assert reader.feed(big[:9]) == []  # the 64-bit length is not complete yet
+    with pytest.raises(FrameError) as info:
+        reader.feed(big[9:10])  # now it is, and the masking key and payload need not come
+    assert info.value.close_code == 1009
+    assert FrameReader(max_size=1000).feed(Frame(Opcode.BINARY, bytes(1000)).serialize())[0].payload == bytes(1000)
+
+
+@given(st.lists(st.tuples(st.sampled_from(list(WsOpcode)), payloads(70_000), st.booleans()), min_size=1, max_size=5),
+       st.booleans(), st.lists(st.integers(0, 200_000), max_size=20))
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+def test_reader_reads_a_stream_written_by_websockets(items, mask: bool, cuts: list[int]) -> None:  # type: ignore[no-untyped-def]
+    sent = []
+    for opcode, payload, fin in items:
+        if opcode in (WsOpcode.CLOSE, WsOpcode.PING, WsOpcode.PONG):
+            payload, fin = payload[:125], True
+        sent.append(WsFrame(opcode, payload, fin))
+    stream = b"".join(f.serialize(mask=mask) for f in sent)
+    reader = FrameReader(expect_masked=mask)
+    got = [f for chunk in split(stream, cuts) for f in reader.feed(chunk)]
+    assert [(int(f.opcode), f.payload, f.fin) for f in got] == [(int(f.opcode), bytes(f.data), f.fin) for f in sent]
+    assert all((f.masking_key is not None) == mask for f in got)
+
+
+# --- MessageAssembler and decode_text -------------------------------------------------------
+
+
+def test_assembler_puts_fragments_back_together_around_control_frames() -> None:
+    snowman = "\u2603".encode()  # 3 bytes: split the character across two fragments
+    assembler = MessageAssembler()
+    assert assembler.add(Frame(Opcode.TEXT, b"snow " + snowman[:1], fin=False)) is None
+    assert assembler.in_progress
+    assert assembler.add(Frame(Opcode.PING, b"still there?")) is None  # control frames may interleave
+    assert assembler.add(Frame(Opcode.CONTINUATION, snowman[1:], fin=False)) is None
+    message = assembler.add(Frame(Opcode.CONTINUATION, b"!"))
+    assert message == Message(Opcode.TEXT, "snow \u2603!".encode(), 3)
+    assert message.text == "snow \u2603!" and not assembler.in_progress
+    assert assembler.add(Frame(Opcode.BINARY, b"\xff")) == Message(Opcode.BINARY, b"\xff", 1)
+
+
+@pytest.mark.parametrize(
+    ("frame_list", "code", "match"),
+    [
+        ([Frame(Opcode.CONTINUATION, b"x")], 1002, "no message to continue"),
+        ([Frame(Opcode.TEXT, b"a", fin=False), Frame(Opcode.TEXT, b"b")], 1002, "middle of a fragmented TEXT"),
+        ([Frame(Opcode.BINARY, b"a", fin=False), Frame(Opcode.TEXT, b"b")], 1002, "middle"),
+        ([Frame(Opcode.TEXT, b"\xff\xfe")], 1007, "UTF-8"),
+        ([Frame(Opcode.TEXT, b"\xe2\x98", fin=False), Frame(Opcode.CONTINUATION, b"")], 1007, "UTF-8"),
+        ([Frame(Opcode.BINARY, bytes(60), fin=False), Frame(Opcode.CONTINUATION, bytes(41))], 1009, "100"),
+    ],
+)
+def test_assembler_refuses_what_the_rfc_refuses(frame_list: list[Frame], code: int, match: str) -> None:
+    assembler = MessageAssembler(max_size=100)
+    with pytest.raises(FrameError, match=match) as info:
+        for frame in frame_list:
+            assembler.add(frame)
+    assert info.value.close_code == code
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xe2\x82", b"ok\x80"],
+    ids=["ff", "overlong", "surrogate", "above_10ffff", "cut_off", "lone_continuation"],
+)
+def test_decode_text_refuses_invalid_utf8_with_1007(payload: bytes) -> None:
+    with pytest.raises(FrameError, match="not valid UTF-8") as info:
+        decode_text(payload)
+    assert info.value.close_code == CloseCode.INVALID_PAYLOAD == 1007
+
+
+@given(st.text(max_size=200))
+def test_decode_text_accepts_every_str(text: str) -> None:
+    try:
+        data = text.encode()
+    except UnicodeEncodeError:  # lone surrogates have no UTF-8 form at all
+        return
+    assert decode_text(data) == text
+
+
+# --- close frames --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4999])
+def test_sendable_close_codes(code: int) -> None:
+    assert is_valid_close_code(code)
+    assert parse_close(close_payload(code, "why")) == Close(code, "why")
+
+
+@pytest.mark.parametrize("code", [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535])
+def test_close_codes_that_may_not_be_sent(code: int) -> None:
+    assert not is_valid_close_code(code)
+    with pytest.raises(ValueError, match="7.4"):
+        close_payload(code)
+    with pytest.raises(FrameError, match="7.4") as info:
+        parse_close(code.to_bytes(2, "big"))
+    assert info.value.close_code == 1002
+
+
+def test_close_payload_bytes_and_limits() -> None:
+    assert close_payload() == b"\x03\xe8"
+    assert close_payload(1001, "bye") == b"\x03\xe9bye"
+    assert close_payload(None) == b""
+    with pytest.raises(ValueError, match="reason"):
+        close_payload(None, "why")
+    assert len(close_payload(1000, "x" * 123)) == 125
+    with pytest.raises(ValueError, match="125"):
+        close_payload(1000, "x" * 124)
+    with pytest.raises(ValueError, match="125"):
+        close_payload(1000, "\u00e9" * 62)  # 124 bytes of UTF-8 in 62 characters
+
+
+def test_parse_close_edge_cases() -> None:
+    assert parse_close(b"") == Close(1005, "") and parse_close(b"").code == CloseCode.NO_STATUS
+    with pytest.raises(FrameError, match="1 byte") as info:
+        parse_close(b"\x03")
+    assert info.value.close_code == 1002
+    with pytest.raises(FrameError, match="UTF-8") as info:
+        parse_close(b"\x03\xe8\xff")
+    assert info.value.close_code == 1007
+    assert str(Close(1002)) == "1002 PROTOCOL_ERROR" and str(Close(4001, "kicked")) == "4001 application 'kicked'"
+
+
+@given(st.integers(0, 65535), st.text(max_size=40))
+@settings(max_examples=300)
+def test_close_payloads_agree_with_websockets(code: int, reason: str) -> None:
+    try:
+        reason.encode()
+    except UnicodeEncodeError:
+        return
+    valid = is_valid_close_code(code)
+    assert valid == _ws_accepts(code)
+    if not valid or len(reason.encode()) > 123:
+        return
+    ours = close_payload(code, reason)
+    assert ours == WsClose(code, reason).serialize()
+    theirs = WsClose.parse(ours)
+    assert parse_close(ours) == Close(theirs.code, theirs.reason)
+
+
+def _ws_accepts(code: int) -> bool:
+    try:
+        WsClose(code, "").check()
+    except ProtocolError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    ("code", "name"),
+    [(1000, "NORMAL"), (1006, "ABNORMAL"), (1014, "BAD_GATEWAY"), (3001, "library"), (4000, "application"),
+     (1004, "reserved"), (2000, "reserved"), (999, "invalid"), (None, "no code")],
+)
+def test_close_code_name(code: int | None, name: str) -> None:
+    assert close_code_name(code) == name
+
+
+# --- describe and payload_preview ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("frame", "line"),
+    [
+        (Frame(Opcode.TEXT, b"Hello", masking_key=bytes.fromhex("37fa213d")),
+         "TEXT \u00b7 FIN \u00b7 masked (key 37fa213d) \u00b7 5 bytes \u00b7 'Hello'"),
+        (Frame(Opcode.TEXT, b"Hel", fin=False),
+         "TEXT \u00b7 no FIN (more fragments follow) \u00b7 unmasked \u00b7 3 bytes \u00b7 'Hel'"),
+        (Frame(Opcode.CLOSE, b"\x03\xea"),
+         "CLOSE \u00b7 FIN \u00b7 unmasked \u00b7 2 bytes \u00b7 1002 PROTOCOL_ERROR"),
+        (Frame(Opcode.CLOSE, b""), "CLOSE \u00b7 FIN \u00b7 unmasked \u00b7 0 bytes \u00b7 1005 NO_STATUS"),
+        (Frame(Opcode.PING, b"", masking_key=b"\x01\x02\x03\x04"),
+         "PING \u00b7 FIN \u00b7 masked (key 01020304) \u00b7 0 bytes"),
+        (Frame(Opcode.BINARY, b"\x00\x01", rsv1=True),
+         "BINARY \u00b7 FIN \u00b7 RSV1 \u00b7 unmasked \u00b7 2 bytes \u00b7 00 01"),
+        (Frame(Opcode.PONG, b"x"), "PONG \u00b7 FIN \u00b7 unmasked \u00b7 1 byte \u00b7 'x'"),
+    ],
+)
+def test_describe(frame: Frame, line: str) -> None:
+    assert describe(frame) == line
+
+
+def test_payload_preview_shortens() -> None:
+    assert payload_preview(Frame(Opcode.TEXT, b"x" * 100), 10) == "'xxxxxxxxxx'\u2026"
+    assert payload_preview(Frame(Opcode.BINARY, bytes(100)), 12) == "00 00 00 00 \u2026"
+    assert payload_preview(Frame(Opcode.TEXT, b"\xff\xfe")) == "ff fe"  # not UTF-8: shown as bytes
+    assert payload_preview(Frame(Opcode.CLOSE, b"\x03")) == "invalid close payload: 03"
+    assert payload_preview(Frame(Opcode.TEXT, b"")) == ""
+    assert payload_preview(Frame(Opcode.TEXT, b"\x00" * 10), 8) == "'\\x00\\x00'\u2026"  # escapes count
+    assert payload_preview(Frame(Opcode.CLOSE, close_payload(4000, "r" * 50)), 5) == "4000 application 'rrrrr'\u2026"
+
+
+@given(frames(), st.integers(1, 80))
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+def test_describe_is_one_short_line(frame: Frame, limit: int) -> None:
+    line = describe(frame, limit)
+    assert "\n" not in line and line.startswith(frame.opcode.name)
+    assert len(line) <= 120 + max(limit, 4)  # at most ~115 characters of fields, then the preview

@@ -19,6 +19,7 @@ _LAZY = {
     "Crowd": ".crowd",
     "Dashboard": ".dashboard",
     "ObservedState": ".observed",
+    "FrameInspector": ".frame_inspector",
 }
 
 __all__ = ["Account", "Lab", "LabStartError", "start_lab", "stop_lab", *_LAZY]

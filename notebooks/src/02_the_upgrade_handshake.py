@@ -575,5 +575,5 @@ ex.q3.check(answer)
 #   browsers, which tell the truth about `Origin`; a program can send anything.
 #   Authenticate with a token.
 #
-# Next: [03 · Frames on the wire](03_frames_on_the_wire.ipynb), where the bytes
+# Next: [03 · Frames on the wire](03_frames.ipynb), where the bytes
 # `81 7e 00 ...` get taken apart bit by bit.
