@@ -1,0 +1,203 @@
+"""The polling-vs-push harness against the real lab server, in quick mode (small N, short windows)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+
+import aiohttp
+import matplotlib
+import pytest
+
+from labserver.course import polling
+from labserver.course.polling import (
+    ByteMeter,
+    Group,
+    GroupResult,
+    Scenario,
+    Traffic,
+    counting_session,
+    expected_useless_fraction,
+    measure,
+)
+from labserver.launcher import LabProcess
+
+matplotlib.use("Agg")
+
+
+# --- pure parts ----------------------------------------------------------------------------
+
+
+def test_theory() -> None:
+    assert polling.expected_requests_per_s("short", 1000, interval=1.0) == 1000
+    assert polling.expected_requests_per_s("short", 100, interval=5.0) == 20
+    assert polling.expected_requests_per_s("long", 100, message_rate=0.5) == 50
+    assert polling.expected_requests_per_s("long", 100, message_rate=0.0, timeout=25) == 4  # one per timeout
+    assert polling.expected_requests_per_s("websocket", 1000) == 0
+    assert expected_useless_fraction(0.2, 1.0) == pytest.approx(0.8)
+    assert expected_useless_fraction(3.0, 1.0) == 0
+    assert polling.expected_latency(1.0) == 0.5
+
+
+def test_scenario_shape_is_deterministic() -> None:
+    s = Scenario((Group("short", 10),), message_rate=0.5, window=6.0)
+    assert s.post_times() == [-1.0, 1.0, 3.0, 5.0]  # one interval early: the pollers are in rhythm
+    assert Scenario((Group("long", 10),), message_rate=0.5, window=6.0).post_times() == [1.0, 3.0, 5.0]
+    assert Scenario((Group("short", 10),), message_rate=0.2, window=5.0).post_times() == [2.5]
+    assert Scenario((Group("websocket", 1),), message_rate=0).post_times() == []
+    assert s.warmup_s == 1.0 and s.drain_s == 6.0
+    two = Scenario((Group("short", 1, interval=2), Group("long", 1)), message_rate=1.0, window=2.0)
+    assert two.warmup_s == 2.0 and two.drain_s == 7.0 and two.post_times() == [-1.5, -0.5, 0.5, 1.5]
+    with pytest.raises(ValueError):
+        Group("sse", 10)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        Group("long", 10, timeout=60)
+    with pytest.raises(ValueError):
+        Scenario(())
+
+
+def test_group_result_figures() -> None:
+    result = GroupResult(
+        group=Group("short", 4, interval=0.5), window=2.0, message_rate=1.0, messages=2, requests=16,
+        useless_requests=8, deliveries=8, window_traffic=Traffic(4000, 4000, 0), setup_traffic=Traffic(500, 300, 1),
+        latencies=(0.1, 0.2, 0.3, 0.4), missing=0, duplicates=0,
+    )
+    assert result.requests_per_s == 8 and result.expected_requests_per_s == 8
+    assert result.useless_fraction == 0.5 and result.bytes_per_message == 1000
+    assert result.latency_median == pytest.approx(0.25) and result.latency_mean == pytest.approx(0.25)
+    assert result.connections == 1
+    row = result.row()
+    assert row["approach"] == "short" and row["interval_s"] == 0.5 and row["bytes_per_message"] == 1000
+    assert "requests/s" in result.summary() and "short polling, T=0.5 s" in result.summary()
+    empty = GroupResult(Group("websocket", 1), 1.0, 0.0, 0, 0, 0, 0, Traffic(), Traffic(), (), 0, 0)
+    assert math.isnan(empty.bytes_per_message) and empty.useless_fraction == 0 and math.isnan(empty.latency_median)
+
+
+# --- byte counting -------------------------------------------------------------------------
+
+
+async def test_byte_counting_includes_every_header(lab: LabProcess) -> None:
+    """One GET, written out by hand from the HTTP/1.1 grammar, against what the socket counted."""
+    account = lab.account("bytes_by_hand")
+    meter = ByteMeter()
+    headers = {"Authorization": f"Bearer {account.token}", "User-Agent": "lesson01", "Accept": "*/*",
+               "Accept-Encoding": "identity"}
+    async with counting_session(meter, base_url=lab.url) as session:
+        async with session.get("/api/rooms/bytes/messages?after=0", headers=headers) as resp:
+            body = await resp.read()
+            raw_headers = resp.raw_headers
+    request = (
+        "GET /api/rooms/bytes/messages?after=0 HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{lab.port}\r\n"
+        "User-Agent: lesson01\r\n"
+        f"Authorization: Bearer {account.token}\r\n"
+        "Accept: */*\r\n"
+        "Accept-Encoding: identity\r\n"
+        "\r\n"
+    )
+    response_head = 17 + sum(len(k) + 2 + len(v) + 2 for k, v in raw_headers) + 2  # "HTTP/1.1 200 OK\r\n" ... "\r\n"
+    assert meter.snapshot() == Traffic(sent=len(request), received=response_head + len(body), connections=1)
+    assert len(body) == int(resp.headers["Content-Length"]) < 100 < response_head  # headers outweigh the body
+
+
+async def test_anatomy_of_a_poll_rebuilds_exactly_what_was_counted(lab: LabProcess) -> None:
+    anatomy = await polling.anatomy_of_a_poll(lab, room="anatomy")
+    assert anatomy.matches, anatomy.summary()
+    assert anatomy.request.startswith(b"GET /api/rooms/anatomy/messages?after=0 HTTP/1.1\r\n")
+    assert b"\r\nAuthorization: Bearer ey" in anatomy.request
+    assert anatomy.body == b'{"room": "anatomy", "messages": [], "last_seq": 0}'
+    assert anatomy.header_bytes > 5 * len(anatomy.body)
+
+
+# --- the harness against the server ------------------------------------------------------
+
+
+async def test_short_polling_costs_n_over_t_and_is_mostly_useless_in_a_quiet_room(lab: LabProcess) -> None:
+    n, interval, window, rate = 20, 0.5, 3.0, 0.2
+    run = await measure(lab, Scenario((Group("short", n, interval=interval),), message_rate=rate, window=window))
+    short = run.groups[0]
+    assert run.messages == 1 and not short.errors
+    assert short.requests == pytest.approx(n * window / interval, rel=0.15)  # 120
+    assert short.requests_per_s == pytest.approx(short.expected_requests_per_s, rel=0.15)
+    assert short.useless_fraction >= 0.75, short.summary()  # messages every 5 s, polls every 0.5 s
+    assert short.missing == 0 and short.duplicates == 0
+    assert short.connections < n  # one keep-alive connector: connections are reused
+    assert short.bytes_per_message > 2000  # ten round trips of headers per message delivered
+
+
+async def test_push_delivers_each_message_once_sooner_than_polling(lab: LabProcess) -> None:
+    n = 10
+    groups = (Group("short", n, interval=1.0), Group("long", n), Group("websocket", n))
+    run = await measure(lab, Scenario(groups, message_rate=2.0, window=3.0))
+    short, long_, push = run.groups
+    assert run.messages == 6
+    for group in run.groups:
+        assert not group.errors, group.errors
+        assert (group.missing, group.duplicates) == (0, 0), group.summary()
+        assert len(group.latencies) == n * run.messages
+    # Push: no request at all once connected, every message exactly once, and fast.
+    assert push.requests == 0
+    assert push.latency_median < 0.1 < short.latency_median
+    assert short.latency_mean == pytest.approx(polling.expected_latency(1.0), abs=0.2)
+    # Long polling: one request per receiver per message, none of them useless.
+    assert long_.useless_requests == 0
+    assert long_.requests == pytest.approx(n * 6, abs=n)
+    assert long_.latency_median < 0.2
+    # Push is the cheapest per message. (Here short polling beats long polling: at 2 messages/s and
+    # T = 1 s every poll brings two messages home in one response, while a long poll wakes for each.)
+    assert push.bytes_per_message < short.bytes_per_message < long_.bytes_per_message
+    assert push.setup_traffic.connections == n and push.setup_traffic.total > n * 300  # handshakes counted
+
+
+async def test_long_poll_returns_early_on_a_message(lab: LabProcess) -> None:
+    account = lab.account("long_poller")
+    meter = ByteMeter()
+    room = "early"
+    auth = {"Authorization": f"Bearer {account.token}"}
+    async with counting_session(meter, base_url=lab.url, headers=auth) as session:
+
+        async def poll() -> tuple[float, dict]:
+            started = time.monotonic()
+            async with session.get(f"/api/rooms/{room}/poll", params={"after": 0, "timeout": 10}) as resp:
+                return time.monotonic() - started, await resp.json()
+
+        task = asyncio.create_task(poll())
+        await asyncio.sleep(0.3)
+        assert not task.done(), "the long poll answered before any message"
+        async with aiohttp.ClientSession(base_url=lab.url, headers=auth) as producer:
+            async with producer.post(f"/api/rooms/{room}/messages", json={"text": "wake up"}) as resp:
+                assert resp.status == 201
+        elapsed, body = await asyncio.wait_for(task, 5)
+    assert 0.3 <= elapsed < 1.5, f"held {elapsed:.2f} s for a 10 s timeout"
+    assert [m["text"] for m in body["messages"]] == ["wake up"]
+    assert meter.connections == 1 and meter.received > len(b"wake up") + 150
+
+
+async def test_short_polling_latency_is_half_the_interval(lab: LabProcess) -> None:
+    sweep = await polling.interval_sweep(lab, quick=True)
+    assert [(r.approach, r.group.interval) for r in sweep] == [
+        ("short", 0.25), ("short", 0.5), ("short", 1.0), ("websocket", 1.0)]
+    for r in sweep:
+        assert r.exactly_once and not r.errors, r.summary()
+        if r.approach == "short":
+            half = polling.expected_latency(r.group.interval)
+            assert r.latency_mean == pytest.approx(half, rel=0.3, abs=0.02), r.summary()
+            assert r.latencies[-1] <= r.group.interval + 0.1  # nobody waits longer than one interval
+    assert sweep[-1].latency_median < sweep[0].latency_median / 5
+
+
+async def test_quick_experiments_and_plots(lab: LabProcess) -> None:
+    results = await polling.compare(lab, quick=True)
+    assert [(r.approach, r.receivers) for r in results] == [("short", 10), ("long", 10), ("websocket", 10)]
+    rows = polling.rows(results)
+    assert {row["approach"] for row in rows} == set(polling.APPROACHES)
+    fig = polling.plot_comparison(results)
+    assert len(fig.axes) == 4
+    sweep = [GroupResult(Group("short", 2, interval=t), 1.0, 1.0, 1, 2, 1, 2, Traffic(1, 1), Traffic(),
+                         (t / 4, t / 2, 3 * t / 4), 0, 0) for t in (0.5, 1.0)]
+    sweep.append(GroupResult(Group("websocket", 2), 1.0, 1.0, 1, 0, 0, 2, Traffic(1, 1), Traffic(), (0.002,), 0, 0))
+    assert len(polling.plot_latency_vs_interval(sweep).axes) == 1
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
