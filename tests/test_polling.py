@@ -10,7 +10,7 @@ import aiohttp
 import matplotlib
 import pytest
 
-from labserver.course import polling
+from labserver.course import polling, polling_plots
 from labserver.course.polling import (
     ByteMeter,
     Group,
@@ -192,12 +192,12 @@ async def test_quick_experiments_and_plots(lab: LabProcess) -> None:
     assert [(r.approach, r.receivers) for r in results] == [("short", 10), ("long", 10), ("websocket", 10)]
     rows = polling.rows(results)
     assert {row["approach"] for row in rows} == set(polling.APPROACHES)
-    fig = polling.plot_comparison(results)
+    fig = polling_plots.plot_comparison(results)
     assert len(fig.axes) == 4
     sweep = [GroupResult(Group("short", 2, interval=t), 1.0, 1.0, 1, 2, 1, 2, Traffic(1, 1), Traffic(),
                          (t / 4, t / 2, 3 * t / 4), 0, 0) for t in (0.5, 1.0)]
     sweep.append(GroupResult(Group("websocket", 2), 1.0, 1.0, 1, 0, 0, 2, Traffic(1, 1), Traffic(), (0.002,), 0, 0))
-    assert len(polling.plot_latency_vs_interval(sweep).axes) == 1
+    assert len(polling_plots.plot_latency_vs_interval(sweep).axes) == 1
     import matplotlib.pyplot as plt
 
     plt.close("all")

@@ -34,7 +34,7 @@
 # %%
 from pathlib import Path
 
-from labserver.course import polling, start_lab
+from labserver.course import polling, polling_plots, start_lab
 from labserver.course.exercises import lesson01 as ex
 
 lab = start_lab()
@@ -141,7 +141,7 @@ print("median latency: WebSocket at least 5x lower than short polling:",
 # `images/01_polling_vs_push.png`). Note the log scales: each step is ten times more.
 
 # %%
-fig = polling.plot_comparison(results, title="One room, three ways: short polling (T = 1 s), long polling, WebSocket push")
+fig = polling_plots.plot_comparison(results, title="One room, three ways: short polling (T = 1 s), long polling, WebSocket push")
 fig.savefig(Path("..") / "images" / "01_polling_vs_push.png", dpi=110)
 
 # %% [markdown]
@@ -196,7 +196,7 @@ for r in long_:
 
 # %%
 sweep = await polling.interval_sweep(lab, intervals=(0.25, 0.5, 1.0, 2.0), receivers=10, message_rate=1.0, window=4.0)
-fig = polling.plot_latency_vs_interval(sweep)
+fig = polling_plots.plot_latency_vs_interval(sweep)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
