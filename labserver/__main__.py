@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -71,7 +72,9 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     p.add_argument("--resume-limit", type=_positive(int), default=defaults.resume_limit, help="most messages a resume replays (default %(default)s)")
     p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = p.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=args.log_level, handlers=[handler])
     return Settings(
         host=args.host,
         port=args.port,
@@ -88,6 +91,23 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         resume_limit=args.resume_limit,
         admin_token=os.environ.get("LABSERVER_ADMIN_TOKEN") or None,
     )
+
+
+# A JWT (its header always starts with '{"', base64 "eyJ"), a token= query value, a Bearer
+# credential or an X-Admin-Token header value.
+_SECRETS = re.compile(
+    r"eyJ[\w-]*\.[\w-]*\.[\w-]*|(?<=token=)[^&\s'\"]+|(?<=Bearer )[^\s'\"]+|(?i:(?<=X-Admin-Token: ))[^\s'\"]+"
+)
+
+
+class RedactingFormatter(logging.Formatter):
+    """Every log line, tracebacks included, with credentials replaced by ``<redacted>``.
+
+    Not only our own messages: aiohttp logs a malformed request (a bad method, an
+    overlong line) with its raw request line and headers, token and all."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _SECRETS.sub("<redacted>", super().format(record))
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -116,11 +136,11 @@ async def serve(settings: Settings) -> None:
         raise SystemExit(f"labserver: error: cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
     host, port = runner.addresses[0][:2]
     shown = f"[{host}]" if ":" in host else host
-    print(f"labserver listening on http://{shown}:{port} (WebSocket ws://{shown}:{port}/ws)", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before the ready line: a parent may signal at once
         loop.add_signal_handler(sig, stop.set)
+    print(f"labserver listening on http://{shown}:{port} (WebSocket ws://{shown}:{port}/ws)", flush=True)
     await stop.wait()
     await runner.cleanup()  # on_shutdown closes every socket with 1001
 

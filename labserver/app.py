@@ -34,8 +34,9 @@ SWEEP_INTERVAL = 0.25
 def make_app(settings: Settings, broker: Broker | None = None) -> web.Application:
     app = web.Application(middlewares=[json_errors], client_max_size=settings.upload_max_bytes + 64 * 1024)
     app.add_routes(routes)
-    app.router.add_get("/ws", websocket_handler)
-    app.router.add_get("/observe", observe_handler)
+    # GET only (RFC 6455 section 4.1): aiohttp would also route HEAD here and upgrade it.
+    app.router.add_get("/ws", websocket_handler, allow_head=False)
+    app.router.add_get("/observe", observe_handler, allow_head=False)
     app.router.add_get("/", _index)
     app.router.add_static("/static/", STATIC, name="static")
     app.cleanup_ctx.append(_lab_context(settings, broker or InMemoryBroker()))

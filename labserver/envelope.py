@@ -24,6 +24,9 @@ from typing import Any, ClassVar
 MAX_TEXT_CHARS = 4000
 MAX_REF_CHARS = 64
 MAX_SIGNAL_BYTES = 16 * 1024
+MAX_DEPTH = 32
+"""Deepest nesting (arrays/objects) of a free-form value that is echoed or relayed: ping
+``payload``, signal ``data``."""
 ROOM_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 DM_ROOM = re.compile(r"dm:([1-9][0-9]{0,17}):([1-9][0-9]{0,17})")
 TOPIC_NAME = re.compile(r"presence|post:[1-9][0-9]{0,17}")
@@ -107,6 +110,28 @@ def _check_unicode(value: Any, name: str, ref: Ref) -> int:
         raise EnvelopeError(
             ErrorCode.BAD_FIELD, f"field {name!r} contains an unpaired surrogate (invalid Unicode)", ref
         ) from None
+
+
+def _check_depth(value: Any, name: str, ref: Ref) -> None:
+    """json.loads accepts nesting that json.dumps (ours when echoing, or the receiving
+    client's parser) cannot write or read back: refuse it here, by name."""
+    depth, level = 0, [value] if isinstance(value, dict | list) else []
+    while level:
+        depth += 1
+        if depth > MAX_DEPTH:
+            raise EnvelopeError(ErrorCode.BAD_FIELD, f"field {name!r} is nested deeper than {MAX_DEPTH} levels", ref)
+        level = [c for v in level for c in (v.values() if isinstance(v, dict) else v) if isinstance(c, dict | list)]
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
 
 
 def _text(raw: Mapping[str, Any], ref: Ref) -> str:
@@ -249,6 +274,7 @@ def _signal(raw: Mapping[str, Any], ref: Ref) -> Signal:
             ErrorCode.BAD_FIELD, f"field 'kind' must be one of {sorted(SIGNAL_KINDS)}, got {kind!r}", ref
         )
     data = raw.get("data")
+    _check_depth(data, "data", ref)
     if _check_unicode({"d": data}, "data", ref) > MAX_SIGNAL_BYTES:
         raise EnvelopeError(ErrorCode.BAD_FIELD, f"field 'data' is larger than {MAX_SIGNAL_BYTES} bytes", ref)
     to_socket = raw.get("to_socket")
@@ -259,6 +285,7 @@ def _signal(raw: Mapping[str, Any], ref: Ref) -> Signal:
 
 def _ping(raw: Mapping[str, Any], ref: Ref) -> Ping:
     payload = raw.get("payload")
+    _check_depth(payload, "payload", ref)
     _check_unicode(payload, "payload", ref)
     return Ping(ref, payload)
 
@@ -287,7 +314,9 @@ def parse_client_message(text: str) -> ClientMessage:
     the ``ref`` is kept whenever it could be read, so the client can match the error.
     """
     try:
-        raw = json.loads(text)
+        # Strict JSON: NaN, Infinity and 1e999 would be echoed or relayed as text that
+        # JSON.parse (a browser, another client) refuses.
+        raw = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as exc:  # ValueError: also ints over the 4300-digit limit
         raise EnvelopeError(ErrorCode.BAD_JSON, f"message is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):

@@ -30,7 +30,7 @@ from .envelope import dm_parties, dm_room, encode
 from .frames import server_text_frame
 from .hub import Connection, Hub, HubEvent, MembershipChanged, PresenceChanged, TypingChanged
 from .observe import Observatory
-from .store import AsyncStore, NewMessage, Notification, Post, StoredMessage, User
+from .store import AsyncStore, NewMessage, Notification, Post, RoomTaken, StoredMessage, User
 
 log = logging.getLogger("labserver")
 
@@ -72,8 +72,9 @@ class Lab:
         self.process_id = f"p{os.getpid()}"
         self.started_at = time.time()
         self.peers: set[Peer] = set()  # every upgraded /ws socket, authenticated or not
-        self.room_waiters: dict[str, asyncio.Future[None]] = {}  # long polls parked on a room
+        self.room_waiters: dict[str, set[asyncio.Future[None]]] = {}  # long polls parked on a room
         self.closing = False  # set at shutdown: long polls answer at once
+        self.private_rooms: dict[str, frozenset[int]] = {}  # private room -> its members' ids
         # counters for /observe stats and /healthz
         self.messages_in = 0
         self.deliveries = 0
@@ -81,6 +82,7 @@ class Lab:
 
     async def start(self) -> None:
         self.hub.last_seq.update(await self.db.call("last_seqs"))
+        self.private_rooms.update(await self.db.call("private_rooms"))
         await self.broker.start(self.deliver)
 
     # --- the send path ---------------------------------------------------------------
@@ -146,9 +148,9 @@ class Lab:
         self.deliveries += written
         if routed.seq:
             hub.note_delivered(name, routed.seq)
-            waiter = self.room_waiters.pop(name, None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
+            for waiter in self.room_waiters.pop(name, ()):
+                if not waiter.done():
+                    waiter.set_result(None)
         if self.observatory.active:
             self._observe_routed(routed, written)
 
@@ -156,7 +158,7 @@ class Lab:
         message = json.loads(routed.payload)  # only while someone watches
         sender = message.get("from") or message.get("user")
         text = message.get("text")
-        private = routed.kind is TargetKind.DM or message.get("type") == "signal"
+        private = routed.kind is TargetKind.DM or message.get("type") == "signal" or routed.name in self.private_rooms
         self.observatory.emit(
             "routed",
             type=message.get("type"),
@@ -240,25 +242,53 @@ class Lab:
             await self.notify(note)
 
     def can_read_room(self, user_id: int, room: str) -> bool:
-        """Any room is public except a DM room, which only its two parties may read."""
+        return self.read_refusal(user_id, room) is None
+
+    def read_refusal(self, user_id: int, room: str) -> str | None:
+        """Why ``user_id`` may not join, read or post in ``room``, or None. A DM room is its two
+        parties', a private room its members'; every other room is public."""
+        members = self.private_rooms.get(room)
+        if members is not None:
+            return None if user_id in members else f"room {room!r} is private"
         parties = dm_parties(room)
-        return parties is None or user_id in parties
+        return None if parties is None or user_id in parties else f"room {room!r} is another pair's direct messages"
+
+    async def create_private_room(self, owner: User, name: str, member_ids: list[int]) -> list[int]:
+        if name in self.private_rooms or self.hub.rooms.get(name):  # someone joined it as a public room
+            raise RoomTaken(name)
+        self.private_rooms[name] = frozenset()  # reserved: no one joins while the store writes
+        try:
+            members = await self.db.call("create_private_room", name, owner.id, member_ids, time.time())
+        except BaseException:
+            del self.private_rooms[name]
+            raise
+        self.private_rooms[name] = frozenset(members)
+        return members
 
     async def wait_for_room(self, room: str, timeout: float) -> None:
-        """Park a long poll until the next message in ``room`` or ``timeout`` seconds."""
-        waiter = self.room_waiters.get(room)
-        if waiter is None or waiter.done():
-            waiter = self.room_waiters[room] = asyncio.get_running_loop().create_future()
+        """Park a long poll until the next message in ``room`` or ``timeout`` seconds.
+
+        Each poll parks its own future and removes it when it returns (or its client goes
+        away), so polls on rooms that never get a message leave nothing behind."""
+        waiter = asyncio.get_running_loop().create_future()
+        waiters = self.room_waiters.setdefault(room, set())
+        waiters.add(waiter)
         try:
-            await asyncio.wait_for(asyncio.shield(waiter), timeout)
+            await asyncio.wait_for(waiter, timeout)
         except TimeoutError:
             pass
+        finally:
+            waiters.discard(waiter)
+            if not waiters and self.room_waiters.get(room) is waiters:
+                del self.room_waiters[room]
 
     # --- numbers for /healthz and /observe -----------------------------------------------
 
     def stats(self) -> dict[str, Any]:
         return {
             **self.hub.counts(),
+            "peers": len(self.peers),  # upgraded /ws sockets, authenticated or not
+            "long_polls": sum(len(waiters) for waiters in self.room_waiters.values()),
             "messages_in": self.messages_in,
             "deliveries": self.deliveries,
             "dropped_slow": self.dropped_slow,
@@ -271,6 +301,7 @@ class Lab:
         self.closing = True
         peers = list(self.peers) + list(self.observatory.observers)
         await asyncio.gather(*(p.ws.close(code=code, message=reason.encode()) for p in peers), return_exceptions=True)
-        for waiter in self.room_waiters.values():
-            if not waiter.done():
-                waiter.set_result(None)
+        for waiters in self.room_waiters.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)

@@ -15,11 +15,12 @@ import time
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .auth import AuthError, hash_password, verify_password
 from .envelope import MAX_TEXT_CHARS, ROOM_NAME, is_dm_room
 from .lab import Lab
-from .store import NotFound, User, UsernameTaken
+from .store import NotFound, RoomTaken, User, UsernameTaken
 from .ws import LAB, is_admin
 
 USERNAME = re.compile(r"[A-Za-z0-9_]{3,32}")
@@ -73,7 +74,7 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         raise api_error(413, "too_large", f"JSON body over {MAX_JSON_BODY} bytes")
     try:
         body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, ints over 4300 digits, deep nesting
         raise api_error(400, "bad_json", f"body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise api_error(400, "bad_json", "body must be a JSON object")
@@ -320,8 +321,13 @@ async def upload(request: web.Request) -> web.Response:
         reader = await request.multipart()
         part = await reader.next()
         while part is not None and getattr(part, "name", None) != "file":
+            # Other fields are skipped but counted: a chunked body (no Content-Length) can't
+            # stream junk fields for ever before its file.
+            while hasattr(part, "read_chunk") and await part.read_chunk(64 * 1024):
+                if request.content.total_bytes > limit + 64 * 1024:
+                    raise api_error(413, "too_large", f"upload over {limit} bytes")
             part = await reader.next()
-    except (AssertionError, ValueError, KeyError) as exc:
+    except (AssertionError, ValueError, KeyError, HttpProcessingError) as exc:  # the last: malformed part headers
         raise api_error(400, "bad_upload", f"expected multipart/form-data with a 'file' field ({exc})") from None
     if part is None or not hasattr(part, "read_chunk"):
         raise api_error(400, "bad_upload", "expected multipart/form-data with a 'file' field")
@@ -391,9 +397,30 @@ def _readable_room(request: web.Request, user: User) -> str:
     room = request.match_info["room"]
     if not (ROOM_NAME.fullmatch(room) or is_dm_room(room)):
         raise api_error(400, "bad_room", f"invalid room name {room!r} (direct messages live in dm:<low id>:<high id>)")
-    if not request.app[LAB].can_read_room(user.id, room):
-        raise api_error(403, "forbidden", f"room {room!r} is another pair's direct messages")
+    if (refusal := request.app[LAB].read_refusal(user.id, room)) is not None:
+        raise api_error(403, "forbidden", refusal)
     return room
+
+
+@routes.post("/api/rooms")
+async def create_private_room(request: web.Request) -> web.Response:
+    """A private room: only the creator and ``members`` (user ids) may join, read or post in it."""
+    lab = request.app[LAB]
+    user = await current_user(request)
+    body = await read_json(request)
+    name = str_field(body, "name", max_chars=64)
+    if not ROOM_NAME.fullmatch(name):
+        raise api_error(400, "bad_field", "field 'name' must be 1-64 letters, digits, '_', '.' or '-'")
+    members = body.get("members", [])
+    if not isinstance(members, list) or len(members) > 1000 or not all(type(m) is int and 0 < m <= 2**53 for m in members):
+        raise api_error(400, "bad_field", "field 'members' must be a list of at most 1000 user ids")
+    try:
+        member_ids = await lab.create_private_room(user, name, members)
+    except RoomTaken as exc:
+        raise api_error(409, "room_taken", f"{exc}; choose another name") from None
+    except NotFound as exc:
+        raise api_error(400, "bad_field", f"field 'members': {exc}") from None
+    return web.json_response({"room": name, "members": member_ids}, status=201)
 
 
 async def _messages_after(lab: Lab, room: str, after: int, limit: int) -> dict[str, Any]:
@@ -437,6 +464,7 @@ async def long_poll(request: web.Request) -> web.Response:
     timeout = float(int_query(request, "timeout", int(min(25, max_wait)), low=0, high=int(max_wait)))
     deadline = time.monotonic() + timeout
     while True:
+        _readable_room(request, user)  # again: the room may have become private meanwhile
         if lab.hub.last_seq.get(room, 0) > after or time.monotonic() >= deadline or lab.closing:
             return web.json_response(await _messages_after(lab, room, after, limit))
         await lab.wait_for_room(room, deadline - time.monotonic())

@@ -39,6 +39,7 @@ __all__ = [
     "NotFound",
     "Notification",
     "Post",
+    "RoomTaken",
     "SCHEMA_VERSION",
     "Store",
     "StoreError",
@@ -47,7 +48,7 @@ __all__ = [
     "UsernameTaken",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MAX_BATCH = 512
 """Most messages :class:`AsyncStore` commits in one transaction."""
 
@@ -62,6 +63,14 @@ class UsernameTaken(StoreError):
     def __init__(self, username: str) -> None:
         super().__init__(f"username {username!r} is taken")
         self.username = username
+
+
+class RoomTaken(StoreError):
+    """``create_private_room`` with a name that is private already or has public history."""
+
+    def __init__(self, room: str) -> None:
+        super().__init__(f"room {room!r} exists already")
+        self.room = room
 
 
 class NotFound(StoreError):
@@ -255,6 +264,20 @@ _SCHEMA = (
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
 
+# Version 2: private rooms. Only the members of a room named here may join, read or post in it.
+_SCHEMA_V2 = (
+    """CREATE TABLE private_rooms (
+        name TEXT PRIMARY KEY,
+        owner_id INTEGER NOT NULL REFERENCES users(id),
+        created_at REAL NOT NULL
+    ) WITHOUT ROWID""",
+    """CREATE TABLE room_members (
+        room TEXT NOT NULL REFERENCES private_rooms(name),
+        user_id INTEGER NOT NULL REFERENCES users(id),
+        PRIMARY KEY (room, user_id)
+    ) WITHOUT ROWID""",
+)
+
 # Column order matches the dataclass fields, so rows unpack straight into them.
 _USER = "SELECT id, username, password_hash, created_at, tokens_valid_after FROM users"
 _MESSAGE = (
@@ -299,9 +322,13 @@ class Store:
     def _migrate(self) -> None:
         with self._tx():
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                for statement in _SCHEMA:
+            if version == 0:  # a new database (_SCHEMA sets the current version)
+                for statement in _SCHEMA + _SCHEMA_V2:
                     self._db.execute(statement)
+            elif version == 1:  # 1 -> 2: add private rooms; nothing else changes
+                for statement in _SCHEMA_V2:
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             elif version != SCHEMA_VERSION:
                 raise StoreError(
                     f"database schema version {version} is not {SCHEMA_VERSION}; wrong labserver version?"
@@ -429,6 +456,32 @@ class Store:
 
     def last_seqs(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT name, last_seq FROM rooms").fetchall())
+
+    # --- private rooms ------------------------------------------------------------------
+
+    def create_private_room(self, name: str, owner_id: int, member_ids: Sequence[int], now: float) -> list[int]:
+        """Make ``name`` a private room of its owner and ``member_ids``; return the member ids.
+
+        Raises :class:`RoomTaken` if ``name`` is private already or has (public) history,
+        and :class:`NotFound` for an unknown user; then nothing is stored.
+        """
+        members = sorted({owner_id, *member_ids})
+        with self._tx():
+            if self._one("SELECT 1 FROM private_rooms WHERE name = ? UNION SELECT 1 FROM rooms WHERE name = ?", name, name):
+                raise RoomTaken(name)
+            for user_id in members:
+                if self._one("SELECT 1 FROM users WHERE id = ?", user_id) is None:
+                    raise NotFound("user", user_id)
+            self._db.execute("INSERT INTO private_rooms (name, owner_id, created_at) VALUES (?, ?, ?)", (name, owner_id, now))
+            self._db.executemany("INSERT INTO room_members (room, user_id) VALUES (?, ?)", [(name, u) for u in members])
+        return members
+
+    def private_rooms(self) -> dict[str, frozenset[int]]:
+        """Every private room and its member ids."""
+        rooms: dict[str, set[int]] = {}
+        for room, user_id in self._db.execute("SELECT room, user_id FROM room_members"):
+            rooms.setdefault(room, set()).add(user_id)
+        return {room: frozenset(members) for room, members in rooms.items()}
 
     # --- posts, likes, comments --------------------------------------------------------
 

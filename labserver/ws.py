@@ -41,7 +41,7 @@ from .envelope import (
     error_message,
     parse_client_message,
 )
-from .frames import ClientFrameGuard, CloseCode, server_text_frame
+from .frames import ClientFrameGuard, CloseCode, is_valid_close_code, server_text_frame
 from .handshake import check_upgrade
 from .hub import Connection, TypingDecision
 from .lab import Lab, Peer, new_socket_id
@@ -70,12 +70,35 @@ class LabWebSocketResponse(web.WebSocketResponse):
         tail = bytes(http_protocol._message_tail)  # bytes that came in with the handshake
         super()._post_start(request, protocol, writer)
         http_protocol._payload_parser = _GuardedParser(http_protocol._payload_parser, guard, self)
+        self._reader = _CloseCodeCheck(self._reader)  # type: ignore[assignment]
         if tail and guard.feed(tail):
             self._refuse(guard.violation or "")
 
     def _refuse(self, reason: str) -> None:
         assert self._reader is not None
         self._reader.set_exception(WebSocketError(WSCloseCode.PROTOCOL_ERROR, reason))
+
+
+class _CloseCodeCheck:
+    """Wraps aiohttp's message queue; a client close frame with a code no endpoint may
+    send reaches aiohttp as the protocol error it is (answered with 1002). aiohttp (3.14)
+    refuses most such codes itself but lets 1006 and 5000-65535 through."""
+
+    __slots__ = ("_queue",)
+
+    def __init__(self, queue: Any) -> None:
+        self._queue = queue
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._queue, name)
+
+    async def read(self) -> Any:
+        msg = await self._queue.read()
+        if msg.type is WSMsgType.CLOSE and msg.data != 0 and not is_valid_close_code(msg.data):  # 0: no code
+            error = WebSocketError(WSCloseCode.PROTOCOL_ERROR, f"Invalid close code: {msg.data}")
+            self._queue.set_exception(error)  # as aiohttp's parser does: nothing more is read
+            raise error
+        return msg
 
 
 class _GuardedParser:
@@ -197,7 +220,10 @@ def _limits(lab: Lab) -> dict[str, Any]:
 async def _first_message_auth(lab: Lab, ws: web.WebSocketResponse, peer: Peer) -> tuple[User, float] | None:
     """Without ``?token=``, the first message must be ``auth`` within ``auth_timeout``; else close 1008."""
     try:
-        msg = await ws.receive(timeout=lab.settings.auth_timeout)
+        # One deadline for the whole wait: receive(timeout=) restarts its timer after every
+        # ping or pong frame, so a client sending only those would never have to authenticate.
+        async with asyncio.timeout(lab.settings.auth_timeout):
+            msg = await ws.receive()
     except TimeoutError:
         await ws.close(code=CloseCode.POLICY_VIOLATION, message=b"authentication timeout")
         return None
@@ -212,9 +238,11 @@ async def _first_message_auth(lab: Lab, ws: web.WebSocketResponse, peer: Peer) -
         user, claims = await lab.authenticate(message.token)
     except (EnvelopeError, AuthError) as exc:
         reason = exc.message if isinstance(exc, EnvelopeError) else str(exc)
-        ref = exc.ref if isinstance(exc, EnvelopeError) else None
+        ref = exc.ref if isinstance(exc, EnvelopeError) else message.ref  # a bad token: the auth parsed
         lab.send(peer, error_message(ErrorCode.NOT_AUTHENTICATED, reason, ref))
-        await ws.close(code=CloseCode.POLICY_VIOLATION, message=reason.encode()[:120])
+        # At most 123 bytes (RFC 6455 section 5.5), cut on a character boundary: a reason
+        # that is not valid UTF-8 makes the client fail the connection (1007) instead.
+        await ws.close(code=CloseCode.POLICY_VIOLATION, message=reason.encode()[:120].decode(errors="ignore").encode())
         return None
     if message.ref is not None:
         lab.send(peer, {"type": "ack", "ref": message.ref})
@@ -276,6 +304,8 @@ class Session:
 
     async def on_join(self, m: Join) -> dict[str, Any]:
         lab = self.lab
+        if (refusal := lab.read_refusal(self.conn.user_id, m.room)) is not None:
+            raise EnvelopeError(ErrorCode.FORBIDDEN, refusal, m.ref)
         if m.room not in self.conn.rooms:
             lab.observatory.emit("socket_joined", socket_id=self.conn.socket_id, user=self.conn.user, room=m.room)
         await lab.publish_hub_events(lab.hub.join(self.conn, m.room))
@@ -360,8 +390,8 @@ class Session:
         same loop turn as the replay: everything later arrives live.
         """
         lab, conn, room = self.lab, self.conn, m.room
-        if not lab.can_read_room(conn.user_id, room):
-            raise EnvelopeError(ErrorCode.FORBIDDEN, f"room {room!r} is another pair's direct messages", m.ref)
+        if (refusal := lab.read_refusal(conn.user_id, room)) is not None:
+            raise EnvelopeError(ErrorCode.FORBIDDEN, refusal, m.ref)
         limit = lab.settings.resume_limit
         rows = await lab.db.call("messages_after", room, m.after, limit + 1)
         while True:
@@ -381,12 +411,19 @@ class Session:
                 break
             rows = replay + await lab.db.call("messages_between", room, have, upper)
         # No await from the check above until the replay is written: nothing can slip in between.
+        # The replay must also fit in send_buffer_limit with what is queued already; otherwise it
+        # would be cut off as a slow reader halfway (or by the next broadcast): resync instead.
+        frames = [server_text_frame(encode(row.to_event())) for row in replay]
+        queued = self.peer.transport.get_write_buffer_size()
+        if queued + sum(map(len, frames)) > lab.settings.send_buffer_limit:
+            self._answer(m, {"type": "resync", "room": room, "reason": "too_far_behind", "last_seq": server_last})
+            return
         events = []
         if dm_parties(room) is None and room not in conn.rooms:
             lab.observatory.emit("socket_joined", socket_id=conn.socket_id, user=conn.user, room=room)
             events = lab.hub.join(conn, room)
-        for row in replay:
-            lab.send(self.peer, row.to_event())
+        for frame in frames:
+            self.peer.transport.write(frame)
         self._answer(m, {"type": "resumed", "room": room, "count": len(replay), "last_seq": server_last})
         await lab.publish_hub_events(events)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from labserver.store import (
+    SCHEMA_VERSION,
     AsyncStore,
     NewMessage,
     NotFound,
@@ -59,7 +60,7 @@ def test_schema_and_pragmas(store: Store, db_path: Path) -> None:
     try:
         tables = {name for (name,) in raw.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
         assert {"users", "rooms", "messages", "posts", "likes", "comments", "notifications"} <= tables
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # persistent in the file
     finally:
         raw.close()
@@ -85,9 +86,9 @@ def test_reopen_keeps_data(db_path: Path) -> None:
 def test_unknown_schema_version_is_refused(db_path: Path) -> None:
     Store(db_path).close()
     raw = sqlite3.connect(db_path)
-    raw.execute("PRAGMA user_version = 2")
+    raw.execute("PRAGMA user_version = 3")
     raw.close()
-    with pytest.raises(StoreError, match="schema version 2"):
+    with pytest.raises(StoreError, match="schema version 3"):
         Store(db_path)
 
 
