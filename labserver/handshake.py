@@ -66,10 +66,24 @@ def origin_allowed(origin: str | None, host: str | None, allowlist: Iterable[str
     return parts.netloc.lower() == host.lower()
 
 
-def check_upgrade(headers: Mapping[str, str], allowlist: Iterable[str]) -> Refusal | None:
+def _count(headers: Mapping[str, str], name: str) -> int:
+    """How many times a header appears (a multidict such as aiohttp's knows; a dict: once)."""
+    getall = getattr(headers, "getall", None)
+    return len(getall(name, [])) if getall is not None else int(name in headers)
+
+
+def check_upgrade(
+    headers: Mapping[str, str], allowlist: Iterable[str], http_version: tuple[int, int] = (1, 1)
+) -> Refusal | None:
     """Refuse a WebSocket handshake before the upgrade, or return None to go ahead."""
+    upgrading = headers.get("Upgrade", "").lower() == "websocket"
+    if upgrading and tuple(http_version) < (1, 1):
+        return Refusal(400, "bad_http_version", "a WebSocket handshake needs HTTP/1.1 or later (RFC 6455 section 4.1)")
+    for name in ("Sec-WebSocket-Key", "Sec-WebSocket-Version"):
+        if upgrading and _count(headers, name) > 1:
+            return Refusal(400, "repeated_header", f"{name} must appear once (RFC 6455 section 11.3)")
     version = headers.get("Sec-WebSocket-Version")
-    if headers.get("Upgrade", "").lower() == "websocket" and version != SUPPORTED_VERSION:
+    if upgrading and version != SUPPORTED_VERSION:
         return Refusal(
             426,
             "unsupported_version",
@@ -78,7 +92,7 @@ def check_upgrade(headers: Mapping[str, str], allowlist: Iterable[str]) -> Refus
             else f"Sec-WebSocket-Version is missing; this server speaks {SUPPORTED_VERSION}",
             (("Sec-WebSocket-Version", SUPPORTED_VERSION),),
         )
-    if not key_is_valid(headers.get("Sec-WebSocket-Key")) and headers.get("Upgrade", "").lower() == "websocket":
+    if upgrading and not key_is_valid(headers.get("Sec-WebSocket-Key")):
         return Refusal(400, "bad_key", "Sec-WebSocket-Key must be 16 random bytes in base64 (RFC 6455 section 4.1)")
     if not origin_allowed(headers.get("Origin"), headers.get("Host"), allowlist):
         return Refusal(403, "forbidden_origin", f"Origin {headers.get('Origin')!r} is not allowed")

@@ -127,7 +127,7 @@ def is_admin(request: web.Request) -> bool:
 
 
 def refusal_response(request: web.Request) -> web.Response | None:
-    refusal = check_upgrade(request.headers, request.app[LAB].settings.origins)
+    refusal = check_upgrade(request.headers, request.app[LAB].settings.origins, tuple(request.version))
     if refusal is None:
         return None
     return web.json_response(

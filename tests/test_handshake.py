@@ -188,3 +188,20 @@ def test_no_host_header_refuses_browser_origins() -> None:
 def test_origin_refused_even_with_good_handshake_fields() -> None:
     refusal = check_upgrade(headers(Origin="http://evil.example"), ["http://example.com"])
     assert refusal == Refusal(403, "forbidden_origin", "Origin 'http://evil.example' is not allowed")
+
+
+def test_http_1_0_upgrade_is_refused() -> None:
+    refusal = check_upgrade(headers(), [], (1, 0))
+    assert refusal is not None and refusal.status == 400 and "HTTP/1.1" in refusal.message
+    assert check_upgrade(headers(), [], (1, 1)) is None
+
+
+def test_repeated_key_or_version_is_refused() -> None:
+    from multidict import CIMultiDict
+
+    for name in ("Sec-WebSocket-Key", "Sec-WebSocket-Version"):
+        twice = CIMultiDict(headers())
+        twice.add(name, headers()[name])
+        refusal = check_upgrade(twice, [])
+        assert refusal is not None and refusal.status == 400 and name in refusal.message
+    assert check_upgrade(CIMultiDict(headers()), []) is None
