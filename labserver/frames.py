@@ -218,20 +218,31 @@ def server_text_frame(text: str | bytes) -> bytes:
 
 
 class ClientFrameGuard:
-    """Follows frame boundaries in the client-to-server byte stream and checks the MASK bit.
+    """Follows frame boundaries in the client-to-server byte stream; checks what aiohttp does not.
 
     RFC 6455 section 5.1: "The server MUST close the connection upon receiving a frame
-    that is not masked ... with a status code of 1002 (protocol error)". Only headers
-    are read; payload bytes are skipped, so the cost is a few operations per frame.
-    ``feed`` returns an error message once the first unmasked frame is seen, else None.
+    that is not masked ... with a status code of 1002 (protocol error)". And a message
+    may be fragmented (section 5.4), but not into endless empty continuation frames,
+    which cost CPU without ever growing the message: past ``max_fragments`` continuation
+    frames in one message the connection is closed with 1009. Only headers are read;
+    payload bytes are skipped, so the cost is a few operations per frame. ``feed``
+    returns an error message once a violation is seen (its code in ``violation_code``),
+    else None.
     """
 
-    __slots__ = ("_header", "_skip", "violation")
+    __slots__ = ("_header", "_skip", "_fragments", "max_fragments", "violation", "violation_code")
 
-    def __init__(self) -> None:
+    def __init__(self, max_fragments: int = 4096) -> None:
         self._header = bytearray()
         self._skip = 0  # payload bytes of the current frame still to pass over
+        self._fragments = 0  # continuation frames in the message being received
+        self.max_fragments = max_fragments
         self.violation: str | None = None
+        self.violation_code = CloseCode.PROTOCOL_ERROR
+
+    def _refuse(self, reason: str, code: CloseCode = CloseCode.PROTOCOL_ERROR) -> str:
+        self.violation, self.violation_code = reason, code
+        return reason
 
     def feed(self, data: bytes) -> str | None:
         if self.violation is not None:
@@ -251,8 +262,16 @@ class ClientFrameGuard:
                 if len(header) < 2:
                     break
                 if not header[1] & 0x80:
-                    self.violation = "client frame is not masked (RFC 6455 section 5.1)"
-                    return self.violation
+                    return self._refuse("client frame is not masked (RFC 6455 section 5.1)")
+                opcode = header[0] & 0x0F
+                if opcode == Opcode.CONTINUATION:
+                    self._fragments += 1
+                    if self._fragments > self.max_fragments:
+                        return self._refuse(
+                            f"message in more than {self.max_fragments} fragments", CloseCode.MESSAGE_TOO_BIG
+                        )
+                elif opcode < 0x8:  # a new data message starts (control frames may interleave)
+                    self._fragments = 0
             code = header[1] & 0x7F
             size = 2 + (2 if code == 126 else 8 if code == 127 else 0) + 4
             take = size - len(header)

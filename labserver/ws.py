@@ -65,18 +65,20 @@ class LabWebSocketResponse(web.WebSocketResponse):
     """
 
     def _post_start(self, request: web.BaseRequest, protocol: str | None, writer: Any) -> None:
-        guard = ClientFrameGuard()
+        # aiohttp caps a message's fragments at max(1024, max_msg_size // 256), but counts
+        # only non-empty ones; the guard counts every continuation frame.
+        guard = ClientFrameGuard(max_fragments=max(1024, self._max_msg_size // 256))
         http_protocol = request.protocol
         tail = bytes(http_protocol._message_tail)  # bytes that came in with the handshake
         super()._post_start(request, protocol, writer)
         http_protocol._payload_parser = _GuardedParser(http_protocol._payload_parser, guard, self)
         self._reader = _CloseCodeCheck(self._reader)  # type: ignore[assignment]
         if tail and guard.feed(tail):
-            self._refuse(guard.violation or "")
+            self._refuse(guard)
 
-    def _refuse(self, reason: str) -> None:
+    def _refuse(self, guard: ClientFrameGuard) -> None:
         assert self._reader is not None
-        self._reader.set_exception(WebSocketError(WSCloseCode.PROTOCOL_ERROR, reason))
+        self._reader.set_exception(WebSocketError(guard.violation_code, guard.violation or ""))
 
 
 class _CloseCodeCheck:
@@ -111,7 +113,7 @@ class _GuardedParser:
 
     def feed_data(self, data: bytes) -> tuple[bool, bytes]:
         if self._guard.feed(data) is not None:
-            self._ws._refuse(self._guard.violation or "")
+            self._ws._refuse(self._guard)
             return True, b""
         return self._inner.feed_data(data)
 

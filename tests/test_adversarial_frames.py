@@ -205,24 +205,37 @@ def test_endless_tiny_continuation_frames_end_in_1009_with_bounded_memory(lab: L
     assert after - before < 16 * 2**20, f"RSS grew {(after - before) / 2**20:.1f} MiB"
 
 
-def test_empty_continuation_frames_hold_no_memory(lab: LabProcess) -> None:
-    """Empty fragments add nothing to the message: memory stays flat. (They are not closed:
-    like unsolicited pongs they cost only CPU; see the report's frame-rate note.)"""
+def test_endless_empty_continuation_frames_are_closed_1009(lab: LabProcess) -> None:
+    """Empty fragments never grow the message, so no size limit stops them: the frame
+    guard counts continuation frames and closes past the cap, with flat memory."""
     before = health(lab)["rss_bytes"]
     ws = raw_open(lab)
     empty = masked(Opcode.CONTINUATION, b"", fin=False).serialize() * 20_000
     try:
+        ws.sock.sendall(masked(Opcode.TEXT, b'{"type":"ping"', fin=False).serialize())
+        for _ in range(50):  # up to a million empty fragments, until the server hangs up
+            try:
+                ws.sock.sendall(empty)
+            except OSError:
+                break
+        assert close_code_after(ws, timeout=10) == 1009
+    finally:
+        ws.close()
+    after = health(lab)["rss_bytes"]
+    assert after - before < 16 * 2**20, f"RSS grew {(after - before) / 2**20:.1f} MiB"
+
+
+def test_a_message_in_many_small_fragments_under_the_cap_is_fine(lab: LabProcess) -> None:
+    ws = raw_open(lab)
+    try:
         ws.sock.sendall(masked(Opcode.TEXT, b'{"type":"ping","ref":"late"', fin=False).serialize())
-        for _ in range(50):  # a million empty fragments
-            ws.sock.sendall(empty)
+        ws.sock.sendall(masked(Opcode.CONTINUATION, b"", fin=False).serialize() * 1000)
         ws.sock.sendall(masked(Opcode.CONTINUATION, b"}").serialize())
         ws.sock.settimeout(10)
         reply = ws.recv_frame()
         assert reply is not None and json.loads(reply.payload)["ref"] == "late"
     finally:
         ws.close()
-    after = health(lab)["rss_bytes"]
-    assert after - before < 16 * 2**20, f"RSS grew {(after - before) / 2**20:.1f} MiB"
 
 
 # --- a message split across TCP segments and handshake bytes -------------------------------------

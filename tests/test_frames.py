@@ -705,3 +705,14 @@ def test_describe_is_one_short_line(frame: Frame, limit: int) -> None:
     line = describe(frame, limit)
     assert "\n" not in line and line.startswith(frame.opcode.name)
     assert len(line) <= 120 + max(limit, 4)  # at most ~115 characters of fields, then the preview
+
+
+def test_guard_closes_a_message_in_too_many_fragments_1009() -> None:
+    guard = ClientFrameGuard(max_fragments=3)
+    start = Frame(Opcode.TEXT, b"a", fin=False, masking_key=b"abcd").serialize()
+    piece = Frame(Opcode.CONTINUATION, b"", fin=False, masking_key=b"abcd").serialize()
+    ping = Frame(Opcode.PING, b"", masking_key=b"abcd").serialize()
+    assert guard.feed(start + piece * 3 + ping) is None  # control frames do not count
+    assert guard.feed(piece) is not None and guard.violation_code == CloseCode.MESSAGE_TOO_BIG
+    fresh = ClientFrameGuard(max_fragments=3)
+    assert fresh.feed((start + piece * 3) * 5) is None  # the count restarts with each message
