@@ -109,10 +109,14 @@ def int_query(request: web.Request, name: str, default: int, *, low: int, high: 
     return value
 
 
-async def current_user(request: web.Request) -> User:
+async def current_user(request: web.Request, *, query_token: bool = False) -> User:
+    """The user of ``Authorization: Bearer``; with ``query_token``, also of ``?token=``
+    (for clients that cannot set headers: a browser's EventSource, like its WebSocket)."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
+        token = request.query.get("token", "") if query_token else ""
+    if not token:
         raise api_error(401, "unauthorized", "send Authorization: Bearer <token>")
     try:
         user, _ = await request.app[LAB].authenticate(token.strip())
@@ -468,3 +472,26 @@ async def long_poll(request: web.Request) -> web.Response:
         if lab.hub.last_seq.get(room, 0) > after or time.monotonic() >= deadline or lab.closing:
             return web.json_response(await _messages_after(lab, room, after, limit))
         await lab.wait_for_room(room, deadline - time.monotonic())
+
+
+@routes.get("/api/rooms/{room}/events")
+async def room_events(request: web.Request) -> web.StreamResponse:
+    """Server-Sent Events: push over plain HTTP, one way. Each message of the room after
+    ``after`` (or the ``Last-Event-ID`` a reconnecting EventSource sends) is an event
+    ``id: <seq>`` / ``data: <json>``; a comment line every 15 s keeps proxies from closing."""
+    lab = request.app[LAB]
+    user = await current_user(request, query_token=True)
+    room = _readable_room(request, user)
+    last_id = request.headers.get("Last-Event-ID", "")
+    after = int(last_id) if last_id.isdigit() else int_query(request, "after", 0, low=0, high=2**53)
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    while not lab.closing and lab.read_refusal(user.id, room) is None:  # a room may turn private
+        for row in await lab.db.call("messages_after", room, after, 100):
+            await response.write(f"id: {row.seq}\ndata: {json.dumps(row.to_event())}\n\n".encode())
+            after = row.seq
+        if lab.hub.last_seq.get(room, 0) <= after:
+            await lab.wait_for_room(room, 15.0)
+            if lab.hub.last_seq.get(room, 0) <= after and not lab.closing:
+                await response.write(b": keep-alive\n\n")
+    return response

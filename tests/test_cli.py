@@ -204,3 +204,29 @@ def test_shutdown_answers_a_pending_long_poll_at_once(tmp_path) -> None:  # type
     assert _time.monotonic() - started < 3, "shutdown waited for the long poll"
     assert answer and answer[0][0] == 200 and answer[0][1]["messages"] == []
     lab.close()
+
+
+def test_shutdown_ends_an_open_event_stream_at_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import threading
+    import time as _time
+    import urllib.request
+
+    from labserver.launcher import LabProcess
+
+    lab = LabProcess(tmp_path).start()
+    token = lab.account("streamer").token
+    ended: list[float] = []
+
+    def stream() -> None:
+        with urllib.request.urlopen(f"{lab.url}/api/rooms/quiet/events?token={token}", timeout=30) as resp:
+            resp.read()  # until the server ends the stream
+        ended.append(_time.monotonic())
+
+    reader = threading.Thread(target=stream, daemon=True)
+    reader.start()
+    _time.sleep(0.5)
+    started = _time.monotonic()
+    assert lab.stop() == 0
+    reader.join(10)
+    assert ended and ended[0] - started < 3, "shutdown waited for the event stream"
+    lab.close()
