@@ -35,6 +35,7 @@ def test_theory() -> None:
     assert polling.expected_requests_per_s("long", 100, message_rate=0.5) == 50
     assert polling.expected_requests_per_s("long", 100, message_rate=0.0, timeout=25) == 4  # one per timeout
     assert polling.expected_requests_per_s("websocket", 1000) == 0
+    assert polling.expected_requests_per_s("sse", 1000, message_rate=2.0) == 0
     assert expected_useless_fraction(0.2, 1.0) == pytest.approx(0.8)
     assert expected_useless_fraction(3.0, 1.0) == 0
     assert polling.expected_latency(1.0) == 0.5
@@ -50,7 +51,7 @@ def test_scenario_shape_is_deterministic() -> None:
     two = Scenario((Group("short", 1, interval=2), Group("long", 1)), message_rate=1.0, window=2.0)
     assert two.warmup_s == 2.0 and two.drain_s == 7.0 and two.post_times() == [-1.5, -0.5, 0.5, 1.5]
     with pytest.raises(ValueError):
-        Group("sse", 10)  # type: ignore[arg-type]
+        Group("udp", 10)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         Group("long", 10, timeout=60)
     with pytest.raises(ValueError):
@@ -150,6 +151,22 @@ async def test_push_delivers_each_message_once_sooner_than_polling(lab: LabProce
     assert push.setup_traffic.connections == n and push.setup_traffic.total > n * 300  # handshakes counted
 
 
+async def test_sse_pushes_each_message_once_without_requests(lab: LabProcess) -> None:
+    n = 10
+    run = await measure(lab, Scenario((Group("short", n, interval=1.0), Group("sse", n)), message_rate=2.0,
+                                      window=3.0))
+    short, sse = run.groups
+    assert run.messages == 6 and sse.group.label == "Server-Sent Events"
+    assert not sse.errors, sse.errors
+    assert (sse.missing, sse.duplicates) == (0, 0) and sse.exactly_once, sse.summary()
+    assert len(sse.latencies) == n * run.messages
+    assert sse.requests == 0 and sse.expected_requests_per_s == 0 and sse.near_theory(0.0)
+    assert sse.connections == n  # one streaming GET each, opened before the window
+    assert sse.bytes_per_message < short.bytes_per_message / 2, (sse.summary(), short.summary())
+    assert sse.bytes_per_message < 400  # id/data lines and chunk framing, no headers per message
+    assert sse.latency_median < 0.1 < short.latency_median
+
+
 async def test_long_poll_returns_early_on_a_message(lab: LabProcess) -> None:
     account = lab.account("long_poller")
     meter = ByteMeter()
@@ -189,7 +206,8 @@ async def test_short_polling_latency_is_half_the_interval(lab: LabProcess) -> No
 
 async def test_quick_experiments_and_plots(lab: LabProcess) -> None:
     results = await polling.compare(lab, quick=True)
-    assert [(r.approach, r.receivers) for r in results] == [("short", 10), ("long", 10), ("websocket", 10)]
+    assert [(r.approach, r.receivers) for r in results] == [("short", 10), ("long", 10), ("websocket", 10),
+                                                            ("sse", 10)]
     rows = polling.rows(results)
     assert {row["approach"] for row in rows} == set(polling.APPROACHES)
     fig = polling_plots.plot_comparison(results)

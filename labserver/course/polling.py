@@ -1,4 +1,4 @@
-"""Polling vs push, measured: one live room served three ways, every byte counted.
+"""Polling vs push, measured: one live room served four ways, every byte counted.
 
 A producer posts chat messages to a room at a fixed rate (HTTP POST, one
 account). Groups of simulated receivers, all in this process and all logged in
@@ -11,17 +11,17 @@ wire are the same), follow the room:
 * ``"long"``: long polling, ``GET /api/rooms/{room}/poll?after=SEQ&timeout=S``,
   asked again as soon as it answers;
 * ``"websocket"``: WebSocket push, one ``/ws`` connection per receiver, joined
-  to the room.
-
-Server-Sent Events are not measured: the lab server has no ``text/event-stream``
-endpoint, and this harness does not change the server.
+  to the room;
+* ``"sse"``: Server-Sent Events, one streaming ``GET /api/rooms/{room}/events``
+  per receiver (``text/event-stream``), parsed event by event as it arrives.
 
 For every group :func:`measure` counts, over a fixed window, the HTTP requests
 per second, the bytes on the wire per delivered message (both directions:
-request lines, headers, bodies, WebSocket frames, pings), the share of useless
-requests (answered with no new message), and the delivery latency of every
-message: the server's ``ts``, stamped when it stored the message, against the
-moment the receiver parsed it (one machine, one clock).
+request lines, headers, bodies, WebSocket frames, pings, SSE events and their
+chunk framing), the share of useless requests (answered with no new message),
+and the delivery latency of every message: the server's ``ts``, stamped when it
+stored the message, against the moment the receiver parsed it (one machine, one
+clock).
 
 Bytes are counted at the socket: every receiver connects through a
 :class:`CountingSocket`, a ``socket.socket`` whose ``send``/``recv`` add what
@@ -31,7 +31,7 @@ apart as setup). TCP/IP headers and ACKs, 52-66 bytes per segment more, are
 below it and not counted.
 
 The lesson's experiments are :func:`quiet_room` (N users polling a quiet room),
-:func:`compare` (the three approaches for N = 10, 100, 1,000) and
+:func:`compare` (the four approaches for N = 10, 100, 1,000) and
 :func:`interval_sweep` (latency against the polling interval); each takes
 ``quick=True`` for CI (small N, 3 s windows). ::
 
@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import secrets
 import socket
@@ -84,10 +85,10 @@ __all__ = [
     "table",
 ]
 
-Approach = Literal["short", "long", "websocket"]
-APPROACHES: tuple[Approach, ...] = ("short", "long", "websocket")
-LABELS = {"short": "short polling", "long": "long polling", "websocket": "WebSocket push"}
-COLORS = {"short": "#d62728", "long": "#ff7f0e", "websocket": "#2ca02c"}
+Approach = Literal["short", "long", "websocket", "sse"]
+APPROACHES: tuple[Approach, ...] = ("short", "long", "websocket", "sse")
+LABELS = {"short": "short polling", "long": "long polling", "websocket": "WebSocket push", "sse": "Server-Sent Events"}
+COLORS = {"short": "#d62728", "long": "#ff7f0e", "websocket": "#2ca02c", "sse": "#1f77b4"}
 
 PRODUCER = "poll_producer"
 RECEIVER = "poll_receiver"
@@ -283,7 +284,7 @@ class Scenario:
 def expected_requests_per_s(approach: str, receivers: int, *, interval: float = 1.0,
                             message_rate: float = 0.0, timeout: float = 25.0) -> float:
     """What theory says: N/T for short polling; about N per message (and per timeout) for long
-    polling; no requests at all once WebSockets are open."""
+    polling; no requests at all once WebSockets or event streams are open."""
     if approach == "short":
         return receivers / interval
     if approach == "long":
@@ -319,10 +320,11 @@ class GroupResult:
     window (useless: no new message in it); ``deliveries`` the messages received
     in the window, one per receiver per message (what the window's bytes paid
     for); ``window_traffic`` the bytes both ways in the window; ``setup_traffic``
-    what came before (TCP connects, WebSocket handshakes and joins, the first
-    polls). ``messages`` were posted in the window: ``latencies`` holds one value
-    per receiver for each of them (seconds, sorted), ``missing`` counts the
-    deliveries of them that never came, ``duplicates`` those that came twice.
+    what came before (TCP connects, WebSocket handshakes and joins, the SSE
+    requests and response heads, the first polls). ``messages`` were posted in
+    the window: ``latencies`` holds one value per receiver for each of them
+    (seconds, sorted), ``missing`` counts the deliveries of them that never
+    came, ``duplicates`` those that came twice.
     """
 
     group: Group
@@ -563,6 +565,7 @@ class _Run:
         self.recorders = [_Recorder(g) for g in scenario.groups]
         self.sessions: list[aiohttp.ClientSession] = []
         self.sockets: list[aiohttp.ClientWebSocketResponse] = []
+        self.streams: list[aiohttp.ClientResponse] = []  # the open SSE responses
         self.tasks: list[tuple[asyncio.Task[None], _Recorder]] = []
         self.producing: asyncio.Task[None] | None = None
         self.stopping = False
@@ -652,6 +655,45 @@ class _Run:
             if message.get("type") == "chat" and message.get("room") == self.room:
                 rec.message(i, message, now, wall)
 
+    async def _open_stream(self, session: aiohttp.ClientSession, gate: asyncio.Semaphore) -> aiohttp.ClientResponse:
+        """One SSE request; returns once the response head is in (the body streams on)."""
+        async with gate:
+            resp = await session.get(f"/api/rooms/{self.room}/events", params={"after": 0},
+                                     headers={"Accept": "text/event-stream"})
+            if resp.status != 200 or resp.content_type != "text/event-stream":
+                resp.release()
+                raise RuntimeError(f"SSE refused: {resp.status} {resp.content_type}")
+            self.streams.append(resp)
+            return resp
+
+    async def _sse(self, rec: _Recorder, resp: aiohttp.ClientResponse, i: int) -> None:
+        """Parse the event stream line by line, as a browser's EventSource does (data, id, comments)."""
+        data: list[str] = []
+        async for raw in resp.content:  # one line at a time, as the bytes arrive
+            line = raw.decode("utf-8").rstrip("\r\n")
+            if line:
+                if line.startswith(":"):
+                    continue  # a comment: ": keep-alive"
+                name, _, value = line.partition(":")
+                if name == "data":
+                    data.append(value.removeprefix(" "))
+                continue  # "id:" (what a reconnect would send as Last-Event-ID), "event:", "retry:"
+            if not data:
+                continue
+            now, wall = self.loop.time(), time.time()  # a blank line: the event is complete
+            payload, data = "\n".join(data), []
+            try:
+                message = json.loads(payload)
+            except ValueError as exc:
+                rec.error(exc)
+                continue
+            if message.get("text") == END_TEXT:
+                continue
+            if message.get("type") == "chat" and message.get("room") == self.room:
+                rec.message(i, message, now, wall)
+        if not self.stopping:
+            raise ConnectionError("the event stream ended")
+
     async def _setup(self) -> list[tuple[Callable[[], Awaitable[None]], _Recorder]]:
         """Open what must be open before the clock starts; return the receivers to start."""
         starters: list[tuple[Callable[[], Awaitable[None]], _Recorder]] = []
@@ -663,6 +705,11 @@ class _Run:
             elif g.approach == "long":
                 session = self._session(rec, timeout=g.timeout + 30)
                 starters += [(lambda rec=rec, s=session, i=i: self._long(rec, s, i), rec) for i in range(g.receivers)]
+            elif g.approach == "sse":
+                session = self._session(rec, timeout=3600)
+                gate = asyncio.Semaphore(CONNECT_CHUNK)
+                streams = await asyncio.gather(*(self._open_stream(session, gate) for _ in range(g.receivers)))
+                starters += [(lambda rec=rec, r=r, i=i: self._sse(rec, r, i), rec) for i, r in enumerate(streams)]
             else:
                 session = self._session(rec, timeout=3600)
                 gate = asyncio.Semaphore(CONNECT_CHUNK)
@@ -729,8 +776,14 @@ class _Run:
     async def _stop(self, producer: aiohttp.ClientSession) -> None:
         """Stop every receiver; keep what their tasks failed with."""
         self.stopping = True
-        if any(g.approach == "long" for g in self.scenario.groups):
-            # Wake every parked long poll, or the server would hold each one until its timeout.
+        for task, rec in self.tasks:
+            if rec.group.approach == "sse":
+                task.cancel()
+        for stream in self.streams:
+            stream.close()  # hang up: the server's stream ends at its next write
+        if any(g.approach in ("long", "sse") for g in self.scenario.groups):
+            # Wake every parked long poll, or the server would hold each one until its timeout
+            # (and every hung-up event stream, which then finds its client gone).
             async with producer.post(f"/api/rooms/{self.room}/messages", json={"text": END_TEXT}) as resp:
                 await resp.read()
         for task, rec in self.tasks:
@@ -861,10 +914,10 @@ async def quiet_room(lab: LabLike, *, receivers: int = 1000, interval: float = 1
 async def compare(lab: LabLike, sizes: Sequence[int] = (10, 100, 1000), *, interval: float = 1.0,
                   message_rate: float = 0.5, window: float = 6.0, shared_below: int = 1000,
                   quick: bool = False) -> list[GroupResult]:
-    """The three approaches for each number of receivers.
+    """The four approaches for each number of receivers.
 
-    Below ``shared_below`` receivers, the three groups follow the same room in one
-    run (the same messages, served three ways at once); at ``shared_below`` and
+    Below ``shared_below`` receivers, the four groups follow the same room in one
+    run (the same messages, served four ways at once); at ``shared_below`` and
     above, each approach gets a run of its own, so that a thousand short pollers
     do not slow down the measurement of the others (client and server share the
     machine's cores).

@@ -47,8 +47,11 @@ def plot_comparison(results: Sequence[GroupResult], title: str | None = None) ->
     _bars(requests, results, sizes, lambda r: r.requests_per_s, lambda r: f"{r.requests_per_s:,.0f}", log=True)
     requests.set_title("HTTP requests hitting the server")
     requests.set_ylabel("requests per second (log)")
-    requests.text(0.99, 0.02, "WebSocket push: none once connected", transform=requests.transAxes,
-                  ha="right", va="bottom", fontsize=8, color=COLORS["websocket"])
+    pushed = [a for a in ("websocket", "sse") if any(r.approach == a for r in results)]
+    if pushed:
+        names = {"websocket": "WebSocket", "sse": "SSE"}
+        requests.text(0.99, 0.02, ", ".join(names[a] for a in pushed) + ": none once connected",
+                      transform=requests.transAxes, ha="right", va="bottom", fontsize=8, color=COLORS[pushed[0]])
     requests.legend(loc="upper left", fontsize=8)
 
     _bars(sizes_ax, results, sizes, lambda r: r.bytes_per_message, lambda r: f"{r.bytes_per_message:,.0f}", log=True)
@@ -56,8 +59,8 @@ def plot_comparison(results: Sequence[GroupResult], title: str | None = None) ->
     sizes_ax.set_ylabel("bytes, both directions (log)")
 
     _bars(useless, results, sizes, lambda r: r.useless_fraction * 100,
-          lambda r: f"{r.useless_fraction:.0%}" if r.requests else "no\nrequests", log=False)
-    useless.set_title("Useless requests (answered 'nothing new')")
+          lambda r: f"{r.useless_fraction:.0%}" if r.requests else "none", log=False)
+    useless.set_title("Useless requests (answered 'nothing new'; none: no requests)")
     useless.set_ylabel("% of requests")
     useless.set_ylim(0, 100)
 

@@ -11,9 +11,10 @@
 # 1. take one polling request apart and count its bytes, headers included,
 # 2. reproduce the classic claim "1,000 users polling every second = 1,000
 #    useless requests per second" with a real count,
-# 3. serve the same live room three ways (short polling, long polling,
-#    WebSocket push) to 10, 100 and 1,000 simulated users, and compare requests
-#    per second, bytes per delivered message, useless requests and latency,
+# 3. serve the same live room four ways (short polling, long polling,
+#    WebSocket push, Server-Sent Events) to 10, 100 and 1,000 simulated users,
+#    and compare requests per second, bytes per delivered message, useless
+#    requests and latency,
 # 4. see how the polling interval trades requests for latency (latency ≈ T/2),
 # 5. decide which features of a social app need push, and which stay on HTTP.
 #
@@ -23,13 +24,14 @@
 # %% [markdown]
 # ## 1. Start the lab
 #
-# The same server as in lesson 00. It offers all three ways to follow a room:
+# The same server as in lesson 00. It offers all four ways to follow a room:
 #
 # | | request | what the server does |
 # |---|---|---|
 # | **short polling** | `GET /api/rooms/{room}/messages?after=SEQ`, every T seconds | answers at once, with whatever is new (often nothing) |
 # | **long polling** | `GET /api/rooms/{room}/poll?after=SEQ&timeout=S`, again as soon as it answers | holds the request until a message exists (or S seconds pass) |
 # | **WebSocket push** | `GET /ws` once (the Upgrade), then `join` the room | sends each message down the open socket as it is stored |
+# | **Server-Sent Events** | `GET /api/rooms/{room}/events?after=SEQ` once | never ends the response: writes each message into it as an event (`id:` and `data:` lines) |
 
 # %%
 from pathlib import Path
@@ -100,14 +102,14 @@ print("every user got the message exactly once:        ", quiet.exactly_once)
 # new". And the users still wait half a second on average for each message.
 
 # %% [markdown]
-# ## 4. The same room, three ways
+# ## 4. The same room, four ways
 #
 # Now the comparison. A producer posts a message every 2 seconds (over HTTP);
-# N receivers follow the room by short polling (T = 1 s), long polling, or
-# WebSocket push. For 10 and 100 receivers the three groups follow the *same*
+# N receivers follow the room by short polling (T = 1 s), long polling,
+# WebSocket push or Server-Sent Events. For 10 and 100 receivers the four groups follow the *same*
 # room at once; for 1,000 each approach gets a run of its own so that they do
 # not slow each other down (the server and this notebook share the machine).
-# Each run measures a 4 s window. This cell takes about 30 seconds.
+# Each run measures a 4 s window. This cell takes about 35 seconds.
 
 # %%
 results = await polling.compare(lab, sizes=(10, 100, 1000), interval=1.0, message_rate=0.5, window=4.0)
@@ -125,33 +127,41 @@ print(polling.table(results))
 # that hold on every run (the tolerances leave room for a busy machine):
 
 # %%
-short, long_, push = (polling.select(results, a) for a in ("short", "long", "websocket"))
+short, long_, push, sse = (polling.select(results, a) for a in ("short", "long", "websocket", "sse"))
 print("short polling: requests/s within 20% of N/T, every N:         ", all(r.near_theory(0.2) for r in short))
 print("long polling: requests/s within 20% of N x messages/s, every N:", all(r.near_theory(0.2) for r in long_))
 print("WebSocket: not one request once connected, every N:            ", all(r.requests == 0 for r in push))
-print("every receiver got every message exactly once, all 9 groups:   ",
+print("SSE: not one request once connected, every N:                  ", all(r.requests == 0 for r in sse))
+print("every receiver got every message exactly once, all 12 groups:  ",
       all(r.exactly_once for r in results))
 print("bytes per message: WebSocket < long polling < short polling:   ",
       all(p.bytes_per_message < lp.bytes_per_message < s.bytes_per_message for s, lp, p in zip(short, long_, push)))
+print("bytes per message: SSE under half of long polling, every N:    ",
+      all(2 * e.bytes_per_message < lp.bytes_per_message for lp, e in zip(long_, sse)))
 print("median latency: WebSocket at least 5x lower than short polling:",
       all(5 * p.latency_median < s.latency_median for s, p in zip(short, push)))
+print("median latency: SSE at least 2x lower than short polling:      ",
+      all(2 * e.latency_median < s.latency_median for s, e in zip(short, sse)))
 
 # %% [markdown]
 # The four panels below are the lesson's key figure (saved as
 # `images/01_polling_vs_push.png`). Note the log scales: each step is ten times more.
 
 # %%
-fig = polling_plots.plot_comparison(results, title="One room, three ways: short polling (T = 1 s), long polling, WebSocket push")
+fig = polling_plots.plot_comparison(results, title="One room, four ways: short polling (T = 1 s), long polling, WebSocket push, Server-Sent Events")
 fig.savefig(Path("..") / "images" / "01_polling_vs_push.png", dpi=110)
 
 # %% [markdown]
 # **Requests.** Short polling costs N/T requests per second, new messages or
 # not: 1,000 a second for 1,000 users. Long polling costs one request per user
-# *per message* (N × 0.5 per second here). WebSocket push costs none: after the
-# one Upgrade request per connection, messages just flow.
+# *per message* (N × 0.5 per second here). WebSocket push and Server-Sent Events
+# cost none: after the one request per connection (the Upgrade, or the
+# `GET .../events`), messages just flow.
 #
 # **Bytes.** A pushed message is one WebSocket frame: 4 bytes of frame header
-# and the JSON, about 170 bytes in all. A polled message drags a whole request
+# and the JSON, about 170 bytes in all. An SSE event is the same JSON in
+# `id:`/`data:` lines and a little chunked-encoding framing, about 200 bytes.
+# A polled message drags a whole request
 # (with its token) and a response head along, about 600 bytes of headers, and
 # short polling adds the useless round trips in between.
 #
@@ -159,7 +169,9 @@ fig.savefig(Path("..") / "images" / "01_polling_vs_push.png", dpi=110)
 # the next poll, half the interval on average. Long polling is nearly as quick
 # as push for a few users, but look at 1,000: every message wakes 1,000 held
 # requests at once, the server answers them one by one (each re-reads the room),
-# and then 1,000 new requests arrive together.
+# and then 1,000 new requests arrive together. SSE sits between the two at
+# 1,000: no new requests, but the server reads the room once per open stream
+# for each message before it writes the event.
 
 # %% [markdown]
 # ## 5. Why long polling is not push
@@ -182,9 +194,15 @@ for r in long_:
 # included), and then each message is a single small frame, sent the moment
 # the server stores it. That is why push wins on all four panels at once.
 #
-# (A fourth way, **Server-Sent Events**, streams events down one long HTTP
-# response: push, but one-way, and text only. The lab server has no SSE
-# endpoint, so it is not measured here.)
+# **Server-Sent Events** are push over plain HTTP, one way: one `GET` whose
+# response never ends, the server writing each message into it as a text event
+# (`id: <seq>`, `data: <json>`, a blank line). Being plain HTTP, they go through
+# proxies and need no new protocol, and the browser's `EventSource` reconnects by
+# itself after a drop, sending the last `id` it saw as `Last-Event-ID` so the
+# server resumes where it left off. What they cannot do is talk back: every
+# client-to-server message (sending a chat line, "typing...") is a separate HTTP
+# request with all its headers. Fine for feeds, notifications and live counters;
+# not for chat typing indicators, where the client speaks as often as it listens.
 
 # %% [markdown]
 # ## 6. The polling interval: requests against latency
@@ -296,6 +314,9 @@ ex.q3.check(answer)
 # - **WebSocket push**: one handshake per connection, then about 170 bytes per
 #   message (long polling: about 830, short polling: 1,500 and up), no
 #   requests, and latency in milliseconds.
+# - **Server-Sent Events**: push over plain HTTP, about 200 bytes per message
+#   and no requests, but one way only: what the client sends still goes as
+#   separate HTTP requests.
 # - **Hybrid**: push what others must see live; keep actions, uploads and history on HTTP.
 #
 # **Common misconceptions**
