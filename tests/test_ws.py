@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import time
-import urllib.error
 from urllib.parse import urlsplit
 
 import jwt

@@ -44,6 +44,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from .observed import ObservedState
+from .throttle import render_loop
 
 __all__ = ["Dashboard", "flow_text", "sparkline_svg"]
 
@@ -407,22 +408,10 @@ class Dashboard(widgets.VBox):
             delay = min(delay * 2, 2.0)
 
     async def _render_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        last = -float("inf")
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(IDLE_WAKE):
-                    await self._dirty.wait()
-            self._dirty.clear()
-            pause = last + self.render_interval - loop.time()
-            if pause > 0:
-                await asyncio.sleep(pause)
-            try:
-                if self.render():
-                    last = loop.time()
-            except Exception as exc:  # noqa: BLE001
-                self._note_error("render", exc)
-                last = loop.time()
+        await render_loop(
+            self._dirty, self.render, self.render_interval,
+            lambda exc: self._note_error("render", exc), idle_wake=IDLE_WAKE,
+        )
 
     def _touch(self) -> None:
         """Something outside the model changed (connection, a control): render again."""

@@ -32,6 +32,7 @@ import ipywidgets as widgets
 
 from ..frames import Frame, Opcode, opcode_name, parse_header, payload_preview
 from ..tap import CapturedFrame, CaptureError, Direction
+from .throttle import render_loop
 
 __all__ = ["FIELD_COLOURS", "FrameInspector", "frame_fields_html", "frame_row_html", "legend_html"]
 
@@ -268,20 +269,10 @@ class FrameInspector(widgets.VBox):
     # --- rendering ---------------------------------------------------------------------------
 
     async def _render_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        last = -float("inf")
-        while True:
-            await self._dirty.wait()
-            self._dirty.clear()
-            pause = last + self.render_interval - loop.time()
-            if pause > 0:
-                await asyncio.sleep(pause)
-            try:
-                if self.render():
-                    last = loop.time()
-            except Exception as exc:  # noqa: BLE001 - nothing may escape a background task
-                self.errors.append(f"render: {type(exc).__name__}: {exc}"[:300])
-                last = loop.time()
+        def note(exc: Exception) -> None:
+            self.errors.append(f"render: {type(exc).__name__}: {exc}"[:300])
+
+        await render_loop(self._dirty, self.render, self.render_interval, note)
 
     def render(self, force: bool = False) -> bool:
         """Update the widgets if something changed since the last render."""

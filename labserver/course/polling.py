@@ -77,8 +77,6 @@ __all__ = [
     "expected_useless_fraction",
     "interval_sweep",
     "measure",
-    "plot_comparison",
-    "plot_latency_vs_interval",
     "quiet_room",
     "rows",
     "select",
