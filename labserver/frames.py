@@ -334,6 +334,20 @@ class FrameHeader:
         """Header plus payload: the bytes this frame takes on the wire."""
         return self.size + self.length
 
+    def field_at(self, index: int) -> str:
+        """Which field byte ``index`` of the frame belongs to: ``"first"`` (FIN, RSV,
+        opcode), ``"length"`` (MASK and the 7-bit length), ``"extended"``, ``"key"`` or
+        ``"payload"``. The one place the byte layout of section 5.2 is spelled out."""
+        if index == 0:
+            return "first"
+        if index == 1:
+            return "length"
+        if index < 2 + self.extended_length_bytes:
+            return "extended"
+        if index < self.size:
+            return "key"
+        return "payload"
+
 
 def parse_header(data: bytes | bytearray | memoryview) -> FrameHeader | None:
     """Read the header at the start of ``data``; ``None`` until all of it has arrived.

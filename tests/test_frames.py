@@ -716,3 +716,11 @@ def test_guard_closes_a_message_in_too_many_fragments_1009() -> None:
     assert guard.feed(piece) is not None and guard.violation_code == CloseCode.MESSAGE_TOO_BIG
     fresh = ClientFrameGuard(max_fragments=3)
     assert fresh.feed((start + piece * 3) * 5) is None  # the count restarts with each message
+
+
+def test_header_field_at_names_each_byte() -> None:
+    wire = Frame(Opcode.TEXT, b"x" * 300, masking_key=b"abcd").serialize()
+    header = parse_header(wire)
+    assert header is not None
+    fields = [header.field_at(i) for i in range(10)]
+    assert fields == ["first", "length", "extended", "extended", "key", "key", "key", "key", "payload", "payload"]

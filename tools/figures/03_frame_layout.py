@@ -130,15 +130,7 @@ def layout(svg: Svg) -> int:
 def kind_of(index: int, wire: bytes) -> str:
     header = parse_header(wire)
     assert header is not None
-    if index == 0:
-        return "first"
-    if index == 1:
-        return "length"
-    if index < 2 + header.extended_length_bytes:
-        return "extended"
-    if index < header.size:
-        return "key"
-    return "payload"
+    return header.field_at(index)
 
 
 def example(svg: Svg, y: float, title: str, note: str, wire: bytes, shown: int) -> None:

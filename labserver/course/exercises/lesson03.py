@@ -162,15 +162,15 @@ def _field_of(index: int, frame: bytes) -> str:
     """Which part of ``frame`` byte ``index`` belongs to."""
     header = parse_header(frame)
     assert header is not None
-    if index == 0:
-        return "FIN, RSV and the opcode"
-    if index == 1:
-        return "the MASK bit and the 7-bit length"
-    if index < 2 + header.extended_length_bytes:
-        return f"the {header.extended_length_bytes * 8}-bit extended length"
-    if index < header.size:
-        return "the masking key"
-    return f"payload byte {index - header.size}, masked with key[{(index - header.size) % 4}]"
+    field = header.field_at(index)
+    if field == "payload":
+        return f"payload byte {index - header.size}, masked with key[{(index - header.size) % 4}]"
+    return {
+        "first": "FIN, RSV and the opcode",
+        "length": "the MASK bit and the 7-bit length",
+        "extended": f"the {header.extended_length_bytes * 8}-bit extended length",
+        "key": "the masking key",
+    }[field]
 
 
 class _FrameBytesProblem(FunctionProblem):
