@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 import websockets
 
 from labserver.launcher import Account, LabProcess
+from labserver.tap import FrameTap
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +99,35 @@ async def connect(lab: LabProcess):  # type: ignore[no-untyped-def]
     yield make
     for client in clients:
         await client.ws.close()
+
+
+async def until(condition: Callable[[], Any], timeout: float = 3.0, what: str = "condition") -> Any:
+    """Poll ``condition`` until it is truthy and return its value; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout} s")
+        await asyncio.sleep(0.01)
+    return value
+
+
+def count_comm_messages(widget_owner: Any) -> list[int]:
+    """Count the comm messages a live widget's parts (its ``_synced`` widgets) would send to
+    a frontend; the count is in the returned one-item list."""
+    sent = [0]
+    for widget in widget_owner._synced:
+        original = widget._send
+
+        def counting(msg: Any, buffers: Any = None, _original: Any = original) -> None:
+            sent[0] += 1
+            _original(msg, buffers=buffers)
+
+        widget._send = counting
+    return sent
+
+
+@pytest.fixture
+async def tap(lab: LabProcess) -> AsyncIterator[FrameTap]:
+    """A frame tap in front of the module's lab server."""
+    async with FrameTap.for_lab(lab) as t:
+        yield t

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,6 +15,10 @@ from hypothesis import strategies as st
 from labserver.course import client as client_module
 from labserver.course.client import BACKOFF_CAP, LabClient, LabError, backoff_delay, reconnect_delay
 from labserver.launcher import Account, LabProcess
+
+from .conftest import until as _until
+
+until = functools.partial(_until, timeout=10.0)  # this file's default wait
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +46,6 @@ def connect(lab: LabProcess, clients: list[LabClient]) -> Callable[..., Any]:
         return client
 
     return make
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll ``predicate`` until it is true; fail the test after ``timeout`` seconds."""
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 def sockets_of(lab: LabProcess, account: Account) -> list[str]:

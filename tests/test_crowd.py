@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,6 +12,10 @@ import pytest
 from labserver.course.client import LabClient
 from labserver.course.crowd import Crowd
 from labserver.launcher import LabProcess
+
+from .conftest import until as _until
+
+until = functools.partial(_until, timeout=10.0)  # this file's default wait
 
 
 @pytest.fixture
@@ -27,12 +31,6 @@ async def crowds(lab: LabProcess) -> Any:
     yield make
     for crowd in made:
         await crowd.stop()
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
 
 
 def connections(lab: LabProcess) -> int:

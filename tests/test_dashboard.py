@@ -7,6 +7,7 @@ so the tests read the widgets' values and count renders and comm messages.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 import time
@@ -18,6 +19,12 @@ import websockets
 
 from labserver.course.dashboard import REPR, Dashboard, flow_text, sparkline_svg
 from labserver.course.lab import Lab
+
+from .conftest import count_comm_messages
+from .conftest import until as _until
+
+until = functools.partial(_until, timeout=2.0)  # this file's default wait
+
 
 REPR_TEXT = "Dashboard(live view of the lab server)"
 TOKEN = "dash-admin-secret"
@@ -60,17 +67,6 @@ async def tabs(lab: Lab) -> AsyncIterator[Callable[..., Any]]:
         await ws.close()
 
 
-async def until(condition: Callable[[], Any], timeout: float = 2.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout} s")
-        await asyncio.sleep(0.02)
-
-
 async def request(ws: Any, type: str, **fields: Any) -> dict[str, Any]:
     await ws.send(json.dumps({"type": type, "ref": "r", **fields}))
     while True:
@@ -83,20 +79,6 @@ def user_row(dash: Dashboard, username: str) -> str:
     match = re.search(rf'<tr data-testid="user-row" data-user="{username}".*?</tr>', dash.users_view.value)
     assert match, dash.users_view.value
     return match.group(0)
-
-
-def count_comm_messages(dash: Dashboard) -> list[int]:
-    """Count the comm messages the dashboard's widgets would send to a frontend."""
-    sent = [0]
-    for widget in dash._synced:
-        original = widget._send
-
-        def counting(msg: Any, buffers: Any = None, _original: Any = original) -> None:
-            sent[0] += 1
-            _original(msg, buffers=buffers)
-
-        widget._send = counting  # type: ignore[method-assign]
-    return sent
 
 
 # --- against the real lab ------------------------------------------------------------

@@ -12,7 +12,7 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -29,6 +29,9 @@ from labserver.course.frame_inspector import (
 from labserver.frames import Frame, Opcode, close_payload
 from labserver.launcher import LabProcess
 from labserver.tap import CapturedFrame, CaptureError, Direction, FrameTap
+
+from .conftest import count_comm_messages, until
+
 
 C2S, S2C = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
 KEY = bytes.fromhex("37fa213d")
@@ -215,19 +218,6 @@ def test_connection_filter_backfill_and_clear() -> None:
     assert tap.subscribers == []
 
 
-def count_comm_messages(inspector: FrameInspector) -> list[int]:
-    sent = [0]
-    for widget in inspector._synced:
-        original = widget._send
-
-        def counting(msg: Any, buffers: Any = None, _original: Any = original) -> None:
-            sent[0] += 1
-            _original(msg, buffers=buffers)
-
-        widget._send = counting  # type: ignore[method-assign]
-    return sent
-
-
 async def test_a_flood_renders_at_most_ten_times_a_second_with_one_message_per_widget() -> None:
     tap = ScriptedTap()
     inspector = FrameInspector(tap, max_frames=25)
@@ -261,21 +251,6 @@ async def test_a_flood_renders_at_most_ten_times_a_second_with_one_message_per_w
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabProcess]:
     with LabProcess(tmp_path_factory.mktemp("inspector")) as proc:
         yield proc
-
-
-@pytest.fixture
-async def tap(lab: LabProcess) -> AsyncIterator[FrameTap]:
-    async with FrameTap.for_lab(lab) as t:
-        yield t
-
-
-async def until(condition: Callable[[], Any], timeout: float = 3.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout} s")
-        await asyncio.sleep(0.01)
-    return value
 
 
 async def test_live_on_a_real_tap(lab: LabProcess, tap: FrameTap) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -30,6 +29,9 @@ from labserver.tap import (
     Traffic,
 )
 
+from .conftest import until
+
+
 C2S, S2C = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
 KEY = b"\x0a\x0b\x0c\x0d"
 
@@ -47,21 +49,6 @@ _names = iter(range(10**9))
 @pytest.fixture
 def account(lab: LabProcess) -> Callable[[], Account]:
     return lambda: lab.account(f"tap{next(_names)}")
-
-
-@pytest.fixture
-async def tap(lab: LabProcess) -> AsyncIterator[FrameTap]:
-    async with FrameTap.for_lab(lab) as t:
-        yield t
-
-
-async def until(condition: Callable[[], Any], timeout: float = 3.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout} s")
-        await asyncio.sleep(0.01)
-    return value
 
 
 async def request(ws: Any, type: str, **fields: Any) -> dict[str, Any]:
