@@ -6,8 +6,10 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import nbformat
 import pytest
 import websockets
 
@@ -131,3 +133,12 @@ async def tap(lab: LabProcess) -> AsyncIterator[FrameTap]:
     """A frame tap in front of the module's lab server."""
     async with FrameTap.for_lab(lab) as t:
         yield t
+
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def answer_cells(notebook: str) -> list[str]:
+    """The code cells of a committed lesson notebook that check an answer."""
+    cells = nbformat.read(NOTEBOOKS / notebook, as_version=4).cells
+    return [c.source for c in cells if c.cell_type == "code" and ".check(" in c.source]

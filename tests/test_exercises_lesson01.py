@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 
 from labserver.course.exercises import NOT_ANSWERED, FunctionProblem, Status, ValueProblem, get_lesson
 from labserver.course.exercises import lesson01 as ex
 from labserver.course.polling import expected_latency, expected_requests_per_s
 
-NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "01_polling_vs_push.ipynb"
+from .conftest import answer_cells
+
 RIGHT = {name: expected for name, (expected, _) in ex.FEATURES.items()}
 
 
@@ -190,22 +189,8 @@ def test_q3_shape_errors() -> None:
 # --- the committed notebook's answer cells -------------------------------------------------
 
 
-def _answer_cells() -> list[str]:
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    return [c.source for c in notebook.cells if c.cell_type == "code" and ".check(" in c.source]
-
-
-def test_notebook_answer_cells_hold_placeholders() -> None:
-    cells = _answer_cells()
-    assert len(cells) == 3
-    for source in cells:
-        namespace: dict[str, Any] = {"ex": ex}
-        exec(source.replace("ex.q", "verdict = ex.q"), namespace)
-        assert namespace["verdict"].status is Status.NOT_ATTEMPTED, source
-
-
 def test_notebook_q3_template_has_exactly_the_features() -> None:
-    source = next(s for s in _answer_cells() if "ex.q3" in s)
+    source = next(s for s in answer_cells("01_polling_vs_push.ipynb") if "ex.q3" in s)
     namespace: dict[str, Any] = {"ex": ex}
     exec(source, namespace)
     assert list(namespace["answer"]) == list(ex.FEATURES)

@@ -5,10 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 
 from labserver.course.exercises import Status, get_lesson
@@ -16,7 +14,8 @@ from labserver.course.exercises import lesson02 as ex
 from labserver.handshake import accept_key as server_accept_key
 from labserver.handshake import key_is_valid
 
-NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "02_the_upgrade_handshake.ipynb"
+from .conftest import answer_cells
+
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
@@ -338,22 +337,8 @@ def test_q3_not_a_dict() -> None:
 # --- the committed notebook's answer cells ------------------------------------------------------
 
 
-def _answer_cells() -> list[str]:
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    return [c.source for c in notebook.cells if c.cell_type == "code" and ".check(" in c.source]
-
-
-def test_notebook_answer_cells_hold_placeholders() -> None:
-    cells = _answer_cells()
-    assert len(cells) == 3
-    for source in cells:
-        namespace: dict[str, Any] = {"ex": ex}
-        exec(source.replace("ex.q", "verdict = ex.q"), namespace)
-        assert namespace["verdict"].status is Status.NOT_ATTEMPTED, source
-
-
 def test_notebook_q3_template_has_exactly_the_situations() -> None:
-    source = next(s for s in _answer_cells() if "ex.q3" in s)
+    source = next(s for s in answer_cells("02_the_upgrade_handshake.ipynb") if "ex.q3" in s)
     namespace: dict[str, Any] = {"ex": ex}
     exec(source, namespace)
     assert list(namespace["answer"]) == list(ex.SITUATIONS)
