@@ -96,7 +96,7 @@ class Lab:
             if transport.is_closing():  # lost or closing: its handler will unregister it
                 continue
             if transport.get_write_buffer_size() > limit:
-                self.drop_slow(conn)
+                self.drop_slow(conn.sink, conn)
                 continue
             transport.write(frame)
             written += 1
@@ -109,19 +109,20 @@ class Lab:
             return
         if transport.get_write_buffer_size() > self.settings.send_buffer_limit:
             # A client that sends but never reads would otherwise grow our buffer forever.
-            self.dropped_slow += 1
-            log.info("dropping a socket that does not read its replies")
-            transport.abort()
+            self.drop_slow(peer)
             return
         transport.write(server_text_frame(encode(message)))
 
-    def drop_slow(self, conn: Connection) -> None:
-        transport = conn.sink.transport
+    def drop_slow(self, peer: Peer, conn: Connection | None = None) -> None:
+        """Abort a socket whose unsent data passed ``send_buffer_limit`` (``conn``: if authenticated)."""
+        transport = peer.transport
         if transport.is_closing():
             return
         self.dropped_slow += 1
-        log.info("dropping slow reader %s (%d bytes queued)", conn.socket_id, transport.get_write_buffer_size())
-        self.observatory.emit("slow_consumer", socket_id=conn.socket_id, user=conn.user)
+        who = conn.socket_id if conn is not None else transport.get_extra_info("peername")
+        log.info("dropping slow reader %s (%d bytes queued)", who, transport.get_write_buffer_size())
+        if conn is not None:
+            self.observatory.emit("slow_consumer", socket_id=conn.socket_id, user=conn.user)
         transport.abort()  # its handler's finally unregisters it on the next loop turn
 
     def deliver(self, routed: Routed) -> None:
