@@ -11,20 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from aiohttp import web
 
-from .auth import TokenIssuer, load_or_create_secret
+from .appkeys import LAB
+from .auth import TokenIssuer
 from .broker import Broker, InMemoryBroker
 from .config import Settings
 from .frames import CloseCode
 from .lab import Lab
+from .messages import ObserveEvent
 from .rest import json_errors, routes
 from .store import AsyncStore, Store
-from .ws import LAB, flush_observers, observe_handler, websocket_handler
+from .ws import observe_handler, websocket_handler
 
 STATIC = Path(__file__).parent / "static"
 OBSERVE_FLUSH_INTERVAL = 0.1  # at most 10 observation batches a second
@@ -49,7 +53,20 @@ async def _index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "index.html")
 
 
-def _lab_context(settings: Settings, broker: Broker):  # type: ignore[no-untyped-def]
+def load_or_create_secret(path: Path) -> bytes:
+    """The JWT signing key, kept in the data directory so tokens survive a restart."""
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        key = secrets.token_bytes(32)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # readable by the owner only
+        with os.fdopen(fd, "w") as f:
+            f.write(key.hex())
+        return key
+
+
+def _lab_context(settings: Settings, broker: Broker) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(app: web.Application) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         settings.uploads_dir.mkdir(exist_ok=True)
@@ -88,7 +105,7 @@ async def _sweep(lab: Lab) -> None:
         await lab.publish_hub_events(list(stopped))
         for conn in expired:
             conn.expires_at = float("inf")  # close once
-            asyncio.create_task(conn.sink.ws.close(code=CloseCode.POLICY_VIOLATION, message=b"token expired"))
+            asyncio.create_task(conn.sink.close(CloseCode.POLICY_VIOLATION, "token expired"))
 
 
 async def _observe_loop(lab: Lab) -> None:
@@ -106,12 +123,11 @@ async def _observe_loop(lab: Lab) -> None:
         now = loop.time()
         if now - last_stats >= interval and lab.observatory.active:
             elapsed = now - last_stats
-            lab.observatory.emit(
-                "stats",
-                **lab.stats(),
-                messages_in_per_s=round((lab.messages_in - last_in) / elapsed, 1),
-                deliveries_per_s=round((lab.deliveries - last_out) / elapsed, 1),
-                loop_lag_ms=round(lag * 1000, 2),
-            )
+            rates = {
+                "messages_in_per_s": round((lab.messages_in - last_in) / elapsed, 1),
+                "deliveries_per_s": round((lab.deliveries - last_out) / elapsed, 1),
+                "loop_lag_ms": round(lag * 1000, 2),
+            }
+            lab.observatory.emit(ObserveEvent.stats({**lab.stats(), **rates}))
             last_stats, last_in, last_out, lag = now, lab.messages_in, lab.deliveries, 0.0
-        flush_observers(lab)
+        lab.flush_observers()

@@ -1,4 +1,4 @@
-"""Passwords and JSON Web Tokens (sans-I/O apart from reading the clock).
+"""Passwords and JSON Web Tokens (sans-I/O: the caller passes the clock and the key).
 
 Login happens over HTTP (``POST /api/login``); the token it returns is what a
 WebSocket presents, in the ``token`` query parameter or in a first ``auth``
@@ -8,7 +8,9 @@ browser, which is why the token travels this way.
 Tokens are HS256 JWTs (RFC 7519) with ``sub`` (user id), ``name``, ``iat``,
 ``exp``, ``aud`` and ``iss``. Verification pins the algorithm, so a token whose
 header says ``alg: none`` is refused, as is one signed with another key,
-expired, or meant for another audience.
+expired, or meant for another audience. Time is always passed in (``now``), so
+tests check expiry without waiting; the signing key is passed in too (the
+server keeps it in its data directory: :func:`labserver.app.load_or_create_secret`).
 """
 
 from __future__ import annotations
@@ -17,10 +19,8 @@ import base64
 import hashlib
 import hmac
 import os
-import secrets
-import time
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import jwt
 
@@ -68,19 +68,6 @@ class Claims:
     expires_at: float
 
 
-def load_or_create_secret(path: Path) -> bytes:
-    """The signing key, kept in the data directory so tokens survive a restart."""
-    try:
-        return bytes.fromhex(path.read_text().strip())
-    except FileNotFoundError:
-        key = secrets.token_bytes(32)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(key.hex())
-        return key
-
-
 class TokenIssuer:
     """Issues and verifies the lab's JWTs."""
 
@@ -90,8 +77,8 @@ class TokenIssuer:
         self._secret = secret
         self.ttl = ttl
 
-    def issue(self, user_id: int, username: str, *, now: float | None = None, ttl: float | None = None) -> str:
-        now = time.time() if now is None else now
+    def issue(self, user_id: int, username: str, *, now: float, ttl: float | None = None) -> str:
+        """A token for ``user_id`` issued at ``now`` (Unix time), valid for ``ttl`` seconds."""
         claims = {
             "sub": str(user_id),
             "name": username,
@@ -102,23 +89,35 @@ class TokenIssuer:
         }
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
-    def verify(self, token: str) -> Claims:
-        """Return the claims of a valid token or raise :class:`AuthError` saying why not."""
+    def verify(self, token: str, *, now: float) -> Claims:
+        """Return the claims of a token valid at ``now`` (Unix time), or raise :class:`AuthError` saying why not."""
         if not isinstance(token, str) or not token:
             raise AuthError("missing token")
-        options = {"require": ["sub", "exp", "iat", "aud", "iss"]}
+        claims = self._decode(token)
         try:
-            claims = jwt.decode(
+            result = Claims(int(claims["sub"]), str(claims.get("name", "")), float(claims["iat"]), float(claims["exp"]))
+        except (TypeError, ValueError) as exc:
+            raise AuthError(f"malformed token ({type(exc).__name__})") from None
+        # RFC 7519 sections 4.1.4 and 4.1.6, checked against the caller's clock, not PyJWT's.
+        if result.expires_at <= now:
+            raise AuthError("token expired")
+        if int(result.issued_at) > now:
+            raise AuthError("token is not valid yet (issued in the future)")
+        return result
+
+    def _decode(self, token: str) -> dict[str, Any]:
+        """Signature, algorithm, audience, issuer and required claims; time is checked by :meth:`verify`."""
+        options = {"require": ["sub", "exp", "iat", "aud", "iss"], "verify_exp": False, "verify_iat": False}
+        try:
+            claims: dict[str, Any] = jwt.decode(
                 token,
                 self._secret,
                 algorithms=[ALGORITHM],  # pinned: "alg": "none" or RS256 confusion is refused
                 audience=AUDIENCE,
                 issuer=ISSUER,
-                options=options,
+                options=options,  # type: ignore[arg-type]
             )
-            return Claims(int(claims["sub"]), str(claims.get("name", "")), float(claims["iat"]), float(claims["exp"]))
-        except jwt.ExpiredSignatureError:
-            raise AuthError("token expired") from None
+            return claims
         except jwt.InvalidAudienceError:
             raise AuthError("token is for another audience") from None
         except jwt.InvalidIssuerError:

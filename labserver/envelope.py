@@ -90,9 +90,7 @@ def _field(raw: Mapping[str, Any], name: str, ref: Ref) -> Any:
 def _str(raw: Mapping[str, Any], name: str, ref: Ref, *, max_chars: int) -> str:
     value = _field(raw, name, ref)
     if not isinstance(value, str):
-        raise EnvelopeError(
-            ErrorCode.BAD_FIELD, f"field {name!r} must be a string, got {type(value).__name__}", ref
-        )
+        raise EnvelopeError(ErrorCode.BAD_FIELD, f"field {name!r} must be a string, got {type(value).__name__}", ref)
     if len(value) > max_chars:
         raise EnvelopeError(
             ErrorCode.BAD_FIELD, f"field {name!r} is {len(value)} characters, limit is {max_chars}", ref
@@ -153,9 +151,7 @@ def _int(raw: Mapping[str, Any], name: str, ref: Ref, *, minimum: int) -> int:
     value = _field(raw, name, ref)
     # bool is an int subclass in Python; JSON true is not a number here.
     if not isinstance(value, int) or isinstance(value, bool):
-        raise EnvelopeError(
-            ErrorCode.BAD_FIELD, f"field {name!r} must be an integer, got {type(value).__name__}", ref
-        )
+        raise EnvelopeError(ErrorCode.BAD_FIELD, f"field {name!r} must be an integer, got {type(value).__name__}", ref)
     if value < minimum or value > 2**53:
         raise EnvelopeError(ErrorCode.BAD_FIELD, f"field {name!r} must be >= {minimum}, got {value}", ref)
     return value
@@ -261,9 +257,7 @@ class Ping(ClientMessage):
 def _topic(raw: Mapping[str, Any], ref: Ref) -> str:
     topic = _str(raw, "topic", ref, max_chars=64)
     if not TOPIC_NAME.fullmatch(topic):
-        raise EnvelopeError(
-            ErrorCode.BAD_FIELD, f"field 'topic' must be 'presence' or 'post:<id>', got {topic!r}", ref
-        )
+        raise EnvelopeError(ErrorCode.BAD_FIELD, f"field 'topic' must be 'presence' or 'post:<id>', got {topic!r}", ref)
     return topic
 
 
@@ -290,7 +284,7 @@ def _ping(raw: Mapping[str, Any], ref: Ref) -> Ping:
     return Ping(ref, payload)
 
 
-_PARSERS: dict[str, Callable[[Mapping[str, Any], str | None], ClientMessage]] = {
+_PARSERS: dict[str, Callable[[Mapping[str, Any], Ref], ClientMessage]] = {
     "auth": lambda raw, ref: Auth(ref, _str(raw, "token", ref, max_chars=4096)),
     "join": lambda raw, ref: Join(ref, _room(raw, ref)),
     "leave": lambda raw, ref: Leave(ref, _room(raw, ref)),
@@ -323,7 +317,9 @@ def parse_client_message(text: str) -> ClientMessage:
         raise EnvelopeError(ErrorCode.BAD_MESSAGE, f"message must be a JSON object, got {type(raw).__name__}")
     ref = raw.get("ref")
     if ref is not None and (not isinstance(ref, str | int) or isinstance(ref, bool) or len(str(ref)) > MAX_REF_CHARS):
-        raise EnvelopeError(ErrorCode.BAD_FIELD, f"field 'ref' must be a string or integer of at most {MAX_REF_CHARS} characters")
+        raise EnvelopeError(
+            ErrorCode.BAD_FIELD, f"field 'ref' must be a string or integer of at most {MAX_REF_CHARS} characters"
+        )
     if isinstance(ref, str):
         _check_unicode(ref, "ref", None)  # the ref is echoed: it must be sendable
     kind = raw.get("type")

@@ -23,8 +23,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
 
+from .messages import UserRef
+from .outlet import Outlet
 from .ratelimit import TokenBucket
 
 
@@ -37,7 +38,7 @@ class Connection:
     username: str
     expires_at: float  # when the token that opened it expires
     bucket: TokenBucket
-    sink: Any = None  # the adapter's handle for writing to this socket
+    sink: Outlet  # the only way to write to this socket
     # room -> the room's last_seq when this socket joined: later messages reached it live
     rooms: dict[str, int] = field(default_factory=dict)
     topics: set[str] = field(default_factory=set)
@@ -53,8 +54,8 @@ class Connection:
         return self.dm_live_from.get(room) if self.dm_live_from else None
 
     @property
-    def user(self) -> dict[str, Any]:
-        return {"id": self.user_id, "username": self.username}
+    def user(self) -> UserRef:
+        return UserRef(self.user_id, self.username)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,10 +169,10 @@ class Hub:
         stopped = self.stop_typing(room, conn.user_id, conn.username)
         return ([stopped] if stopped else []) + events
 
-    def room_members(self, room: str) -> list[dict[str, Any]]:
+    def room_members(self, room: str) -> list[UserRef]:
         """The users (not sockets) in a room, by user id."""
-        users = {c.user_id: c.user for c in self.rooms.get(room, ())}
-        return [users[uid] for uid in sorted(users)]
+        users = {c.user_id: c.username for c in self.rooms.get(room, ())}
+        return [UserRef(uid, users[uid]) for uid in sorted(users)]
 
     def note_delivered(self, room: str, seq: int) -> None:
         if seq > self.last_seq.get(room, 0):
@@ -247,17 +248,7 @@ class Hub:
         expired = [c for c in self.connections.values() if c.expires_at <= now]
         return stopped, expired
 
-    # --- observation ------------------------------------------------------------------
-
-    def snapshot(self) -> dict[str, Any]:
-        """The whole state, for a dashboard that just connected."""
-        return {
-            "sockets": [
-                {"socket_id": c.socket_id, "user": c.user, "rooms": sorted(c.rooms)} for c in self.connections.values()
-            ],
-            "online": sorted(self.user_sockets),
-            "rooms": {room: [u["id"] for u in self.room_members(room)] for room in sorted(self.rooms)},
-        }
+    # --- numbers for /healthz and /observe ------------------------------------------
 
     def counts(self) -> dict[str, int]:
         return {

@@ -1,12 +1,13 @@
 """The running lab: the hub, the store, the broker and the send path, wired together.
 
-:class:`Lab` is the one object a request handler reaches (``request.app[LAB]``).
-It owns the only way bytes reach a WebSocket: :meth:`Lab.write_all`, which writes
-one pre-encoded frame to each target in a plain loop, with no await, no task and
-no JSON per recipient. A reader whose send buffer passes
-``Settings.send_buffer_limit`` is dropped there (its TCP connection aborted), so
-one slow reader never holds up the others and never grows the server's memory;
-it reconnects and resumes what it missed.
+:class:`Lab` is the one object a request handler reaches (``request.app[LAB]``)
+and the only one that routes. It imports nothing from aiohttp: sockets reach it
+as :class:`~labserver.outlet.Outlet` objects, so the session logic built on it
+runs in unit tests with no server. A broadcast is encoded to one frame once and
+:meth:`Lab.write_all` writes it to every target in a plain loop, with no await,
+no task and no JSON per recipient; each write goes through the target's outlet,
+which drops a reader that fell too far behind (it reconnects and resumes what
+it missed), so one slow reader never holds up the others.
 """
 
 from __future__ import annotations
@@ -16,35 +17,36 @@ import json
 import logging
 import os
 import re
-import secrets
 import time
 from collections.abc import Iterable
 from typing import Any
 
-from aiohttp import web
-
 from .auth import AuthError, Claims, TokenIssuer
 from .broker import Broker, Routed, TargetKind
 from .config import Settings
-from .envelope import dm_parties, dm_room, encode
+from .envelope import dm_parties, dm_room
 from .frames import server_text_frame
 from .hub import Connection, Hub, HubEvent, MembershipChanged, PresenceChanged, TypingChanged
+from .messages import (
+    MemberJoinedMessage,
+    MemberLeftMessage,
+    NotificationMessage,
+    ObserveEvent,
+    PostUpdatedMessage,
+    PresenceMessage,
+    ServerMessage,
+    SnapshotMessage,
+    TypingMessage,
+    UserRef,
+    message_of,
+)
 from .observe import Observatory
-from .store import AsyncStore, NewMessage, Notification, Post, RoomTaken, StoredMessage, User
+from .outlet import Outlet
+from .store import AsyncStore, NewMessage, Post, RoomTaken, StoredMessage, User
 
 log = logging.getLogger("labserver")
 
 MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9_]{3,32})\b")
-
-
-class Peer:
-    """The adapter's handle on one WebSocket: the aiohttp response and its transport."""
-
-    __slots__ = ("ws", "transport")
-
-    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport) -> None:
-        self.ws = ws
-        self.transport = transport
 
 
 def rss_bytes() -> int:
@@ -56,11 +58,6 @@ def rss_bytes() -> int:
         return 0
 
 
-def new_socket_id() -> str:
-    """Per-connection id: random, so it differs on every reconnect and never equals a user id."""
-    return "s_" + secrets.token_urlsafe(9)
-
-
 class Lab:
     def __init__(self, settings: Settings, store: AsyncStore, broker: Broker, issuer: TokenIssuer) -> None:
         self.settings = settings
@@ -68,10 +65,10 @@ class Lab:
         self.broker = broker
         self.issuer = issuer
         self.hub = Hub(typing_ttl=settings.typing_ttl, typing_min_interval=settings.typing_min_interval)
-        self.observatory = Observatory()
+        self.observatory = Observatory(clock=time.time)
         self.process_id = f"p{os.getpid()}"
         self.started_at = time.time()
-        self.peers: set[Peer] = set()  # every upgraded /ws socket, authenticated or not
+        self.peers: set[Outlet] = set()  # every upgraded /ws socket, authenticated or not
         self.room_waiters: dict[str, set[asyncio.Future[None]]] = {}  # long polls parked on a room
         self.closing = False  # set at shutdown: long polls answer at once
         self.private_rooms: dict[str, frozenset[int]] = {}  # private room -> its members' ids
@@ -81,49 +78,29 @@ class Lab:
         self.dropped_slow = 0
 
     async def start(self) -> None:
-        self.hub.last_seq.update(await self.db.call("last_seqs"))
-        self.private_rooms.update(await self.db.call("private_rooms"))
+        self.hub.last_seq.update(await self.db.last_seqs())
+        self.private_rooms.update(await self.db.private_rooms())
         await self.broker.start(self.deliver)
 
     # --- the send path ---------------------------------------------------------------
 
     def write_all(self, targets: Iterable[Connection], frame: bytes) -> int:
-        """Write one frame to every target; return how many were written."""
-        limit = self.settings.send_buffer_limit
+        """Write one frame to every target; return how many took it."""
         written = 0
         for conn in targets:
-            transport = conn.sink.transport
-            if transport.is_closing():  # lost or closing: its handler will unregister it
-                continue
-            if transport.get_write_buffer_size() > limit:
-                self.drop_slow(conn.sink, conn)
-                continue
-            transport.write(frame)
-            written += 1
+            written += conn.sink.write(frame)
         return written
 
-    def send(self, peer: Peer, message: dict[str, Any]) -> None:
+    def send(self, outlet: Outlet, message: ServerMessage) -> None:
         """Send one message to one socket (welcome, ack, error...), bounded like a broadcast."""
-        transport = peer.transport
-        if transport.is_closing():
-            return
-        if transport.get_write_buffer_size() > self.settings.send_buffer_limit:
-            # A client that sends but never reads would otherwise grow our buffer forever.
-            self.drop_slow(peer)
-            return
-        transport.write(server_text_frame(encode(message)))
+        outlet.write(server_text_frame(message.encode()))
 
-    def drop_slow(self, peer: Peer, conn: Connection | None = None) -> None:
-        """Abort a socket whose unsent data passed ``send_buffer_limit`` (``conn``: if authenticated)."""
-        transport = peer.transport
-        if transport.is_closing():
-            return
+    def note_dropped(self, who: str, user: UserRef | None, queued: int) -> None:
+        """Account for a socket its outlet aborted as too slow (``user``: if authenticated)."""
         self.dropped_slow += 1
-        who = conn.socket_id if conn is not None else transport.get_extra_info("peername")
-        log.info("dropping slow reader %s (%d bytes queued)", who, transport.get_write_buffer_size())
-        if conn is not None:
-            self.observatory.emit("slow_consumer", socket_id=conn.socket_id, user=conn.user)
-        transport.abort()  # its handler's finally unregisters it on the next loop turn
+        log.info("dropping slow reader %s (%d bytes queued)", who, queued)
+        if user is not None:
+            self.observatory.emit(ObserveEvent.slow_consumer(who, user))
 
     def deliver(self, routed: Routed) -> None:
         """Deliver a routed message (from this process or another) to local sockets."""
@@ -156,29 +133,31 @@ class Lab:
             self._observe_routed(routed, written)
 
     def _observe_routed(self, routed: Routed, written: int) -> None:
-        message = json.loads(routed.payload)  # only while someone watches
-        sender = message.get("from") or message.get("user")
+        # Decoded again only while someone watches, and from the payload: it may come from another process.
+        message = json.loads(routed.payload)
         text = message.get("text")
         private = routed.kind is TargetKind.DM or message.get("type") == "signal" or routed.name in self.private_rooms
         self.observatory.emit(
-            "routed",
-            type=message.get("type"),
-            to={"kind": str(routed.kind), "name": routed.name},
-            size=len(routed.payload.encode()),
-            recipients=written,
-            seq=routed.seq or None,
-            preview=None if private or not isinstance(text, str) else self.observatory.preview(text),
-            **{"from": sender},
+            ObserveEvent.routed(
+                message_type=message.get("type"),
+                sender=message.get("from") or message.get("user"),
+                to={"kind": str(routed.kind), "name": routed.name},
+                size=len(routed.payload.encode()),
+                recipients=written,
+                seq=routed.seq or None,
+                preview=None if private or not isinstance(text, str) else self.observatory.preview(text),
+            )
         )
 
-    async def publish(self, kind: TargetKind, name: str, message: dict[str, Any], seq: int = 0) -> None:
-        await self.broker.publish(Routed(kind, name, encode(message), seq, self.process_id))
+    async def publish(self, kind: TargetKind, name: str, message: ServerMessage, seq: int = 0) -> None:
+        """Route ``message`` through the broker to every process's matching sockets."""
+        await self.broker.publish(Routed(kind, name, message.encode(), seq, self.process_id))
 
     # --- authentication -------------------------------------------------------------
 
     async def authenticate(self, token: str) -> tuple[User, Claims]:
-        claims = self.issuer.verify(token)
-        user = await self.db.call("user_by_id", claims.user_id)
+        claims = self.issuer.verify(token, now=time.time())
+        user = await self.db.user_by_id(claims.user_id)
         if user is None:
             raise AuthError("token names a user that does not exist")
         if claims.issued_at < user.tokens_valid_after:
@@ -188,59 +167,57 @@ class Lab:
     # --- lifecycle of an authenticated socket ----------------------------------------
 
     async def register(self, conn: Connection) -> None:
-        self.observatory.emit("socket_opened", socket_id=conn.socket_id, user=conn.user)
+        self.observatory.emit(ObserveEvent.socket_opened(conn.socket_id, conn.user))
         await self.publish_hub_events(self.hub.connect(conn))
 
     async def unregister(self, conn: Connection, code: int | None, reason: str) -> None:
         events = self.hub.disconnect(conn)
-        self.observatory.emit("socket_closed", socket_id=conn.socket_id, user=conn.user, code=code, reason=reason)
+        self.observatory.emit(ObserveEvent.socket_closed(conn.socket_id, conn.user, code, reason))
         await self.publish_hub_events(events)
 
-    async def publish_hub_events(self, events: list[HubEvent]) -> None:
+    async def publish_hub_events(self, events: Iterable[HubEvent]) -> None:
+        """Turn the hub's decisions into messages and route them."""
         for event in events:
-            user = {"id": event.user_id, "username": event.username}
+            user = UserRef(event.user_id, event.username)
             if isinstance(event, PresenceChanged):
-                self.observatory.emit("presence", user=user, online=event.online)
-                await self.publish(TargetKind.TOPIC, "presence", {"type": "presence", "user": user, "online": event.online})
+                self.observatory.emit(ObserveEvent.presence(user, event.online))
+                await self.publish(TargetKind.TOPIC, "presence", PresenceMessage(user, event.online))
             elif isinstance(event, MembershipChanged):
-                kind = "member_joined" if event.joined else "member_left"
-                self.observatory.emit("joined" if event.joined else "left", user=user, room=event.room)
-                await self.publish(TargetKind.ROOM, event.room, {"type": kind, "room": event.room, "user": user})
-            elif isinstance(event, TypingChanged):
-                message = {"type": "typing", "room": event.room, "user": user, "active": event.active}
+                self.observatory.emit(ObserveEvent.membership(user, event.room, joined=event.joined))
+                message = (MemberJoinedMessage if event.joined else MemberLeftMessage)(event.room, user)
                 await self.publish(TargetKind.ROOM, event.room, message)
+            elif isinstance(event, TypingChanged):
+                await self.publish(TargetKind.ROOM, event.room, TypingMessage(event.room, user, event.active))
 
     # --- features shared by WebSocket and REST ---------------------------------------
 
-    async def post_chat(self, sender: User | Connection, room: str, text: str) -> StoredMessage:
+    async def post_chat(self, sender: UserRef, room: str, text: str) -> StoredMessage:
         """Persist, then broadcast: a message is acknowledged only once it is on disk."""
-        user_id = sender.id if isinstance(sender, User) else sender.user_id
-        stored = await self.db.append_message(NewMessage(room, user_id, text, time.time()))
-        await self.publish(TargetKind.ROOM, room, stored.to_event(), stored.seq)
-        username = sender.username
-        await self.publish_hub_events([e for e in [self.hub.stop_typing(room, user_id, username)] if e])
+        stored = await self.db.append_message(NewMessage(room, sender.id, text, time.time()))
+        await self.publish(TargetKind.ROOM, room, message_of(stored), stored.seq)
+        stopped = self.hub.stop_typing(room, sender.id, sender.username)
+        await self.publish_hub_events([stopped] if stopped else [])
         return stored
 
-    async def post_dm(self, sender: Connection, to: int, text: str) -> StoredMessage:
-        room = dm_room(sender.user_id, to)
-        stored = await self.db.append_message(NewMessage(room, sender.user_id, text, time.time()))
-        await self.publish(TargetKind.DM, room, stored.to_event(), stored.seq)
+    async def post_dm(self, sender: UserRef, to: int, text: str) -> StoredMessage:
+        room = dm_room(sender.id, to)
+        stored = await self.db.append_message(NewMessage(room, sender.id, text, time.time()))
+        await self.publish(TargetKind.DM, room, message_of(stored), stored.seq)
         return stored
 
-    async def notify(self, notification: Notification) -> None:
-        await self.publish(TargetKind.USERS, str(notification.user_id), notification.to_event())
+    async def notify(self, user_id: int, kind: str, actor: User, post_id: int | None, text: str) -> None:
+        """Store a notification for ``user_id``, then push it to all their sockets."""
+        note = await self.db.add_notification(user_id, kind, actor.id, post_id, text, time.time())
+        await self.publish(TargetKind.USERS, str(note.user_id), NotificationMessage.of(note))
 
     async def post_updated(self, post: Post) -> None:
-        message = {"type": "post_updated", "post_id": post.id, "likes": post.likes, "comments": post.comments}
-        await self.publish(TargetKind.TOPIC, f"post:{post.id}", message)
+        await self.publish(TargetKind.TOPIC, f"post:{post.id}", PostUpdatedMessage.of(post))
 
     async def notify_mentions(self, actor: User, text: str, post_id: int, kind_text: str) -> None:
         for name in dict.fromkeys(n.lower() for n in MENTION.findall(text)):  # names are case-insensitive
-            user = await self.db.call("user_by_name", name)
-            if user is None or user.id == actor.id:
-                continue
-            note = await self.db.call("add_notification", user.id, "mention", actor.id, post_id, kind_text, time.time())
-            await self.notify(note)
+            user = await self.db.user_by_name(name)
+            if user is not None and user.id != actor.id:
+                await self.notify(user.id, "mention", actor, post_id, kind_text)
 
     def can_read_room(self, user_id: int, room: str) -> bool:
         return self.read_refusal(user_id, room) is None
@@ -259,7 +236,7 @@ class Lab:
             raise RoomTaken(name)
         self.private_rooms[name] = frozenset()  # reserved: no one joins while the store writes
         try:
-            members = await self.db.call("create_private_room", name, owner.id, member_ids, time.time())
+            members = await self.db.create_private_room(name, owner.id, member_ids, time.time())
         except BaseException:
             del self.private_rooms[name]
             raise
@@ -296,12 +273,42 @@ class Lab:
             "rss_bytes": rss_bytes(),
         }
 
+    def snapshot(self) -> SnapshotMessage:
+        return SnapshotMessage.of(self.hub, self.stats())
+
+    def flush_observers(self) -> None:
+        """Send the pending observation batch to every observer; a snapshot where one was missed or lost.
+
+        An observer that cannot keep up misses batches rather than queueing them (it is not
+        dropped like a slow chat reader), and catches up from a snapshot once it drains."""
+        observatory = self.observatory
+        batch, stale = observatory.flush()
+        if batch is None and not stale and not observatory.behind:
+            return
+        frame = server_text_frame(batch.encode()) if batch is not None else None
+        snapshot: bytes | None = None
+        limit = self.settings.send_buffer_limit
+        for outlet in list(observatory.observers):
+            if outlet.closing:
+                continue
+            if outlet.buffered > limit:
+                observatory.behind.add(outlet)
+                continue
+            behind = outlet in observatory.behind
+            if frame is not None and not behind:
+                outlet.write(frame)
+            if stale or behind:
+                if snapshot is None:
+                    snapshot = server_text_frame(self.snapshot().encode())
+                outlet.write(snapshot)
+                observatory.behind.discard(outlet)
+
     # --- shutdown -----------------------------------------------------------------------
 
     async def close_all(self, code: int, reason: str) -> None:
         self.closing = True
-        peers = list(self.peers) + list(self.observatory.observers)
-        await asyncio.gather(*(p.ws.close(code=code, message=reason.encode()) for p in peers), return_exceptions=True)
+        outlets = list(self.peers) + list(self.observatory.observers)
+        await asyncio.gather(*(outlet.close(code, reason) for outlet in outlets), return_exceptions=True)
         for waiters in self.room_waiters.values():
             for waiter in waiters:
                 if not waiter.done():

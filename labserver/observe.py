@@ -27,10 +27,10 @@ Event shapes (``ev`` names the kind; ``t`` is server time in seconds):
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from typing import Any
 
-from .envelope import encode
+from .messages import EventsMessage, ObserveEvent
 
 
 class Observatory:
@@ -40,16 +40,22 @@ class Observatory:
       rest are only counted in ``dropped``: a flow view may skip lines.
     * state events (sockets, rooms, presence, stats) must never be lost silently: past
       ``max_state`` per flush the batch is marked *stale*, and the server follows it
-      with a fresh snapshot (see ``ws.flush_observers``).
+      with a fresh snapshot (see :meth:`labserver.lab.Lab.flush_observers`).
+
+    ``clock`` gives the server time written into each event as ``t`` (``time.time`` in
+    the server; tests pass their own).
     """
 
-    def __init__(self, *, max_batch: int = 1000, max_state: int = 10_000, preview_chars: int = 40) -> None:
+    def __init__(
+        self, *, clock: Callable[[], float], max_batch: int = 1000, max_state: int = 10_000, preview_chars: int = 40
+    ) -> None:
+        self.clock = clock
         self.max_batch = max_batch
         self.max_state = max_state
         self.preview_chars = preview_chars
         self.observers: set[Any] = set()  # adapter handles of /observe sockets
         self.behind: set[Any] = set()  # observers that missed a batch: they get a snapshot next
-        self._batch: list[dict[str, Any]] = []
+        self._batch: list[dict[str, Any]] = []  # events as JSON objects, each with its ``t``
         self._routed = 0
         self._state = 0
         self.stale = False
@@ -59,10 +65,11 @@ class Observatory:
     def active(self) -> bool:
         return bool(self.observers)
 
-    def emit(self, ev: str, **fields: Any) -> None:
+    def emit(self, event: ObserveEvent) -> None:
+        """Record one event for the next batch (nothing at all while no one observes)."""
         if not self.observers:
             return
-        if ev == "routed":
+        if event.ev == "routed":
             if self._routed >= self.max_batch:
                 self.dropped += 1
                 return
@@ -72,20 +79,20 @@ class Observatory:
                 self.stale = True
                 return
             self._state += 1
-        fields["ev"] = ev
-        fields["t"] = round(time.time(), 4)
+        fields = event.to_json()
+        fields["t"] = round(self.clock(), 4)
         self._batch.append(fields)
 
     def preview(self, text: str) -> str:
         return text if len(text) <= self.preview_chars else text[: self.preview_chars - 1] + "\u2026"
 
-    def flush(self) -> tuple[str | None, bool]:
-        """The pending batch as one JSON text (or None), and whether a snapshot must follow it."""
+    def flush(self) -> tuple[EventsMessage | None, bool]:
+        """The pending batch as one message (or None), and whether a snapshot must follow it."""
         stale = self.stale
-        text = None
+        batch = None
         if self._batch or self.dropped:
-            text = encode({"type": "events", "events": self._batch, "dropped": self.dropped})
+            batch = EventsMessage(tuple(self._batch), self.dropped)
         self._batch = []
         self._routed = self._state = self.dropped = 0
         self.stale = False
-        return text, stale
+        return batch, stale

@@ -16,12 +16,15 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.typedefs import Handler
 
+from .appkeys import LAB, error_response, is_admin
 from .auth import AuthError, hash_password, verify_password
 from .envelope import MAX_TEXT_CHARS, ROOM_NAME, is_dm_room
+from .frames import CloseCode
 from .lab import Lab
+from .messages import NotificationMessage, UserRef, comment_json, message_of, post_json
 from .store import NotFound, RoomTaken, User, UsernameTaken
-from .ws import LAB, is_admin
 
 USERNAME = re.compile(r"[A-Za-z0-9_]{3,32}")
 MAX_JSON_BODY = 64 * 1024
@@ -37,12 +40,12 @@ routes = web.RouteTableDef()
 
 
 class ApiError(web.HTTPError):
-    """An HTTP error answered as JSON ``{"error": code, "message": ...}``."""
+    """An HTTP error answered as JSON ``{"error": code, "message": ...}`` (see :func:`error_response`)."""
 
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         self.status_code = status  # instance attribute: one class serves every status
-        super().__init__(text=json.dumps({"error": code, "message": message}), content_type="application/json",
-                         headers=headers)
+        body = error_response(status, code, message)
+        super().__init__(body=body.body, content_type="application/json", headers=headers)
 
 
 def api_error(status: int, code: str, message: str) -> ApiError:
@@ -50,7 +53,7 @@ def api_error(status: int, code: str, message: str) -> ApiError:
 
 
 @web.middleware
-async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """aiohttp's own plain-text errors (404, 405, 413...) become JSON under /api, like ours,
     and so does the store's :class:`~labserver.store.NotFound`."""
     try:
@@ -126,8 +129,8 @@ async def current_user(request: web.Request, *, query_token: bool = False) -> Us
 
 
 def session_response(lab: Lab, user: User, status: int = 200) -> web.Response:
-    token = lab.issuer.issue(user.id, user.username)
-    return web.json_response({"token": token, "user": user.public()}, status=status)
+    token = lab.issuer.issue(user.id, user.username, now=time.time())
+    return web.json_response({"token": token, "user": UserRef.of(user).to_json()}, status=status)
 
 
 # --- service -----------------------------------------------------------------------
@@ -159,7 +162,7 @@ async def signup(request: web.Request) -> web.Response:
         raise api_error(400, "bad_field", "password must be at least 6 characters")
     hashed = await asyncio.to_thread(hash_password, password)  # scrypt: keep it off the event loop
     try:
-        user = await lab.db.call("create_user", username, hashed, time.time())
+        user = await lab.db.create_user(username, hashed, time.time())
     except UsernameTaken:
         raise api_error(409, "username_taken", f"username {username!r} is taken") from None
     return session_response(lab, user, 201)
@@ -169,7 +172,7 @@ async def signup(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     lab = request.app[LAB]
     username, password = await _credentials(request)
-    user = await lab.db.call("user_by_name", username)
+    user = await lab.db.user_by_name(username)
     stored = user.password_hash if user else "scrypt$4096$8$1$AAAA$AAAA"  # same work either way
     if not await asyncio.to_thread(verify_password, password, stored) or user is None:
         raise api_error(401, "bad_credentials", "wrong username or password")
@@ -181,9 +184,9 @@ async def logout(request: web.Request) -> web.Response:
     """Revoke every token issued so far to this user and close their sockets (1008)."""
     lab = request.app[LAB]
     user = await current_user(request)
-    await lab.db.call("set_tokens_valid_after", user.id, time.time())
+    await lab.db.set_tokens_valid_after(user.id, time.time())
     sockets = list(lab.hub.user_sockets.get(user.id, ()))
-    await asyncio.gather(*(c.sink.ws.close(code=1008, message=b"logged out") for c in sockets))
+    await asyncio.gather(*(c.sink.close(CloseCode.POLICY_VIOLATION, "logged out") for c in sockets))
     return web.json_response({"closed_sockets": len(sockets)})
 
 
@@ -192,7 +195,7 @@ async def me(request: web.Request) -> web.Response:
     lab = request.app[LAB]
     user = await current_user(request)
     sockets = [c.socket_id for c in lab.hub.user_sockets.get(user.id, ())]
-    return web.json_response({"user": user.public(), "online": bool(sockets), "sockets": sorted(sockets)})
+    return web.json_response({"user": UserRef.of(user).to_json(), "online": bool(sockets), "sockets": sorted(sockets)})
 
 
 @routes.get("/api/users")
@@ -201,10 +204,18 @@ async def users(request: web.Request) -> web.Response:
     lab = request.app[LAB]
     if not is_admin(request):
         await current_user(request)
-    everyone = await lab.db.call("users")
+    everyone = await lab.db.users()
     return web.json_response(
-        {"users": [{**u.public(), "online": lab.hub.is_online(u.id), "sockets": len(lab.hub.user_sockets.get(u.id, ()))}
-                   for u in everyone]}
+        {
+            "users": [
+                {
+                    **UserRef.of(u).to_json(),
+                    "online": lab.hub.is_online(u.id),
+                    "sockets": len(lab.hub.user_sockets.get(u.id, ())),
+                }
+                for u in everyone
+            ]
+        }
     )
 
 
@@ -212,8 +223,8 @@ async def users(request: web.Request) -> web.Response:
 async def notifications(request: web.Request) -> web.Response:
     lab = request.app[LAB]
     user = await current_user(request)
-    items = await lab.db.call("notifications", user.id, int_query(request, "limit", 50, low=1, high=500))
-    return web.json_response({"notifications": [n.to_event() for n in items]})
+    items = await lab.db.notifications(user.id, int_query(request, "limit", 50, low=1, high=500))
+    return web.json_response({"notifications": [NotificationMessage.of(n).to_json() for n in items]})
 
 
 # --- posts: CRUD over HTTP, live counters and notifications over WebSocket -------------
@@ -226,11 +237,13 @@ async def create_post(request: web.Request) -> web.Response:
     body = await read_json(request)
     text = str_field(body, "text")
     image = body.get("image")
-    if image is not None and (not isinstance(image, str) or not re.fullmatch(r"/uploads/" + UPLOAD_NAME.pattern, image)):
+    if image is not None and (
+        not isinstance(image, str) or not re.fullmatch(r"/uploads/" + UPLOAD_NAME.pattern, image)
+    ):
         raise api_error(400, "bad_field", "field 'image' must be a URL returned by POST /api/uploads")
-    post = await lab.db.call("create_post", user.id, text, image, time.time())
+    post = await lab.db.create_post(user.id, text, image, time.time())
     await lab.notify_mentions(user, text, post.id, f"{user.username} mentioned you in a post")
-    return web.json_response({"post": post.to_json()}, status=201)
+    return web.json_response({"post": post_json(post)}, status=201)
 
 
 @routes.get("/api/posts")
@@ -240,8 +253,8 @@ async def list_posts(request: web.Request) -> web.Response:
     limit = int_query(request, "limit", 50, low=1, high=200)
     before = request.query.get("before")
     before_id = int_query(request, "before", 0, low=1, high=2**53) if before is not None else None
-    posts = await lab.db.call("posts", limit, before_id)
-    return web.json_response({"posts": [p.to_json() for p in posts]})
+    posts = await lab.db.posts(limit, before_id)
+    return web.json_response({"posts": [post_json(p) for p in posts]})
 
 
 def _post_id(request: web.Request) -> int:
@@ -255,24 +268,22 @@ def _post_id(request: web.Request) -> int:
 async def like(request: web.Request) -> web.Response:
     lab = request.app[LAB]
     user = await current_user(request)
-    post, created = await lab.db.call("like", _post_id(request), user.id, time.time())
+    post, created = await lab.db.like(_post_id(request), user.id, time.time())
     if created:
         await lab.post_updated(post)
         if post.author_id != user.id:
-            note = await lab.db.call("add_notification", post.author_id, "like", user.id, post.id,
-                                     f"{user.username} liked your post", time.time())
-            await lab.notify(note)
-    return web.json_response({"post": post.to_json(), "liked": True})
+            await lab.notify(post.author_id, "like", user, post.id, f"{user.username} liked your post")
+    return web.json_response({"post": post_json(post), "liked": True})
 
 
 @routes.delete(r"/api/posts/{post_id:\d+}/like")
 async def unlike(request: web.Request) -> web.Response:
     lab = request.app[LAB]
     user = await current_user(request)
-    post, removed = await lab.db.call("unlike", _post_id(request), user.id)
+    post, removed = await lab.db.unlike(_post_id(request), user.id)
     if removed:
         await lab.post_updated(post)
-    return web.json_response({"post": post.to_json(), "liked": False})
+    return web.json_response({"post": post_json(post), "liked": False})
 
 
 @routes.post(r"/api/posts/{post_id:\d+}/comments")
@@ -280,14 +291,12 @@ async def comment(request: web.Request) -> web.Response:
     lab = request.app[LAB]
     user = await current_user(request)
     text = str_field(await read_json(request), "text")
-    made, post = await lab.db.call("add_comment", _post_id(request), user.id, text, time.time())
+    made, post = await lab.db.add_comment(_post_id(request), user.id, text, time.time())
     await lab.post_updated(post)
     if post.author_id != user.id:
-        note = await lab.db.call("add_notification", post.author_id, "comment", user.id, post.id,
-                                 f"{user.username} commented on your post", time.time())
-        await lab.notify(note)
+        await lab.notify(post.author_id, "comment", user, post.id, f"{user.username} commented on your post")
     await lab.notify_mentions(user, text, post.id, f"{user.username} mentioned you in a comment")
-    return web.json_response({"comment": made.to_json(), "post": post.to_json()}, status=201)
+    return web.json_response({"comment": comment_json(made), "post": post_json(post)}, status=201)
 
 
 @routes.get(r"/api/posts/{post_id:\d+}/comments")
@@ -295,9 +304,9 @@ async def list_comments(request: web.Request) -> web.Response:
     lab = request.app[LAB]
     await current_user(request)
     post_id = _post_id(request)
-    if await lab.db.call("post", post_id) is None:
+    if await lab.db.post(post_id) is None:
         raise api_error(404, "not_found", f"no post {post_id}")
-    return web.json_response({"comments": [c.to_json() for c in await lab.db.call("comments", post_id)]})
+    return web.json_response({"comments": [comment_json(c) for c in await lab.db.comments(post_id)]})
 
 
 # --- uploads -------------------------------------------------------------------------
@@ -368,7 +377,9 @@ async def uploaded(request: web.Request) -> web.StreamResponse:
     path = request.app[LAB].settings.uploads_dir / name
     if not path.is_file():
         raise web.HTTPNotFound()
-    return web.FileResponse(path, headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=31536000, immutable"})
+    return web.FileResponse(
+        path, headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=31536000, immutable"}
+    )
 
 
 # --- instructor controls --------------------------------------------------------------
@@ -386,12 +397,12 @@ async def admin_close_socket(request: web.Request) -> web.Response:
         raise api_error(404, "not_found", f"no open socket {request.match_info['socket_id']!r}")
     mode = request.query.get("mode", "abort")
     if mode == "abort":
-        conn.sink.transport.abort()
+        conn.sink.abort()
     elif mode == "close":
-        await conn.sink.ws.close(code=1000, message=b"closed by the instructor")
+        await conn.sink.close(CloseCode.NORMAL, "closed by the instructor")
     else:
         raise api_error(400, "bad_query", "mode must be 'abort' or 'close'")
-    return web.json_response({"socket_id": conn.socket_id, "user": conn.user, "mode": mode})
+    return web.json_response({"socket_id": conn.socket_id, "user": conn.user.to_json(), "mode": mode})
 
 
 # --- room history, short polling and long polling -------------------------------------
@@ -416,7 +427,11 @@ async def create_private_room(request: web.Request) -> web.Response:
     if not ROOM_NAME.fullmatch(name):
         raise api_error(400, "bad_field", "field 'name' must be 1-64 letters, digits, '_', '.' or '-'")
     members = body.get("members", [])
-    if not isinstance(members, list) or len(members) > 1000 or not all(type(m) is int and 0 < m <= 2**53 for m in members):
+    if (
+        not isinstance(members, list)
+        or len(members) > 1000
+        or not all(type(m) is int and 0 < m <= 2**53 for m in members)
+    ):
         raise api_error(400, "bad_field", "field 'members' must be a list of at most 1000 user ids")
     try:
         member_ids = await lab.create_private_room(user, name, members)
@@ -428,9 +443,10 @@ async def create_private_room(request: web.Request) -> web.Response:
 
 
 async def _messages_after(lab: Lab, room: str, after: int, limit: int) -> dict[str, Any]:
-    rows = await lab.db.call("messages_after", room, after, limit)
+    rows = await lab.db.messages_after(room, after, limit)
     last = rows[-1].seq if rows else after
-    return {"room": room, "messages": [r.to_event() for r in rows], "last_seq": max(last, lab.hub.last_seq.get(room, 0))}
+    messages = [message_of(r).to_json() for r in rows]
+    return {"room": room, "messages": messages, "last_seq": max(last, lab.hub.last_seq.get(room, 0))}
 
 
 @routes.get("/api/rooms/{room}/messages")
@@ -452,7 +468,7 @@ async def post_room_message(request: web.Request) -> web.Response:
     room = _readable_room(request, user)
     if is_dm_room(room):
         raise api_error(400, "bad_room", "send direct messages over the WebSocket with type 'dm'")
-    stored = await lab.post_chat(user, room, str_field(await read_json(request), "text"))
+    stored = await lab.post_chat(UserRef.of(user), room, str_field(await read_json(request), "text"))
     return web.json_response({"room": room, "seq": stored.seq}, status=201)
 
 
@@ -487,8 +503,8 @@ async def room_events(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await response.prepare(request)
     while not lab.closing and lab.read_refusal(user.id, room) is None:  # a room may turn private
-        for row in await lab.db.call("messages_after", room, after, 100):
-            await response.write(f"id: {row.seq}\ndata: {json.dumps(row.to_event())}\n\n".encode())
+        for row in await lab.db.messages_after(room, after, 100):
+            await response.write(f"id: {row.seq}\ndata: {message_of(row).encode()}\n\n".encode())
             after = row.seq
         if lab.hub.last_seq.get(room, 0) <= after:
             await lab.wait_for_room(room, 15.0)

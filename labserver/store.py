@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "AsyncStore",
@@ -51,6 +51,8 @@ __all__ = [
 SCHEMA_VERSION = 2
 MAX_BATCH = 512
 """Most messages :class:`AsyncStore` commits in one transaction."""
+
+T = TypeVar("T")
 
 
 class StoreError(Exception):
@@ -85,10 +87,6 @@ class NotFound(StoreError):
 # --- records ----------------------------------------------------------------------
 
 
-def _who(user_id: int, username: str) -> dict[str, Any]:
-    return {"id": user_id, "username": username}
-
-
 @dataclass(frozen=True, slots=True)
 class User:
     id: int
@@ -97,10 +95,6 @@ class User:
     created_at: float
     tokens_valid_after: float
     """Tokens issued before this instant are rejected ("log out everywhere")."""
-
-    def public(self) -> dict[str, Any]:
-        """What other users may see: never the password hash."""
-        return _who(self.id, self.username)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,27 +109,14 @@ class NewMessage:
 
 @dataclass(frozen=True, slots=True)
 class StoredMessage:
+    """A chat message, or a direct message when ``room`` is a DM room (``dm:<low>:<high>``)."""
+
     room: str
     seq: int
     sender_id: int
     sender_name: str
     text: str
     ts: float
-
-    def to_event(self) -> dict[str, Any]:
-        event: dict[str, Any] = {
-            "type": "chat",
-            "room": self.room,
-            "seq": self.seq,
-            "from": _who(self.sender_id, self.sender_name),
-            "text": self.text,
-            "ts": self.ts,
-        }
-        if self.room.startswith("dm:"):  # dm:<low>:<high>: the recipient is the other party
-            low, high = (int(part) for part in self.room.split(":")[1:])
-            event["type"] = "dm"
-            event["to"] = high if self.sender_id == low else low
-        return event
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,17 +130,6 @@ class Post:
     likes: int
     comments: int
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "author": _who(self.author_id, self.author_name),
-            "text": self.text,
-            "image": self.image,
-            "created_at": self.created_at,
-            "likes": self.likes,
-            "comments": self.comments,
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class Comment:
@@ -169,15 +139,6 @@ class Comment:
     author_name: str
     text: str
     created_at: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "post_id": self.post_id,
-            "author": _who(self.author_id, self.author_name),
-            "text": self.text,
-            "created_at": self.created_at,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,17 +151,6 @@ class Notification:
     post_id: int | None
     text: str
     created_at: float
-
-    def to_event(self) -> dict[str, Any]:
-        return {
-            "type": "notification",
-            "id": self.id,
-            "kind": self.kind,
-            "from": _who(self.actor_id, self.actor_name),
-            "post_id": self.post_id,
-            "text": self.text,
-            "ts": self.created_at,
-        }
 
 
 # --- schema -----------------------------------------------------------------------
@@ -330,9 +280,7 @@ class Store:
                     self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             elif version != SCHEMA_VERSION:
-                raise StoreError(
-                    f"database schema version {version} is not {SCHEMA_VERSION}; wrong labserver version?"
-                )
+                raise StoreError(f"database schema version {version} is not {SCHEMA_VERSION}; wrong labserver version?")
 
     def close(self) -> None:
         self._db.close()
@@ -372,7 +320,9 @@ class Store:
         try:
             user_id = self._insert(
                 "INSERT INTO users (username, password_hash, created_at) VALUES (?, ?, ?)",
-                username, password_hash, now,
+                username,
+                password_hash,
+                now,
             )
         except sqlite3.IntegrityError as exc:
             if exc.sqlite_errorcode == sqlite3.SQLITE_CONSTRAINT_UNIQUE:
@@ -425,12 +375,8 @@ class Store:
                 )
                 if item.sender_id not in names:
                     # The insert passed the foreign key check, so the user exists.
-                    names[item.sender_id] = self._one(
-                        "SELECT username FROM users WHERE id = ?", item.sender_id
-                    )[0]
-                stored.append(
-                    StoredMessage(item.room, seq, item.sender_id, names[item.sender_id], item.text, item.ts)
-                )
+                    names[item.sender_id] = self._one("SELECT username FROM users WHERE id = ?", item.sender_id)[0]
+                stored.append(StoredMessage(item.room, seq, item.sender_id, names[item.sender_id], item.text, item.ts))
             self._db.executemany(
                 "UPDATE rooms SET last_seq = ? WHERE name = ?", [(seq, room) for room, seq in last.items()]
             )
@@ -467,12 +413,16 @@ class Store:
         """
         members = sorted({owner_id, *member_ids})
         with self._tx():
-            if self._one("SELECT 1 FROM private_rooms WHERE name = ? UNION SELECT 1 FROM rooms WHERE name = ?", name, name):
+            if self._one(
+                "SELECT 1 FROM private_rooms WHERE name = ? UNION SELECT 1 FROM rooms WHERE name = ?", name, name
+            ):
                 raise RoomTaken(name)
             for user_id in members:
                 if self._one("SELECT 1 FROM users WHERE id = ?", user_id) is None:
                     raise NotFound("user", user_id)
-            self._db.execute("INSERT INTO private_rooms (name, owner_id, created_at) VALUES (?, ?, ?)", (name, owner_id, now))
+            self._db.execute(
+                "INSERT INTO private_rooms (name, owner_id, created_at) VALUES (?, ?, ?)", (name, owner_id, now)
+            )
             self._db.executemany("INSERT INTO room_members (room, user_id) VALUES (?, ?)", [(name, u) for u in members])
         return members
 
@@ -495,7 +445,10 @@ class Store:
         with self._tx():
             post_id = self._insert(
                 "INSERT INTO posts (author_id, text, image, created_at) VALUES (?, ?, ?, ?)",
-                author_id, text, image, now,
+                author_id,
+                text,
+                image,
+                now,
             )
             return self._post_or_raise(post_id)
 
@@ -516,10 +469,13 @@ class Store:
         """Like a post; returns the post and whether this call added the like."""
         with self._tx():
             self._post_or_raise(post_id)
-            added = self._db.execute(
-                "INSERT INTO likes (post_id, user_id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                (post_id, user_id, now),
-            ).rowcount == 1
+            added = (
+                self._db.execute(
+                    "INSERT INTO likes (post_id, user_id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                    (post_id, user_id, now),
+                ).rowcount
+                == 1
+            )
             if added:
                 self._db.execute("UPDATE posts SET like_count = like_count + 1 WHERE id = ?", (post_id,))
             return self._post_or_raise(post_id), added
@@ -528,9 +484,10 @@ class Store:
         """Remove a like; returns the post and whether there was a like to remove."""
         with self._tx():
             self._post_or_raise(post_id)
-            removed = self._db.execute(
-                "DELETE FROM likes WHERE post_id = ? AND user_id = ?", (post_id, user_id)
-            ).rowcount == 1
+            removed = (
+                self._db.execute("DELETE FROM likes WHERE post_id = ? AND user_id = ?", (post_id, user_id)).rowcount
+                == 1
+            )
             if removed:
                 self._db.execute("UPDATE posts SET like_count = like_count - 1 WHERE id = ?", (post_id,))
             return self._post_or_raise(post_id), removed
@@ -540,7 +497,10 @@ class Store:
             self._post_or_raise(post_id)
             comment_id = self._insert(
                 "INSERT INTO comments (post_id, author_id, text, created_at) VALUES (?, ?, ?, ?)",
-                post_id, author_id, text, now,
+                post_id,
+                author_id,
+                text,
+                now,
             )
             self._db.execute("UPDATE posts SET comment_count = comment_count + 1 WHERE id = ?", (post_id,))
             comment = Comment(*self._one(f"{_COMMENT} WHERE c.id = ?", comment_id))
@@ -560,15 +520,18 @@ class Store:
             notification_id = self._insert(
                 "INSERT INTO notifications (user_id, kind, actor_id, post_id, text, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                user_id, kind, actor_id, post_id, text, now,
+                user_id,
+                kind,
+                actor_id,
+                post_id,
+                text,
+                now,
             )
             return Notification(*self._one(f"{_NOTIFICATION} WHERE n.id = ?", notification_id))
 
     def notifications(self, user_id: int, limit: int = 50) -> list[Notification]:
         """A user's notifications, newest first."""
-        rows = self._db.execute(
-            f"{_NOTIFICATION} WHERE n.user_id = ? ORDER BY n.id DESC LIMIT ?", (user_id, limit)
-        )
+        rows = self._db.execute(f"{_NOTIFICATION} WHERE n.user_id = ? ORDER BY n.id DESC LIMIT ?", (user_id, limit))
         return [Notification(*row) for row in rows]
 
 
@@ -579,7 +542,8 @@ class AsyncStore:
     """Runs a :class:`Store` on one dedicated thread, with group commit for chat.
 
     Every call goes through the same single-worker executor, so the Store is only
-    ever used by one thread, and calls run in the order they were made.
+    ever used by one thread, and calls run in the order they were made. Each Store
+    method the server needs has a typed ``async`` twin here.
     """
 
     def __init__(self, store: Store, *, max_batch: int = MAX_BATCH) -> None:
@@ -590,16 +554,75 @@ class AsyncStore:
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
 
-    async def call(self, fn: str | Callable[..., Any], *args: Any) -> Any:
-        """Run ``fn(*args)`` on the database thread.
-
-        ``fn`` is the name of a Store method (``await db.call("user_by_id", 7)``)
-        or any callable, e.g. a function doing several Store calls in a row.
-        """
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the database thread, after every call made before it."""
         if self._closed:
             raise StoreError("store is closed")
-        func = getattr(self._store, fn) if isinstance(fn, str) else fn
-        return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    # One typed method per Store method the server uses; each runs on the database thread.
+
+    async def create_user(self, username: str, password_hash: str, now: float) -> User:
+        return await self._run(self._store.create_user, username, password_hash, now)
+
+    async def user_by_name(self, username: str) -> User | None:
+        return await self._run(self._store.user_by_name, username)
+
+    async def user_by_id(self, user_id: int) -> User | None:
+        return await self._run(self._store.user_by_id, user_id)
+
+    async def users(self) -> list[User]:
+        return await self._run(self._store.users)
+
+    async def set_tokens_valid_after(self, user_id: int, ts: float) -> None:
+        await self._run(self._store.set_tokens_valid_after, user_id, ts)
+
+    async def messages_after(self, room: str, after: int, limit: int) -> list[StoredMessage]:
+        return await self._run(self._store.messages_after, room, after, limit)
+
+    async def messages_between(self, room: str, after: int, upto: int) -> list[StoredMessage]:
+        return await self._run(self._store.messages_between, room, after, upto)
+
+    async def last_seq(self, room: str) -> int:
+        return await self._run(self._store.last_seq, room)
+
+    async def last_seqs(self) -> dict[str, int]:
+        return await self._run(self._store.last_seqs)
+
+    async def create_private_room(self, name: str, owner_id: int, member_ids: Sequence[int], now: float) -> list[int]:
+        return await self._run(self._store.create_private_room, name, owner_id, member_ids, now)
+
+    async def private_rooms(self) -> dict[str, frozenset[int]]:
+        return await self._run(self._store.private_rooms)
+
+    async def create_post(self, author_id: int, text: str, image: str | None, now: float) -> Post:
+        return await self._run(self._store.create_post, author_id, text, image, now)
+
+    async def post(self, post_id: int) -> Post | None:
+        return await self._run(self._store.post, post_id)
+
+    async def posts(self, limit: int = 50, before: int | None = None) -> list[Post]:
+        return await self._run(self._store.posts, limit, before)
+
+    async def like(self, post_id: int, user_id: int, now: float) -> tuple[Post, bool]:
+        return await self._run(self._store.like, post_id, user_id, now)
+
+    async def unlike(self, post_id: int, user_id: int) -> tuple[Post, bool]:
+        return await self._run(self._store.unlike, post_id, user_id)
+
+    async def add_comment(self, post_id: int, author_id: int, text: str, now: float) -> tuple[Comment, Post]:
+        return await self._run(self._store.add_comment, post_id, author_id, text, now)
+
+    async def comments(self, post_id: int) -> list[Comment]:
+        return await self._run(self._store.comments, post_id)
+
+    async def add_notification(
+        self, user_id: int, kind: str, actor_id: int, post_id: int | None, text: str, now: float
+    ) -> Notification:
+        return await self._run(self._store.add_notification, user_id, kind, actor_id, post_id, text, now)
+
+    async def notifications(self, user_id: int, limit: int = 50) -> list[Notification]:
+        return await self._run(self._store.notifications, user_id, limit)
 
     async def append_message(self, msg: NewMessage) -> StoredMessage:
         """Store one message, sharing the commit with every message queued meanwhile.
@@ -646,7 +669,7 @@ class AsyncStore:
                         batch[0][1].set_exception(exc)
                     continue
                 # Batch order is seq order per room, so callers learn their seqs in order.
-                for (_, future), message in zip(batch, stored):
+                for (_, future), message in zip(batch, stored, strict=True):
                     if not future.done():
                         future.set_result(message)
         except asyncio.CancelledError:

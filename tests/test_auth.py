@@ -10,6 +10,7 @@ from pathlib import Path
 import jwt
 import pytest
 
+from labserver.app import load_or_create_secret
 from labserver.auth import (
     ALGORITHM,
     AUDIENCE,
@@ -18,7 +19,6 @@ from labserver.auth import (
     Claims,
     TokenIssuer,
     hash_password,
-    load_or_create_secret,
     verify_password,
 )
 
@@ -98,7 +98,7 @@ def test_round_trip() -> None:
     issuer = TokenIssuer(SECRET, ttl=600)
     now = time.time()
     token = issuer.issue(42, "ann", now=now)
-    claims = issuer.verify(token)
+    claims = issuer.verify(token, now=time.time())
     assert isinstance(claims, Claims)
     assert (claims.user_id, claims.username) == (42, "ann")
     assert isinstance(claims.user_id, int)
@@ -117,12 +117,28 @@ def test_token_claims_on_the_wire() -> None:
 def test_ttl_override() -> None:
     issuer = TokenIssuer(SECRET, ttl=3600)
     now = time.time()
-    assert issuer.verify(issuer.issue(1, "a", now=now, ttl=30)).expires_at == int(now + 30)
+    assert issuer.verify(issuer.issue(1, "a", now=now, ttl=30), now=now).expires_at == int(now + 30)
+
+
+def test_expiry_follows_the_clock_passed_in() -> None:
+    issuer = TokenIssuer(SECRET, ttl=60)
+    token = issuer.issue(1, "ann", now=1_000_000)  # expires at 1_000_060
+    assert issuer.verify(token, now=1_000_059.9).user_id == 1
+    with pytest.raises(AuthError, match="token expired"):
+        issuer.verify(token, now=1_000_060)
+
+
+def test_a_token_issued_in_the_future_is_refused() -> None:
+    issuer = TokenIssuer(SECRET, ttl=60)
+    token = issuer.issue(1, "ann", now=1_000_000.5)
+    assert issuer.verify(token, now=1_000_000).user_id == 1  # sub-second iat: not "in the future"
+    with pytest.raises(AuthError, match="not valid yet"):
+        issuer.verify(token, now=999_999)
 
 
 def reason(issuer: TokenIssuer, token: object) -> str:
     with pytest.raises(AuthError) as info:
-        issuer.verify(token)  # type: ignore[arg-type]
+        issuer.verify(token, now=time.time())  # type: ignore[arg-type]
     message = str(info.value)
     assert message
     return message
@@ -154,13 +170,13 @@ def test_other_algorithm_with_same_key_is_refused() -> None:
 
 
 def test_other_key() -> None:
-    token = TokenIssuer(OTHER).issue(1, "ann")
+    token = TokenIssuer(OTHER).issue(1, "ann", now=time.time())
     assert reason(TokenIssuer(SECRET), token) == "token signature is invalid"
 
 
 def test_tampered_payload() -> None:
     issuer = TokenIssuer(SECRET)
-    header, _, signature = issuer.issue(1, "ann").split(".")
+    header, _, signature = issuer.issue(1, "ann", now=time.time()).split(".")
     forged_body = jwt.encode(claims(sub="2"), OTHER, algorithm="HS256").split(".")[1]
     assert reason(issuer, f"{header}.{forged_body}.{signature}") == "token signature is invalid"
 
@@ -190,7 +206,7 @@ def test_missing_claims(missing: str) -> None:
 
 def test_missing_name_is_empty_username() -> None:
     token = jwt.encode(claims(name=None), SECRET, algorithm="HS256")
-    assert TokenIssuer(SECRET).verify(token).username == ""
+    assert TokenIssuer(SECRET).verify(token, now=time.time()).username == ""
 
 
 @pytest.mark.parametrize("sub", ["abc", "1.5", ""])
@@ -226,8 +242,8 @@ def test_secret_file_created_0600_and_reused(tmp_path: Path) -> None:
     assert path.read_text() == key.hex()
     assert load_or_create_secret(path) == key
     # tokens survive a "restart": a new issuer with the reloaded key verifies old tokens
-    token = TokenIssuer(key).issue(5, "eve")
-    assert TokenIssuer(load_or_create_secret(path)).verify(token).user_id == 5
+    token = TokenIssuer(key).issue(5, "eve", now=time.time())
+    assert TokenIssuer(load_or_create_secret(path)).verify(token, now=time.time()).user_id == 5
 
 
 def test_secret_file_is_0600_despite_permissive_umask(tmp_path: Path) -> None:

@@ -28,15 +28,16 @@ from labserver.envelope import (
     Typing,
     Unsubscribe,
     dm_parties,
-    is_dm_room,
     dm_room,
     encode,
     error_message,
+    is_dm_room,
     parse_client_message,
 )
 
 
-def parse(**fields: Any):  # type: ignore[no-untyped-def]
+def parse(**fields: Any) -> Any:
+    """The message ``fields`` parse to, as ``Any``: each test reads the fields of the type it expects."""
     return parse_client_message(json.dumps(fields))
 
 
@@ -57,7 +58,10 @@ def fails(fields: Any, code: ErrorCode = ErrorCode.BAD_FIELD, *, raw: bool = Fal
         ({"type": "auth", "token": "abc.def.ghi", "ref": 1}, Auth(1, "abc.def.ghi")),
         ({"type": "join", "room": "lobby", "ref": "j1"}, Join("j1", "lobby")),
         ({"type": "leave", "room": "a.b-c_D9"}, Leave(None, "a.b-c_D9")),
-        ({"type": "chat", "room": "lobby", "text": "hello \u00e9\u2603", "ref": "c"}, Chat("c", "lobby", "hello \u00e9\u2603")),
+        (
+            {"type": "chat", "room": "lobby", "text": "hello \u00e9\u2603", "ref": "c"},
+            Chat("c", "lobby", "hello \u00e9\u2603"),
+        ),
         ({"type": "dm", "to": 7, "text": "psst"}, DirectMessage(None, 7, "psst")),
         ({"type": "typing", "room": "lobby"}, Typing(None, "lobby", True)),
         ({"type": "typing", "room": "lobby", "active": False}, Typing(None, "lobby", False)),
@@ -88,18 +92,30 @@ def test_every_type_parses(fields: dict[str, Any], expected: Any) -> None:
 
 def test_every_client_type_is_covered() -> None:
     assert set(CLIENT_TYPES) == {
-        "auth", "join", "leave", "chat", "dm", "typing", "subscribe", "unsubscribe", "signal", "resume", "ping",
+        "auth",
+        "join",
+        "leave",
+        "chat",
+        "dm",
+        "typing",
+        "subscribe",
+        "unsubscribe",
+        "signal",
+        "resume",
+        "ping",
     }
 
 
 def test_messages_are_frozen() -> None:
     message = parse(type="join", room="lobby")
     with pytest.raises(AttributeError):
-        message.room = "other"  # type: ignore[misc]
+        message.room = "other"
 
 
 def test_spoofed_fields_are_ignored() -> None:
-    message = parse(type="chat", room="lobby", text="hi", **{"from": {"id": 1, "username": "admin"}}, seq=99, ts=1.0, user_id=1)
+    message = parse(
+        type="chat", room="lobby", text="hi", **{"from": {"id": 1, "username": "admin"}}, seq=99, ts=1.0, user_id=1
+    )
     assert message == Chat(None, "lobby", "hi")
     assert not hasattr(message, "seq")
     assert not hasattr(message, "from_")
@@ -145,7 +161,9 @@ def test_non_object(value: Any) -> None:
     assert type(value).__name__ in err.message
 
 
-@pytest.mark.parametrize("fields", [{}, {"ref": "r"}, {"type": 1, "ref": "r"}, {"type": None, "ref": "r"}, {"type": ["chat"], "ref": "r"}])
+@pytest.mark.parametrize(
+    "fields", [{}, {"ref": "r"}, {"type": 1, "ref": "r"}, {"type": None, "ref": "r"}, {"type": ["chat"], "ref": "r"}]
+)
 def test_missing_or_non_string_type(fields: dict[str, Any]) -> None:
     err = fails(fields, ErrorCode.BAD_MESSAGE)
     assert "'type'" in err.message
@@ -228,7 +246,19 @@ def test_empty_text(text: str) -> None:
 
 @pytest.mark.parametrize(
     "room",
-    ["", "has space", "slash/room", "x" * 65, "caf\u00e9", "dm:1:2", "dm:0:2", "lobby\n", "a:b", "\u0661\u0662", "#general"],
+    [
+        "",
+        "has space",
+        "slash/room",
+        "x" * 65,
+        "caf\u00e9",
+        "dm:1:2",
+        "dm:0:2",
+        "lobby\n",
+        "a:b",
+        "\u0661\u0662",
+        "#general",
+    ],
 )
 def test_bad_room_names(room: str) -> None:
     for kind in ("join", "leave", "typing"):
@@ -259,13 +289,32 @@ def test_dm_rooms_have_one_spelling(room: str) -> None:
     assert "'room'" in fails({"type": "resume", "room": room, "after": 0}).message
 
 
-@pytest.mark.parametrize("room", ["dm:0:1", "dm:1:02", "dm:1", "dm:1:2:3", "dm:a:b", "dm:1234567890123456789:1", "dm:-1:2", "dm: 1:2"])
+@pytest.mark.parametrize(
+    "room", ["dm:0:1", "dm:1:02", "dm:1", "dm:1:2:3", "dm:a:b", "dm:1234567890123456789:1", "dm:-1:2", "dm: 1:2"]
+)
 def test_malformed_dm_rooms_refused_in_resume(room: str) -> None:
     err = fails({"type": "resume", "room": room, "after": 0})
     assert "'room'" in err.message
 
 
-@pytest.mark.parametrize("topic", ["", "post", "post:", "post:0", "post:01", "post:-1", "post:x", "presence ", "Presence", "presencex", "post:1x", "room:1", "post:1234567890123456789"])
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "",
+        "post",
+        "post:",
+        "post:0",
+        "post:01",
+        "post:-1",
+        "post:x",
+        "presence ",
+        "Presence",
+        "presencex",
+        "post:1x",
+        "room:1",
+        "post:1234567890123456789",
+    ],
+)
 def test_bad_topics(topic: str) -> None:
     for kind in ("subscribe", "unsubscribe"):
         err = fails({"type": kind, "topic": topic, "ref": "t"})
@@ -324,7 +373,8 @@ def test_lone_surrogates_are_refused_by_field(text: str, field: str) -> None:
 
 
 def test_surrogate_pairs_are_fine() -> None:
-    assert parse_client_message('{"type": "chat", "room": "r", "text": "\\ud83d\\ude00"}').text == "\U0001F600"
+    message = parse_client_message('{"type": "chat", "room": "r", "text": "\\ud83d\\ude00"}')
+    assert isinstance(message, Chat) and message.text == "\U0001f600"
 
 
 # --- ref --------------------------------------------------------------------------------
@@ -339,20 +389,21 @@ def test_ref_kept_as_given(ref: str | int) -> None:
 
 @pytest.mark.parametrize("ref", ["r-1", 17, 0])
 def test_ref_kept_as_given_in_errors(ref: str | int) -> None:
-    for fields, code in [
+    cases: list[tuple[dict[str, Any], ErrorCode]] = [
         ({"type": "nope"}, ErrorCode.UNKNOWN_TYPE),
         ({"type": 1}, ErrorCode.BAD_MESSAGE),
         ({}, ErrorCode.BAD_MESSAGE),
         ({"type": "join", "room": "bad room"}, ErrorCode.BAD_FIELD),
         ({"type": "chat", "room": "r", "text": ""}, ErrorCode.BAD_FIELD),
         ({"type": "signal", "to": 2, "kind": "x"}, ErrorCode.BAD_FIELD),
-    ]:
+    ]
+    for fields, code in cases:
         err = fails({**fields, "ref": ref}, code)
         assert err.ref == ref and type(err.ref) is type(ref)
         assert err.to_message()["ref"] == ref
 
 
-@pytest.mark.parametrize("ref", [True, False, 1.5, [1], {"a": 1}, "x" * (MAX_REF_CHARS + 1), 10 ** MAX_REF_CHARS])
+@pytest.mark.parametrize("ref", [True, False, 1.5, [1], {"a": 1}, "x" * (MAX_REF_CHARS + 1), 10**MAX_REF_CHARS])
 def test_bad_ref(ref: Any) -> None:
     err = fails({"type": "join", "room": "r", "ref": ref})
     assert "'ref'" in err.message

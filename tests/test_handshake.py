@@ -35,7 +35,9 @@ def test_accept_key_differs_per_key() -> None:
     assert len(base64.b64decode(accept_key(other))) == 20  # a SHA-1 digest
 
 
-@pytest.mark.parametrize("key", [RFC_KEY, base64.b64encode(bytes(16)).decode(), base64.b64encode(b"\xff" * 16).decode()])
+@pytest.mark.parametrize(
+    "key", [RFC_KEY, base64.b64encode(bytes(16)).decode(), base64.b64encode(b"\xff" * 16).decode()]
+)
 def test_valid_keys(key: str) -> None:
     assert key_is_valid(key)
 
@@ -117,7 +119,9 @@ def test_no_origin_is_allowed() -> None:
     assert not refused(None, host=None)
 
 
-@pytest.mark.parametrize("origin", [f"http://{HOST}", f"https://{HOST}", "HTTP://LOCALHOST:8765", "http://LocalHost:8765"])
+@pytest.mark.parametrize(
+    "origin", [f"http://{HOST}", f"https://{HOST}", "HTTP://LOCALHOST:8765", "http://LocalHost:8765"]
+)
 def test_same_host_and_port_is_allowed(origin: str) -> None:
     assert not refused(origin)
 

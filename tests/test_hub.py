@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from typing import Any
 
 import pytest
 
@@ -15,9 +16,12 @@ from labserver.hub import (
     TypingChanged,
     TypingDecision,
 )
+from labserver.messages import SnapshotMessage, UserRef
+from labserver.outlet import Outlet
 from labserver.ratelimit import TokenBucket
 
 NOW = 1000.0
+NO_OUTLET: Outlet = None  # type: ignore[assignment]  # the hub decides; it never writes
 _ids = itertools.count(1)
 
 
@@ -28,8 +32,14 @@ def conn(user_id: int, username: str | None = None, *, expires_at: float = NOW +
         username=username or f"user{user_id}",
         expires_at=expires_at,
         bucket=TokenBucket(20, 40, now),
-        sink=None,
+        sink=NO_OUTLET,
     )
+
+
+def snapshot(hub: Hub) -> dict[str, Any]:
+    """The hub's state as an /observe snapshot shows it, without the stats."""
+    fields = SnapshotMessage.of(hub, {}).to_json()
+    return {key: fields[key] for key in ("sockets", "online", "rooms")}
 
 
 def assert_empty(hub: Hub) -> None:
@@ -70,7 +80,7 @@ def test_two_tabs_are_online_once_and_offline_once() -> None:
 
 def test_connections_hash_by_identity() -> None:
     a = conn(1)
-    b = Connection(a.socket_id, a.user_id, a.username, a.expires_at, a.bucket)
+    b = Connection(a.socket_id, a.user_id, a.username, a.expires_at, a.bucket, NO_OUTLET)
     assert a != b and len({a, b}) == 2
 
 
@@ -81,7 +91,7 @@ def test_connect_same_socket_id_twice_is_refused() -> None:
     with pytest.raises(ValueError, match=a.socket_id):
         hub.connect(a)
     with pytest.raises(ValueError):
-        hub.connect(Connection(a.socket_id, 2, "bob", NOW + 10, TokenBucket(20, 40, NOW)))
+        hub.connect(Connection(a.socket_id, 2, "bob", NOW + 10, TokenBucket(20, 40, NOW), NO_OUTLET))
     assert hub.user_sockets == {1: {a}}
 
 
@@ -94,10 +104,10 @@ def test_disconnect_twice_is_a_noop() -> None:
     hub.join(b, "lobby")
     first = hub.disconnect(a)
     assert PresenceChanged(1, "user1", False) in first
-    before = hub.snapshot(), hub.counts()
+    before = snapshot(hub), hub.counts()
     assert hub.disconnect(a) == []
-    assert (hub.snapshot(), hub.counts()) == before
-    assert hub.room_members("lobby") == [{"id": 2, "username": "user2"}]
+    assert (snapshot(hub), hub.counts()) == before
+    assert hub.room_members("lobby") == [UserRef(2, "user2")]
 
 
 def test_disconnect_of_unknown_or_stale_connection_is_a_noop() -> None:
@@ -105,7 +115,7 @@ def test_disconnect_of_unknown_or_stale_connection_is_a_noop() -> None:
     assert hub.disconnect(conn(1)) == []
     a = conn(1)
     hub.connect(a)
-    impostor = Connection(a.socket_id, 1, "user1", NOW + 10, TokenBucket(20, 40, NOW))
+    impostor = Connection(a.socket_id, 1, "user1", NOW + 10, TokenBucket(20, 40, NOW), NO_OUTLET)
     assert hub.disconnect(impostor) == []  # same id, different object: not this socket
     assert hub.connections == {a.socket_id: a}
 
@@ -128,7 +138,9 @@ def test_disconnect_cleans_every_map() -> None:
     }
     assert events[-1] == PresenceChanged(1, "ann", False)  # offline comes last
     # typing stops before the user is reported as having left the room
-    assert events.index(TypingChanged("lobby", 1, "ann", False)) < events.index(MembershipChanged("lobby", 1, "ann", False))
+    assert events.index(TypingChanged("lobby", 1, "ann", False)) < events.index(
+        MembershipChanged("lobby", 1, "ann", False)
+    )
     assert_empty(hub)
     assert a.rooms == {} and a.topics == set()
 
@@ -217,7 +229,7 @@ def test_join_and_leave_emit_membership_per_user() -> None:
     assert hub.join(tab1, "lobby") == []  # same socket again
     assert hub.join(tab2, "lobby") == []  # second tab of a user already in the room
     assert hub.rooms["lobby"] == {tab1, tab2}
-    assert hub.room_members("lobby") == [{"id": 1, "username": "ann"}]
+    assert hub.room_members("lobby") == [UserRef(1, "ann")]
     assert hub.leave(tab1, "lobby") == []  # still in the room through tab2
     assert hub.leave(tab1, "lobby") == []  # not a member any more
     assert hub.leave(tab2, "lobby") == [MembershipChanged("lobby", 1, "ann", False)]
@@ -231,7 +243,7 @@ def test_room_members_sorted_by_user_id() -> None:
     for c in cs:
         hub.connect(c)
         hub.join(c, "r")
-    assert [m["id"] for m in hub.room_members("r")] == [3, 5, 9]
+    assert [m.id for m in hub.room_members("r")] == [3, 5, 9]
     assert hub.room_members("empty") == []
 
 
@@ -423,7 +435,7 @@ def test_snapshot_and_counts_shape() -> None:
     hub.join(b, "alpha")
     hub.subscribe(b, "presence")
     hub.start_typing(b, "alpha", NOW)
-    snap = hub.snapshot()
+    snap = snapshot(hub)
     assert set(snap) == {"sockets", "online", "rooms"}
     assert snap["online"] == [1, 2]
     assert snap["rooms"] == {"alpha": [1, 2], "zeta": [1]}
@@ -438,4 +450,4 @@ def test_snapshot_and_counts_shape() -> None:
 
 
 def test_empty_snapshot() -> None:
-    assert Hub().snapshot() == {"sockets": [], "online": [], "rooms": {}}
+    assert snapshot(Hub()) == {"sockets": [], "online": [], "rooms": {}}

@@ -1,84 +1,111 @@
-"""Unit tests of labserver.observe: the bounded, batched observation stream."""
+"""Unit tests of labserver.observe: the bounded, batched observation stream (clock passed in)."""
 
 from __future__ import annotations
 
 import json
-import time
+from typing import Any
 
+from labserver.messages import EventsMessage, ObserveEvent, UserRef
 from labserver.observe import Observatory
+
+ANN = UserRef(1, "ann")
+
+
+def observatory(**kwargs: Any) -> Observatory:
+    obs = Observatory(clock=lambda: 1234.56789, **kwargs)
+    obs.observers.add("dashboard")
+    return obs
+
+
+def routed(n: int = 0, preview: str | None = None) -> ObserveEvent:
+    return ObserveEvent.routed(
+        message_type="chat",
+        sender=None,
+        to={"kind": "room", "name": "r"},
+        size=n,
+        recipients=0,
+        seq=None,
+        preview=preview,
+    )
+
+
+def flushed(obs: Observatory) -> tuple[dict[str, Any] | None, bool]:
+    batch, stale = obs.flush()
+    return (None if batch is None else json.loads(batch.encode())), stale
 
 
 def test_inactive_without_observers_and_emit_is_a_noop() -> None:
-    obs = Observatory()
+    obs = Observatory(clock=lambda: 0.0)
     assert not obs.active
     for _ in range(5000):
-        obs.emit("routed", type="chat")
+        obs.emit(routed())
     assert obs.flush() == (None, False)
     assert obs.dropped == 0
 
 
 def test_active_with_an_observer() -> None:
-    obs = Observatory()
-    obs.observers.add(object())
+    obs = observatory()
     assert obs.active
     obs.observers.clear()
     assert not obs.active
 
 
-def test_flush_returns_events_and_resets() -> None:
-    obs = Observatory()
-    obs.observers.add("dashboard")
-    before = time.time()
-    obs.emit("joined", socket_id="s1", user={"id": 1, "username": "ann"}, room="lobby")
-    obs.emit("presence", user={"id": 1, "username": "ann"}, online=True)
-    text, stale = obs.flush()
-    assert not stale
-    assert text is not None
-    message = json.loads(text)
-    assert message["type"] == "events"
-    assert message["dropped"] == 0
-    assert [e["ev"] for e in message["events"]] == ["joined", "presence"]
-    first = message["events"][0]
-    assert first["socket_id"] == "s1" and first["room"] == "lobby" and first["user"]["username"] == "ann"
-    assert before - 1 <= first["t"] <= time.time() + 1
+def test_flush_returns_events_stamped_by_the_clock_and_resets() -> None:
+    obs = observatory()
+    obs.emit(ObserveEvent.socket_joined("s1", ANN, "lobby"))
+    obs.emit(ObserveEvent.presence(ANN, True))
+    batch, stale = obs.flush()
+    assert isinstance(batch, EventsMessage) and not stale
+    message = json.loads(batch.encode())
+    assert message["type"] == "events" and message["dropped"] == 0
+    assert message["events"] == [
+        {
+            "socket_id": "s1",
+            "user": {"id": 1, "username": "ann"},
+            "room": "lobby",
+            "ev": "socket_joined",
+            "t": 1234.5679,
+        },
+        {"user": {"id": 1, "username": "ann"}, "online": True, "ev": "presence", "t": 1234.5679},
+    ]
     assert obs.flush() == (None, False)  # reset: nothing more to say
 
 
 def test_bounded_batch_counts_dropped() -> None:
-    obs = Observatory(max_batch=10)
-    obs.observers.add("dashboard")
+    obs = observatory(max_batch=10)
     for i in range(25):
-        obs.emit("routed", n=i)
+        obs.emit(routed(i))
     assert obs.dropped == 15
-    message = json.loads(obs.flush()[0] or "")
-    assert [e["n"] for e in message["events"]] == list(range(10))  # the first ones are kept
+    message, _ = flushed(obs)
+    assert message is not None
+    assert [e["size"] for e in message["events"]] == list(range(10))  # the first ones are kept
     assert message["dropped"] == 15
     assert obs.dropped == 0
-    obs.emit("routed", n=99)  # room again after the flush
-    message = json.loads(obs.flush()[0] or "")
-    assert message == {"type": "events", "events": [message["events"][0]], "dropped": 0}
-    assert message["events"][0]["n"] == 99
+    obs.emit(routed(99))  # room again after the flush
+    message, _ = flushed(obs)
+    assert message is not None and message["dropped"] == 0
+    assert [e["size"] for e in message["events"]] == [99]
 
 
 def test_only_dropped_still_flushes() -> None:
-    obs = Observatory(max_batch=0)
-    obs.observers.add("dashboard")
-    obs.emit("routed")
-    obs.emit("routed")
-    assert json.loads(obs.flush()[0] or "") == {"type": "events", "events": [], "dropped": 2}
+    obs = observatory(max_batch=0)
+    obs.emit(routed())
+    obs.emit(routed())
+    assert flushed(obs) == ({"type": "events", "events": [], "dropped": 2}, False)
     assert obs.flush() == (None, False)
 
 
 def test_flush_is_compact_json_with_unicode() -> None:
-    obs = Observatory()
-    obs.observers.add("dashboard")
-    obs.emit("routed", preview="caf\u00e9")
-    text = obs.flush()[0] or ""
+    obs = observatory()
+    obs.emit(routed(preview="caf\u00e9"))
+    batch, _ = obs.flush()
+    assert batch is not None
+    text = batch.encode()
     assert "caf\u00e9" in text and ", " not in text
 
 
 def test_preview() -> None:
-    obs = Observatory(preview_chars=5)
+    obs = Observatory(clock=lambda: 0.0, preview_chars=5)
     assert obs.preview("abcde") == "abcde"
     assert obs.preview("abcdef") == "abcd\u2026"
     assert len(obs.preview("x" * 1000)) == 5
@@ -86,22 +113,21 @@ def test_preview() -> None:
 
 
 def test_state_events_are_not_capped_by_the_flow_bound() -> None:
-    obs = Observatory(max_batch=2)
-    obs.observers.add("dashboard")
+    obs = observatory(max_batch=2)
     for i in range(5):
-        obs.emit("routed", n=i)
-        obs.emit("socket_opened", socket_id=f"s{i}")
-    text, stale = obs.flush()
-    events = json.loads(text or "")["events"]
+        obs.emit(routed(i))
+        obs.emit(ObserveEvent.socket_opened(f"s{i}", ANN))
+    message, stale = flushed(obs)
+    assert message is not None and not stale
+    events = message["events"]
     assert [e["socket_id"] for e in events if e["ev"] == "socket_opened"] == [f"s{i}" for i in range(5)]
-    assert sum(e["ev"] == "routed" for e in events) == 2 and not stale
+    assert sum(e["ev"] == "routed" for e in events) == 2
 
 
 def test_too_many_state_events_mark_the_batch_stale_for_a_snapshot() -> None:
-    obs = Observatory(max_state=3)
-    obs.observers.add("dashboard")
+    obs = observatory(max_state=3)
     for i in range(5):
-        obs.emit("socket_opened", socket_id=f"s{i}")
-    text, stale = obs.flush()
-    assert stale and len(json.loads(text or "")["events"]) == 3
+        obs.emit(ObserveEvent.socket_opened(f"s{i}", ANN))
+    message, stale = flushed(obs)
+    assert stale and message is not None and len(message["events"]) == 3
     assert obs.flush() == (None, False)  # reset

@@ -21,8 +21,11 @@ from labserver.store import (
     Store,
     StoredMessage,
     StoreError,
+    User,
     UsernameTaken,
 )
+
+from .conftest import until
 
 
 @pytest.fixture
@@ -112,7 +115,6 @@ def test_users_lookup_and_token_cutoff(store: Store) -> None:
     assert store.user_by_id(b.id) == b
     assert store.user_by_id(999) is None
     assert store.user_by_name("nobody") is None
-    assert a.public() == {"id": a.id, "username": "a"}
     store.set_tokens_valid_after(a.id, 50.0)
     assert store.user_by_id(a.id).tokens_valid_after == 50.0  # type: ignore[union-attr]
     assert store.user_by_id(b.id).tokens_valid_after == 0.0  # type: ignore[union-attr]
@@ -128,7 +130,11 @@ def test_seq_gapless_per_room_and_in_input_order(store: Store) -> None:
     batch = [NewMessage(room, u.id, f"{room}{i}", float(i)) for i, room in enumerate("abaab")]
     stored = store.append_messages(batch)
     assert [(m.room, m.seq, m.text) for m in stored] == [
-        ("a", 1, "a0"), ("b", 1, "b1"), ("a", 2, "a2"), ("a", 3, "a3"), ("b", 2, "b4"),
+        ("a", 1, "a0"),
+        ("b", 1, "b1"),
+        ("a", 2, "a2"),
+        ("a", 3, "a3"),
+        ("b", 2, "b4"),
     ]
     assert all(m.sender_name == "u" for m in stored)
     stored = store.append_messages(msgs("b", u.id, "x"))
@@ -182,14 +188,11 @@ def test_messages_after_and_between(store: Store) -> None:
     assert [m.text for m in store.messages_after("other", 0, 100)] == ["elsewhere"]
 
 
-def test_message_events(store: Store) -> None:
+def test_a_dm_room_is_just_a_room_to_the_store(store: Store) -> None:
     u = store.create_user("u", "h", 1.0)
     chat, dm = store.append_messages([NewMessage("lobby", u.id, "hi", 5.0), NewMessage("dm:1:2", u.id, "psst", 6.0)])
-    assert chat.to_event() == {
-        "type": "chat", "room": "lobby", "seq": 1, "from": {"id": u.id, "username": "u"}, "text": "hi", "ts": 5.0,
-    }
-    assert dm.to_event()["type"] == "dm"
-    assert dm.to_event()["room"] == "dm:1:2"
+    assert (chat.room, chat.seq, chat.sender_name) == ("lobby", 1, "u")
+    assert (dm.room, dm.seq) == ("dm:1:2", 1)  # its own numbering; messages.message_of makes it a "dm"
 
 
 # --- posts, likes, comments, notifications -------------------------------------------
@@ -230,10 +233,7 @@ def test_comments_are_counted(store: Store) -> None:
     assert post1.comments == 2
     assert store.post(post.id).comments == 2  # type: ignore[union-attr]
     assert store.comments(post.id) == [first, second]
-    assert first.to_json() == {
-        "id": first.id, "post_id": post.id, "author": {"id": b.id, "username": "b"},
-        "text": "nice", "created_at": 2.0,
-    }
+    assert (first.post_id, first.author_name, first.text, first.created_at) == (post.id, "b", "nice", 2.0)
     with pytest.raises(NotFound):
         store.add_comment(999, a.id, "into the void", 4.0)
     assert store.comments(999) == []
@@ -247,10 +247,8 @@ def test_posts_newest_first_with_paging(store: Store) -> None:
     assert [p.id for p in page] == [ids[4], ids[3]]
     assert [p.id for p in store.posts(limit=2, before=page[-1].id)] == [ids[2], ids[1]]
     assert store.post(999) is None
-    assert store.posts()[0].to_json() == {
-        "id": ids[4], "author": {"id": a.id, "username": "a"}, "text": "p4", "image": None,
-        "created_at": 4.0, "likes": 0, "comments": 0,
-    }
+    newest = store.posts()[0]
+    assert (newest.author_name, newest.text, newest.image, newest.likes, newest.comments) == ("a", "p4", None, 0, 0)
 
 
 def test_notifications_newest_first(store: Store) -> None:
@@ -263,10 +261,13 @@ def test_notifications_newest_first(store: Store) -> None:
     store.add_notification(b.id, "like", a.id, None, "for b only", 5.0)
     assert store.notifications(a.id) == [n3, n2, n1]
     assert store.notifications(a.id, limit=2) == [n3, n2]
-    assert n1.to_event() == {
-        "type": "notification", "id": n1.id, "kind": "like", "from": {"id": b.id, "username": "b"},
-        "post_id": post.id, "text": "b liked your post", "ts": 2.0,
-    }
+    assert (n1.kind, n1.actor_name, n1.post_id, n1.text, n1.created_at) == (
+        "like",
+        "b",
+        post.id,
+        "b liked your post",
+        2.0,
+    )
     assert n3.post_id is None
 
 
@@ -276,20 +277,20 @@ def test_notifications_newest_first(store: Store) -> None:
 async def test_group_commit_keeps_start_order(db_path: Path) -> None:
     store = CountingStore(db_path)
     db = AsyncStore(store)
-    user = await db.call("create_user", "u", "h", 1.0)
+    user = await db.create_user("u", "h", 1.0)
     results = await asyncio.gather(
         *(db.append_message(NewMessage("lobby", user.id, str(i), float(i))) for i in range(200))
     )
     assert [(m.seq, m.text) for m in results] == [(i + 1, str(i)) for i in range(200)]
     assert sum(store.batches) == 200
     assert len(store.batches) <= 5, store.batches  # group commit, not one commit per message
-    assert await db.call("last_seq", "lobby") == 200
+    assert await db.last_seq("lobby") == 200
     await db.close()
 
 
 async def test_callers_resume_in_seq_order(db_path: Path) -> None:
     db = AsyncStore(Store(db_path))
-    user = await db.call("create_user", "u", "h", 1.0)
+    user = await db.create_user("u", "h", 1.0)
     resumed: list[int] = []
 
     async def send(i: int) -> None:
@@ -304,10 +305,8 @@ async def test_callers_resume_in_seq_order(db_path: Path) -> None:
 async def test_batches_are_capped(db_path: Path) -> None:
     store = CountingStore(db_path)
     db = AsyncStore(store)
-    user = await db.call("create_user", "u", "h", 1.0)
-    results = await asyncio.gather(
-        *(db.append_message(NewMessage("lobby", user.id, "x", 0.0)) for i in range(1100))
-    )
+    user = await db.create_user("u", "h", 1.0)
+    results = await asyncio.gather(*(db.append_message(NewMessage("lobby", user.id, "x", 0.0)) for i in range(1100)))
     assert [m.seq for m in results] == list(range(1, 1101))
     assert store.batches == [512, 512, 76]
     await db.close()
@@ -325,11 +324,11 @@ async def test_callers_arriving_during_a_commit_share_the_next_one(db_path: Path
 
     store = SlowStore(db_path)
     db = AsyncStore(store)
-    user = await db.call("create_user", "u", "h", 1.0)
+    user = await db.create_user("u", "h", 1.0)
     first = asyncio.create_task(db.append_message(NewMessage("lobby", user.id, "first", 0.0)))
     assert await asyncio.to_thread(entered.wait, 5)  # the first commit is now in flight
     rest = [asyncio.create_task(db.append_message(NewMessage("lobby", user.id, "x", 0.0))) for _ in range(50)]
-    await asyncio.sleep(0.01)
+    await until(lambda: len(db._pending) == 50, what="the 50 appends queued behind the commit")
     gate.set()
     assert (await first).seq == 1
     assert [(await t).seq for t in rest] == list(range(2, 52))
@@ -340,7 +339,7 @@ async def test_callers_arriving_during_a_commit_share_the_next_one(db_path: Path
 async def test_one_bad_message_fails_only_its_own_caller(db_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="asyncio")
     db = AsyncStore(Store(db_path))
-    user = await db.call("create_user", "u", "h", 1.0)
+    user = await db.create_user("u", "h", 1.0)
     results = await asyncio.gather(
         db.append_message(NewMessage("lobby", user.id, "ok", 0.0)),
         db.append_message(NewMessage("lobby", 999, "unknown sender", 0.0)),
@@ -351,7 +350,7 @@ async def test_one_bad_message_fails_only_its_own_caller(db_path: Path, caplog: 
     # and the others keep their order and gapless seqs.
     assert isinstance(results[1], sqlite3.IntegrityError)
     assert [(r.seq, r.text) for r in (results[0], results[2])] == [(1, "ok"), (2, "ok too")]  # type: ignore[union-attr]
-    assert await db.call("last_seq", "lobby") == 2
+    assert await db.last_seq("lobby") == 2
     # The flusher survived the failure, and goes back to group commits.
     assert (await db.append_message(NewMessage("lobby", user.id, "later", 0.0))).seq == 3
     await db.close()
@@ -361,7 +360,7 @@ async def test_one_bad_message_fails_only_its_own_caller(db_path: Path, caplog: 
 
 async def test_cancelled_caller_is_dropped_before_its_batch(db_path: Path) -> None:
     db = AsyncStore(Store(db_path))
-    user = await db.call("create_user", "u", "h", 1.0)
+    user = await db.create_user("u", "h", 1.0)
     tasks = [asyncio.create_task(db.append_message(NewMessage("lobby", user.id, t, 0.0))) for t in "abc"]
     await asyncio.sleep(0)  # all three are queued; the flusher has not run yet
     tasks[1].cancel()
@@ -373,7 +372,7 @@ async def test_cancelled_caller_is_dropped_before_its_batch(db_path: Path) -> No
 
 async def test_close_drains_pending_appends(db_path: Path) -> None:
     db = AsyncStore(Store(db_path))
-    user = await db.call("create_user", "u", "h", 1.0)
+    user = await db.create_user("u", "h", 1.0)
     tasks = [asyncio.create_task(db.append_message(NewMessage("lobby", user.id, str(i), 0.0))) for i in range(50)]
     await asyncio.sleep(0)  # let them queue up
     await db.close()
@@ -381,17 +380,27 @@ async def test_close_drains_pending_appends(db_path: Path) -> None:
     with pytest.raises(StoreError):
         await db.append_message(NewMessage("lobby", user.id, "too late", 0.0))
     with pytest.raises(StoreError):
-        await db.call("last_seq", "lobby")
+        await db.last_seq("lobby")
     await db.close()  # idempotent
     with Store(db_path) as s:
         assert s.last_seq("lobby") == 50
 
 
-async def test_call_runs_on_the_db_thread(db_path: Path) -> None:
-    store = Store(db_path)
-    db = AsyncStore(store)
-    user = await db.call("create_user", "u", "h", 1.0)
-    assert await db.call(store.user_by_id, user.id) == user
-    name = await db.call(lambda: threading.current_thread().name)
-    assert name.startswith("labserver-db")
+async def test_every_call_runs_on_the_one_db_thread(db_path: Path) -> None:
+    threads: set[str] = set()
+
+    class ThreadRecordingStore(Store):
+        def user_by_id(self, user_id: int) -> User | None:
+            threads.add(threading.current_thread().name)
+            return super().user_by_id(user_id)
+
+        def users(self) -> list[User]:
+            threads.add(threading.current_thread().name)
+            return super().users()
+
+    db = AsyncStore(ThreadRecordingStore(db_path))
+    user = await db.create_user("u", "h", 1.0)
+    assert await db.user_by_id(user.id) == user
+    assert await db.users() == [user]
+    assert len(threads) == 1 and next(iter(threads)).startswith("labserver-db")
     await db.close()
