@@ -21,8 +21,7 @@ import sys
 import textwrap
 import time
 
-from labserver.course import Dashboard
-from labserver.course.lab import Lab
+from labserver.course import Dashboard, LabServer
 
 LOAD = textwrap.dedent(
     """
@@ -47,7 +46,7 @@ LOAD = textwrap.dedent(
 
 
 async def run(rate: float, seconds: float, senders: int) -> None:
-    with Lab(admin_token="bench", rate=rate, burst=int(rate)) as lab:
+    with LabServer(admin_token="bench", rate=rate, burst=int(rate)) as lab:
         tokens = [lab.account(f"loader{i}").token for i in range(senders)]
         dash = Dashboard(lab)
         await dash.ready()
@@ -66,15 +65,20 @@ async def run(rate: float, seconds: float, senders: int) -> None:
         await dash.stop()
     messages = after["messages_in"] - before["messages_in"]
     lateness.sort()
-    print(json.dumps({
-        "messages_per_s": round(messages / elapsed, 1),
-        "deliveries_per_s": round((after["deliveries"] - before["deliveries"]) / elapsed, 1),
-        "dashboard_renders_per_s": round(renders / elapsed, 2),
-        "loop_delay_ms_p50": round(statistics.median(lateness) * 1000, 2),
-        "loop_delay_ms_p99": round(lateness[int(len(lateness) * 0.99)] * 1000, 2),
-        "loop_delay_ms_max": round(lateness[-1] * 1000, 2),
-        "dashboard_errors": len(dash.errors),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "messages_per_s": round(messages / elapsed, 1),
+                "deliveries_per_s": round((after["deliveries"] - before["deliveries"]) / elapsed, 1),
+                "dashboard_renders_per_s": round(renders / elapsed, 2),
+                "loop_delay_ms_p50": round(statistics.median(lateness) * 1000, 2),
+                "loop_delay_ms_p99": round(lateness[int(len(lateness) * 0.99)] * 1000, 2),
+                "loop_delay_ms_max": round(lateness[-1] * 1000, 2),
+                "dashboard_errors": len(dash.errors),
+            },
+            indent=2,
+        )
+    )
 
 
 def main() -> None:

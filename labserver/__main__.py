@@ -2,18 +2,23 @@
 
 The first line on stdout names the URL it listens on, so a parent process (the
 notebook's ``start_lab``, the tests) can read the port chosen with ``--port 0``.
-SIGINT and SIGTERM close every socket with 1001 and exit 0.
+SIGINT and SIGTERM close every socket with 1001 and exit 0; so does EOF on stdin
+with ``--exit-on-stdin-eof``, which is how a parent that dies (even by SIGKILL)
+takes its lab server with it, on every OS (see :mod:`labserver.launcher`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import re
 import signal
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -30,12 +35,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"labserver: error: {message} (see --help)\n")
 
 
-def _positive(kind: type) -> object:
-    def parse(text: str) -> object:
+def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    """An argparse type: ``kind(text)`` (int or float), which must be > 0."""
+
+    def parse(text: str) -> float:
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {kind.__name__}") from None
+            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {getattr(kind, '__name__', 'number')}") from None
         if value <= 0:
             raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
         return value
@@ -53,24 +60,85 @@ def _port(text: str) -> int:
     return port
 
 
-def parse_args(argv: list[str] | None = None) -> Settings:
+def parse_args(argv: list[str] | None = None) -> tuple[Settings, bool]:
+    """The server's settings, and whether to exit at EOF on stdin (a process matter, not a setting)."""
     defaults = Settings()
-    p = _Parser(prog="python -m labserver", description="The WebSocket course's lab server (REST + WebSocket on one port).")
+    p = _Parser(
+        prog="python -m labserver", description="The WebSocket course's lab server (REST + WebSocket on one port)."
+    )
     p.add_argument("--host", default=defaults.host, help="interface to listen on (default %(default)s)")
     p.add_argument("--port", type=_port, default=defaults.port, help="port; 0 picks a free one (default %(default)s)")
-    p.add_argument("--data-dir", type=Path, default=defaults.data_dir, help="SQLite database, uploads and key (default %(default)s)")
-    p.add_argument("--origin", action="append", default=[], metavar="ORIGIN",
-                   help="extra browser origin allowed to open WebSockets, e.g. http://localhost:8888; '*' allows any")
-    p.add_argument("--ping-interval", type=_positive(float), default=defaults.ping_interval, help="seconds between pings (default %(default)s)")
-    p.add_argument("--auth-timeout", type=_positive(float), default=defaults.auth_timeout, help="seconds to authenticate (default %(default)s)")
-    p.add_argument("--token-ttl", type=_positive(float), default=defaults.token_ttl, help="token lifetime in seconds (default %(default)s)")
-    p.add_argument("--max-message-bytes", type=_positive(int), default=defaults.max_message_bytes, help="close 1009 above this (default %(default)s)")
-    p.add_argument("--rate", type=_positive(float), default=defaults.rate_per_second, help="messages/s per socket (default %(default)s)")
-    p.add_argument("--burst", type=_positive(int), default=defaults.rate_burst, help="burst per socket (default %(default)s)")
-    p.add_argument("--typing-ttl", type=_positive(float), default=defaults.typing_ttl, help="typing expiry in seconds (default %(default)s)")
-    p.add_argument("--send-buffer-limit", type=_positive(int), default=defaults.send_buffer_limit, help="bytes queued to a slow reader before it is dropped (default %(default)s)")
-    p.add_argument("--resume-limit", type=_positive(int), default=defaults.resume_limit, help="most messages a resume replays (default %(default)s)")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=defaults.data_dir,
+        help="SQLite database, uploads and key (default %(default)s)",
+    )
+    p.add_argument(
+        "--origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="extra browser origin allowed to open WebSockets, e.g. http://localhost:8888; '*' allows any",
+    )
+    p.add_argument(
+        "--ping-interval",
+        type=_positive(float),
+        default=defaults.ping_interval,
+        help="seconds between pings (default %(default)s)",
+    )
+    p.add_argument(
+        "--auth-timeout",
+        type=_positive(float),
+        default=defaults.auth_timeout,
+        help="seconds to authenticate (default %(default)s)",
+    )
+    p.add_argument(
+        "--token-ttl",
+        type=_positive(float),
+        default=defaults.token_ttl,
+        help="token lifetime in seconds (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-message-bytes",
+        type=_positive(int),
+        default=defaults.max_message_bytes,
+        help="close 1009 above this (default %(default)s)",
+    )
+    p.add_argument(
+        "--rate",
+        type=_positive(float),
+        default=defaults.rate_per_second,
+        help="messages/s per socket (default %(default)s)",
+    )
+    p.add_argument(
+        "--burst", type=_positive(int), default=defaults.rate_burst, help="burst per socket (default %(default)s)"
+    )
+    p.add_argument(
+        "--typing-ttl",
+        type=_positive(float),
+        default=defaults.typing_ttl,
+        help="typing expiry in seconds (default %(default)s)",
+    )
+    p.add_argument(
+        "--send-buffer-limit",
+        type=_positive(int),
+        default=defaults.send_buffer_limit,
+        help="bytes queued to a slow reader before it is dropped (default %(default)s)",
+    )
+    p.add_argument(
+        "--resume-limit",
+        type=_positive(int),
+        default=defaults.resume_limit,
+        help="most messages a resume replays (default %(default)s)",
+    )
     p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument(
+        "--exit-on-stdin-eof",
+        action="store_true",
+        help="exit as on SIGTERM (sockets closed with 1001) when stdin reaches EOF: a parent holding "
+        "the other end of a pipe takes the server with it when it dies, even by SIGKILL",
+    )
     args = p.parse_args(argv)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -90,7 +158,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         send_buffer_limit=args.send_buffer_limit,
         resume_limit=args.resume_limit,
         admin_token=os.environ.get("LABSERVER_ADMIN_TOKEN") or None,
-    )
+    ), args.exit_on_stdin_eof
 
 
 # A JWT (its header always starts with '{"', base64 "eyJ"), a token= query value, a Bearer
@@ -114,40 +182,59 @@ class AccessLogger(AbstractAccessLogger):
     """Access log without query strings: tokens travel in ``?token=`` and must never be logged."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info(
-            '%s "%s %s" %s %.3fs', request.remote, request.method, request.path, response.status, time
-        )
+        self.logger.info('%s "%s %s" %s %.3fs', request.remote, request.method, request.path, response.status, time)
 
     @property
     def enabled(self) -> bool:
         return self.logger.isEnabledFor(logging.INFO)
 
 
-async def serve(settings: Settings) -> None:
-    runner = web.AppRunner(
-        make_app(settings), handle_signals=False, shutdown_timeout=5, access_log_class=AccessLogger
-    )
+def stop_at_stdin_eof(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    """Set ``stop`` when stdin reaches EOF, i.e. when the last writer of its pipe (our parent) is gone.
+
+    A daemon thread blocked in ``os.read``, not ``loop.add_reader``: Windows' proactor
+    loop cannot watch a pipe. ``os.read``, not ``sys.stdin``: it holds no lock that a
+    daemon thread still reading at interpreter exit would leave taken."""
+
+    def watch() -> None:
+        try:
+            while os.read(sys.stdin.fileno(), 4096):
+                pass  # the parent never writes; anything it might is ignored
+        except (OSError, ValueError, AttributeError):
+            pass  # no usable stdin at all: as good as closed
+        with contextlib.suppress(RuntimeError):  # the loop is already closed: we are stopping anyway
+            loop.call_soon_threadsafe(stop.set)
+
+    threading.Thread(target=watch, daemon=True, name="labserver-stdin-eof").start()
+
+
+async def serve(settings: Settings, *, exit_on_stdin_eof: bool = False) -> None:
+    runner = web.AppRunner(make_app(settings), handle_signals=False, shutdown_timeout=5, access_log_class=AccessLogger)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
     try:
         await site.start()
     except OSError as exc:
         await runner.cleanup()
-        raise SystemExit(f"labserver: error: cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
+        raise SystemExit(
+            f"labserver: error: cannot listen on {settings.host}:{settings.port}: {exc.strerror}"
+        ) from None
     host, port = runner.addresses[0][:2]
     shown = f"[{host}]" if ":" in host else host
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):  # before the ready line: a parent may signal at once
         loop.add_signal_handler(sig, stop.set)
+    if exit_on_stdin_eof:
+        stop_at_stdin_eof(loop, stop)
     print(f"labserver listening on http://{shown}:{port} (WebSocket ws://{shown}:{port}/ws)", flush=True)
     await stop.wait()
     await runner.cleanup()  # on_shutdown closes every socket with 1001
 
 
 def main(argv: list[str] | None = None) -> None:
-    settings = parse_args(argv)
-    asyncio.run(serve(settings))
+    settings, exit_on_stdin_eof = parse_args(argv)
+    asyncio.run(serve(settings, exit_on_stdin_eof=exit_on_stdin_eof))
 
 
 if __name__ == "__main__":

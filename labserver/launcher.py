@@ -2,17 +2,22 @@
 
 :class:`LabProcess` starts ``python -m labserver`` on a free port, waits for the
 line that names its URL, and keeps the last log lines so a failed start shows
-*why* (not a timeout). On Linux the child is tied to its parent with
-``PR_SET_PDEATHSIG``: if the notebook kernel dies, even by SIGKILL, the lab
-server gets SIGTERM and no orphan is left behind.
+*why* (not a timeout). It only runs the process; talking to the server over
+HTTP is :class:`labserver.course.rest_client.RestClient`'s job.
+
+No orphan is left behind, on Linux, macOS and Windows alike: the child is
+started with ``--exit-on-stdin-eof`` and a pipe as its stdin whose write end
+only this process holds. When this process dies, however it dies (even by
+SIGKILL, when no ``atexit`` runs), the operating system closes that end; the
+server reads EOF and shuts down as on SIGTERM (sockets closed with 1001, exit 0).
+The pipe is the only tie: the child runs in a process group of its own, so a
+Ctrl-C or a Jupyter "interrupt the kernel" meant for the parent does not stop it.
 """
 
 from __future__ import annotations
 
 import atexit
 import collections
-import ctypes
-import json
 import os
 import signal
 import subprocess
@@ -20,41 +25,23 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 READY_PREFIX = "labserver listening on "
+EXIT_WITH_PARENT_FLAG = "--exit-on-stdin-eof"
+
+# A signal meant for our process group (Ctrl-C in a terminal, JupyterLab's "interrupt the
+# kernel", jupyter_client killing the kernel's group) must not reach the lab server.
+_OWN_PROCESS_GROUP: dict[str, Any]
+if sys.platform == "win32":
+    _OWN_PROCESS_GROUP = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+else:
+    _OWN_PROCESS_GROUP = {"start_new_session": True}
 
 
 class LabStartError(RuntimeError):
     """The lab server did not start; the message ends with its last log lines."""
-
-
-@dataclass(frozen=True, slots=True)
-class Account:
-    """A signed-up user of the lab: their token and public profile."""
-
-    token: str
-    user: dict[str, Any]
-
-    @property
-    def id(self) -> int:
-        return int(self.user["id"])
-
-    @property
-    def username(self) -> str:
-        return str(self.user["username"])
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 def options_to_flags(options: dict[str, Any]) -> list[str]:
@@ -68,38 +55,62 @@ def options_to_flags(options: dict[str, Any]) -> list[str]:
 
 
 class LabProcess:
-    """One lab server child process."""
+    """One lab server child process: start, stop, kill, restart, and where it listens."""
 
     def __init__(
         self, data_dir: str | os.PathLike[str] | None = None, *, admin_token: str | None = None, **options: Any
     ) -> None:
         self.admin_token = admin_token
-        self._tmp = None if data_dir is not None else tempfile.TemporaryDirectory(prefix="lab-")
-        self.data_dir = Path(data_dir if data_dir is not None else self._tmp.name)  # type: ignore[union-attr]
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if data_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="lab-")
+            data_dir = self._tmp.name
+        self.data_dir = Path(data_dir)
         self.options = options
         self.port = int(options.pop("port", 0))
         self.host = str(options.pop("host", "127.0.0.1"))
         self.proc: subprocess.Popen[str] | None = None
         self.logs: collections.deque[str] = collections.deque(maxlen=200)
         self.url = ""
+        self._pump_thread: threading.Thread | None = None
         atexit.register(self.stop)
 
     # --- lifecycle ------------------------------------------------------------------
 
-    def start(self, timeout: float = 20.0) -> LabProcess:
+    def start(self, timeout: float = 20.0) -> Self:
         if self.running:
             return self
-        cmd = [sys.executable, "-m", "labserver", "--host", self.host, "--port", str(self.port),
-               "--data-dir", str(self.data_dir), *options_to_flags(self.options)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "labserver",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+            EXIT_WITH_PARENT_FLAG,
+            *options_to_flags(self.options),
+        ]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if self.admin_token:
             env["LABSERVER_ADMIN_TOKEN"] = self.admin_token
+        # stdin=PIPE: we never write to it; its EOF is the child's cue that we are gone.
+        # (Popen's pipes are not inherited by other children, so only we hold the write end.)
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, env=env,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.PIPE,
+            text=True,
+            env=env,
+            **_OWN_PROCESS_GROUP,
         )
         ready = threading.Event()
-        self._pump_thread = threading.Thread(target=self._pump, args=(self.proc, ready), daemon=True, name="labserver-log")
+        self._pump_thread = threading.Thread(
+            target=self._pump, args=(self.proc, ready), daemon=True, name="labserver-log"
+        )
         self._pump_thread.start()
         deadline = time.monotonic() + timeout
         while not ready.wait(0.05):
@@ -119,7 +130,7 @@ class LabProcess:
             line = line.rstrip("\n")
             self.logs.append(line)
             if not ready.is_set() and line.startswith(READY_PREFIX):
-                self.url = line[len(READY_PREFIX):].split()[0]
+                self.url = line[len(READY_PREFIX) :].split()[0]
                 ready.set()
 
     @property
@@ -163,14 +174,17 @@ class LabProcess:
             self._release(self.proc)
 
     def _release(self, proc: subprocess.Popen[str]) -> None:
+        """Close our ends of the pipes of a process that has exited."""
+        if proc.stdin is not None:
+            proc.stdin.close()
         # The pump thread ends at EOF once the process is gone; then its pipe can close.
-        thread = getattr(self, "_pump_thread", None)
+        thread = self._pump_thread
         if thread is not None:
             thread.join(2)
         if proc.stdout is not None and (thread is None or not thread.is_alive()):
             proc.stdout.close()
 
-    def restart(self, timeout: float = 20.0) -> LabProcess:
+    def restart(self, timeout: float = 20.0) -> Self:
         self.stop()
         return self.start(timeout)
 
@@ -179,57 +193,8 @@ class LabProcess:
         if self._tmp is not None:
             self._tmp.cleanup()
 
-    def __enter__(self) -> LabProcess:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    # --- HTTP helpers (blocking, stdlib only) -----------------------------------------
-
-    def request(
-        self, method: str, path: str, body: Any = None, token: str | None = None, headers: dict[str, str] | None = None
-    ) -> tuple[int, Any]:
-        """One JSON request; returns ``(status, decoded body)`` for error statuses too."""
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers or {})
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        if token:
-            req.add_header("Authorization", f"Bearer {token}")
-        try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                return resp.status, json.loads(resp.read() or b"null")
-        except urllib.error.HTTPError as err:
-            raw = err.read()
-            try:
-                return err.code, json.loads(raw)
-            except ValueError:
-                return err.code, raw.decode(errors="replace")
-
-    def account(self, username: str, password: str = "lab-password") -> Account:
-        """Sign up ``username``, or log in if it exists already."""
-        status, body = self.request("POST", "/api/signup", {"username": username, "password": password})
-        if status == 409:
-            status, body = self.request("POST", "/api/login", {"username": username, "password": password})
-        if status not in (200, 201):
-            raise RuntimeError(f"could not sign up or log in {username!r}: {status} {body}")
-        return Account(body["token"], body["user"])
-
-    def drop(self, socket_id: str, mode: str = "abort") -> dict[str, Any]:
-        """Drop one connection server-side (needs ``admin_token``): ``abort`` as a network
-        failure would, or ``close`` with a close frame."""
-        if not self.admin_token:
-            raise RuntimeError("start the lab with an admin_token to drop connections")
-        status, body = self.request(
-            "POST", f"/api/admin/sockets/{socket_id}/close?mode={mode}", headers={"X-Admin-Token": self.admin_token}
-        )
-        if status != 200:
-            raise RuntimeError(f"could not drop {socket_id}: {status} {body}")
-        return body
-
-    def health(self) -> dict[str, Any]:
-        status, body = self.request("GET", "/healthz")
-        if status != 200:
-            raise RuntimeError(f"/healthz answered {status}: {body}")
-        return body

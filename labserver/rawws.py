@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .frames import Frame, FrameError, Opcode
@@ -23,10 +24,20 @@ class HandshakeResponse:
 
 
 def handshake_request(
-    host: str, port: int, path: str = "/ws", *, key: str | None = None, version: str = "13",
-    extra_headers: dict[str, str] | None = None, method: str = "GET",
+    host: str,
+    port: int,
+    path: str = "/ws",
+    *,
+    key: str | None = None,
+    version: str | None = "13",
+    extra_headers: Mapping[str, str | None] | None = None,
+    method: str = "GET",
 ) -> bytes:
-    """The client's opening handshake (RFC 6455 section 4.1) as bytes, ready to send."""
+    """The client's opening handshake (RFC 6455 section 4.1) as bytes, ready to send.
+
+    ``extra_headers`` add to or replace the standard ones; a ``None`` value leaves that
+    header out (``{"Sec-WebSocket-Key": None}``: a handshake without a key), as does
+    ``version=None`` for ``Sec-WebSocket-Version``."""
     key = key if key is not None else base64.b64encode(os.urandom(16)).decode()
     headers = {
         "Host": f"{host}:{port}",

@@ -1,8 +1,12 @@
-"""``python -m labserver``: the ready line, graceful shutdown on signals, and one-line errors."""
+"""``python -m labserver``: the ready line, graceful shutdown on signals or stdin EOF, and one-line errors.
+
+How long a shutdown takes is a figure printed by benchmarks/shutdown.py, not asserted here.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
 import signal
@@ -10,15 +14,18 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import websockets
 
+from labserver.course import LabServer, RestClient
 from labserver.launcher import LabProcess, LabStartError
+
+from .conftest import until
 
 READY = "labserver listening on http://127.0.0.1:"
 
@@ -28,17 +35,22 @@ def labserver(*args: str) -> list[str]:
 
 
 def run(*args: str, timeout: float = 15) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(labserver(*args), capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(labserver(*args), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
 class Server:
-    """``python -m labserver --port 0`` as a child, with its first stdout line read."""
+    """``python -m labserver --port 0`` as a child, with its first stdout line read.
 
-    def __init__(self, data_dir: Path) -> None:
+    With ``exit_on_stdin_eof`` its stdin is a pipe we hold (``proc.stdin``), else /dev/null."""
+
+    def __init__(self, data_dir: Path, *, exit_on_stdin_eof: bool = False) -> None:
+        flags = ["--exit-on-stdin-eof"] if exit_on_stdin_eof else []
         self.proc = subprocess.Popen(
-            labserver("--port", "0", "--data-dir", str(data_dir)),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+            labserver("--port", "0", "--data-dir", str(data_dir), *flags),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            stdin=subprocess.PIPE if exit_on_stdin_eof else subprocess.DEVNULL,
         )
         self.first_line = self._readline(15)
         assert self.first_line.startswith(READY), (self.first_line, self.proc.poll())
@@ -56,15 +68,20 @@ class Server:
         return box[0].rstrip("\n")
 
     def signup(self, name: str) -> str:
-        body = json.dumps({"username": name, "password": "secret-pw"}).encode()
-        req = urllib.request.Request(self.url + "/api/signup", body, {"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return json.loads(resp.read())["token"]
+        return RestClient(self.url).account(name).token
+
+    def stderr_after_exit(self) -> str:
+        """All it wrote to stderr; call once it has exited."""
+        assert self.proc.stderr is not None and self.proc.poll() is not None
+        return self.proc.stderr.read()
 
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
-        self.proc.communicate(timeout=10)
+        self.proc.wait(10)
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 @pytest.fixture
@@ -72,6 +89,26 @@ def server(tmp_path: Path) -> Iterator[Server]:
     srv = Server(tmp_path / "data")
     yield srv
     srv.stop()
+
+
+@pytest.fixture
+def piped_server(tmp_path: Path) -> Iterator[Server]:
+    """A server started with ``--exit-on-stdin-eof``, stdin a pipe this test holds."""
+    srv = Server(tmp_path / "data", exit_on_stdin_eof=True)
+    yield srv
+    srv.stop()
+
+
+def stop_by(server: Server, how: str) -> None:
+    """What ends the server: a signal, or its parent's end of the stdin pipe closing."""
+    if how == "stdin EOF":
+        assert server.proc.stdin is not None
+        server.proc.stdin.close()
+    else:
+        server.proc.send_signal(signal.Signals[how])
+
+
+GRACEFUL_STOPS = ["SIGTERM", "SIGINT", "stdin EOF"]
 
 
 def test_first_stdout_line_names_the_url(server: Server, tmp_path: Path) -> None:
@@ -83,33 +120,38 @@ def test_first_stdout_line_names_the_url(server: Server, tmp_path: Path) -> None
     assert (tmp_path / "data" / "uploads").is_dir()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-async def test_signal_closes_sockets_with_1001_and_exits_0(server: Server, sig: signal.Signals) -> None:
+@pytest.mark.parametrize("how", GRACEFUL_STOPS)
+async def test_a_graceful_stop_closes_sockets_with_1001_and_exits_0(piped_server: Server, how: str) -> None:
+    server = piped_server
     token = await asyncio.to_thread(server.signup, "sigtest")
     ws_url = "ws" + server.url.removeprefix("http") + "/ws"
     async with websockets.connect(f"{ws_url}?token={token}") as ws:
         welcome = json.loads(await asyncio.wait_for(ws.recv(), 5))
         assert welcome["type"] == "welcome"
-        started = time.monotonic()
-        server.proc.send_signal(sig)
+        stop_by(server, how)
         with pytest.raises(websockets.ConnectionClosed):
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(10):
                 while True:
                     await ws.recv()
         assert ws.close_code == 1001, (ws.close_code, ws.close_reason)
-    code = await asyncio.to_thread(server.proc.wait, 5)
-    elapsed = time.monotonic() - started
-    _, stderr = server.proc.communicate(timeout=5)
+    code = await asyncio.to_thread(server.proc.wait, 10)
+    stderr = server.stderr_after_exit()
     assert code == 0, stderr
-    assert elapsed < 5, elapsed
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
 
 
-def test_signal_with_no_sockets_exits_0_quickly(server: Server) -> None:
-    started = time.monotonic()
-    server.proc.send_signal(signal.SIGTERM)
-    assert server.proc.wait(5) == 0
-    assert time.monotonic() - started < 3
+@pytest.mark.parametrize("how", GRACEFUL_STOPS)
+def test_a_graceful_stop_with_no_sockets_exits_0(piped_server: Server, how: str) -> None:
+    stop_by(piped_server, how)
+    assert piped_server.proc.wait(10) == 0
+    assert piped_server.stderr_after_exit() == ""
+
+
+def test_without_the_flag_stdin_eof_is_ignored(server: Server) -> None:
+    """The ``server`` fixture's stdin is /dev/null: at EOF from the start, and serving all the same."""
+    assert server.proc.poll() is None
+    assert RestClient(server.url).health()["status"] == "ok"
+    assert server.proc.poll() is None
 
 
 @pytest.mark.parametrize(
@@ -141,6 +183,7 @@ def test_help_exits_0(tmp_path: Path) -> None:
     result = run("--help")
     assert result.returncode == 0
     assert "--port" in result.stdout and "--data-dir" in result.stdout
+    assert "--exit-on-stdin-eof" in result.stdout
 
 
 def test_port_in_use_gives_a_one_line_error(tmp_path: Path) -> None:
@@ -161,11 +204,10 @@ def test_lab_process_start_failure_raises_with_the_last_log_lines(tmp_path: Path
     not_a_dir = tmp_path / "data"
     not_a_dir.write_text("I am a file")
     lab = LabProcess(not_a_dir)
-    started = time.monotonic()
     with pytest.raises(LabStartError) as failed:
-        lab.start(timeout=15)
-    assert time.monotonic() - started < 10  # it fails on exit, not on the timeout
+        lab.start(timeout=60)
     message = str(failed.value)
+    # It fails when the server exits, not on the timeout ("not ready after 60 s").
     assert "exited with code" in message and "exited with code 0" not in message
     assert "last log lines" in message
     assert "FileExistsError" in message or "NotADirectoryError" in message, message
@@ -178,55 +220,53 @@ def test_lab_process_start_failure_raises_with_the_last_log_lines(tmp_path: Path
 def test_lab_process_stop_is_graceful(tmp_path: Path) -> None:
     lab = LabProcess(tmp_path / "data").start()
     assert lab.running and lab.url.startswith("http://127.0.0.1:")
-    assert lab.request("GET", "/healthz")[0] == 200
+    assert RestClient(lab.url).request("GET", "/healthz")[0] == 200
     assert lab.stop() == 0
     assert not lab.running
+    assert lab.proc is not None and lab.proc.stdin is not None and lab.proc.stdin.closed  # no fd left behind
     assert os.path.exists(tmp_path / "data" / "lab.sqlite3")
 
 
-def test_shutdown_answers_a_pending_long_poll_at_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import threading
-    import time as _time
+async def test_shutdown_answers_a_pending_long_poll_at_once(tmp_path: Path) -> None:
+    with LabServer(tmp_path) as lab:
+        token = lab.account("poller").token
+        answers: list[tuple[int, Any] | BaseException] = []
 
-    from labserver.launcher import LabProcess
+        def poll() -> None:
+            try:
+                answers.append(lab.request("GET", "/api/rooms/quiet/poll?after=0&timeout=25", token=token))
+            except (OSError, http.client.HTTPException) as exc:  # cut off: shutdown did not answer it
+                answers.append(exc)
 
-    lab = LabProcess(tmp_path).start()
-    token = lab.account("poller").token
-    answer: list = []
-    poll = threading.Thread(
-        target=lambda: answer.append(lab.request("GET", "/api/rooms/quiet/poll?after=0&timeout=25", token=token))
-    )
-    poll.start()
-    _time.sleep(0.5)
-    started = _time.monotonic()
-    assert lab.stop() == 0
-    poll.join(10)
-    assert _time.monotonic() - started < 3, "shutdown waited for the long poll"
-    assert answer and answer[0][0] == 200 and answer[0][1]["messages"] == []
-    lab.close()
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        await until(lambda: lab.health()["long_polls"] == 1, what="the long poll is waiting")
+        assert await asyncio.to_thread(lab.stop) == 0
+        await asyncio.to_thread(poller.join, 10)
+    # Answered (200, no messages) long before its 25 s: had shutdown not answered it, the
+    # server would have cut it after its shutdown timeout, and urllib raised.
+    (answer,) = answers
+    assert isinstance(answer, tuple) and answer[0] == 200 and answer[1]["messages"] == [], answer
 
 
-def test_shutdown_ends_an_open_event_stream_at_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import threading
-    import time as _time
-    import urllib.request
+async def test_shutdown_ends_an_open_event_stream_at_once(tmp_path: Path) -> None:
+    with LabServer(tmp_path) as lab:
+        token = lab.account("streamer").token
+        endings: list[str] = []
 
-    from labserver.launcher import LabProcess
+        def stream() -> None:
+            try:
+                with urllib.request.urlopen(f"{lab.url}/api/rooms/quiet/events?token={token}", timeout=30) as resp:
+                    resp.read()  # until the server ends the stream
+                endings.append("ended by the server")
+            except (OSError, http.client.HTTPException) as exc:  # IncompleteRead, reset...: cut off
+                endings.append(f"cut off: {exc!r}")
 
-    lab = LabProcess(tmp_path).start()
-    token = lab.account("streamer").token
-    ended: list[float] = []
-
-    def stream() -> None:
-        with urllib.request.urlopen(f"{lab.url}/api/rooms/quiet/events?token={token}", timeout=30) as resp:
-            resp.read()  # until the server ends the stream
-        ended.append(_time.monotonic())
-
-    reader = threading.Thread(target=stream, daemon=True)
-    reader.start()
-    _time.sleep(0.5)
-    started = _time.monotonic()
-    assert lab.stop() == 0
-    reader.join(10)
-    assert ended and ended[0] - started < 3, "shutdown waited for the event stream"
-    lab.close()
+        reader = threading.Thread(target=stream, daemon=True)
+        reader.start()
+        await until(lambda: lab.health()["long_polls"] == 1, what="the event stream is waiting")  # it waits like a poll
+        assert await asyncio.to_thread(lab.stop) == 0
+        await asyncio.to_thread(reader.join, 10)
+    # A clean end (the last chunk written) means shutdown ended the stream itself; the
+    # shutdown timeout would have cancelled it mid-response instead.
+    assert endings == ["ended by the server"]

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from labserver.course import Account, LabServer
 from labserver.course import client as client_module
 from labserver.course.client import BACKOFF_CAP, LabClient, LabError, backoff_delay, reconnect_delay
-from labserver.launcher import Account, LabProcess
 
 from .conftest import until as _until
 
@@ -22,10 +22,10 @@ until = functools.partial(_until, timeout=10.0)  # this file's default wait
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabProcess]:
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     """The conftest lab plus an admin token, so tests can drop connections server-side."""
     options = {"ping_interval": 1, "auth_timeout": 1, "typing_ttl": 1}
-    with LabProcess(tmp_path_factory.mktemp("lab"), admin_token="x", **options) as proc:
+    with LabServer(tmp_path_factory.mktemp("lab"), admin_token="x", **options) as proc:
         yield proc
 
 
@@ -39,7 +39,7 @@ async def clients() -> Any:
 
 
 @pytest.fixture
-def connect(lab: LabProcess, clients: list[LabClient]) -> Callable[..., Any]:
+def connect(lab: LabServer, clients: list[LabClient]) -> Callable[..., Any]:
     async def make(account: Account, **kwargs: Any) -> LabClient:
         client = await LabClient.connect(lab, account, **kwargs)
         clients.append(client)
@@ -48,7 +48,7 @@ def connect(lab: LabProcess, clients: list[LabClient]) -> Callable[..., Any]:
     return make
 
 
-def sockets_of(lab: LabProcess, account: Account) -> list[str]:
+def sockets_of(lab: LabServer, account: Account) -> list[str]:
     status, body = lab.request("GET", "/api/me", token=account.token)
     assert status == 200, body
     return list(body["sockets"])
@@ -57,7 +57,7 @@ def sockets_of(lab: LabProcess, account: Account) -> list[str]:
 # --- connecting ---------------------------------------------------------------------------
 
 
-async def test_connect_receives_welcome(lab: LabProcess, account: Any, connect: Any) -> None:
+async def test_connect_receives_welcome(lab: LabServer, account: Any, connect: Any) -> None:
     alice = account()
     client = await connect(alice)
     assert client.connected
@@ -69,7 +69,7 @@ async def test_connect_receives_welcome(lab: LabProcess, account: Any, connect: 
     assert repr(client) == f"<LabClient {alice.username} connected to 0 rooms>"
 
 
-async def test_connect_to_a_url_and_async_with(lab: LabProcess, account: Any) -> None:
+async def test_connect_to_a_url_and_async_with(lab: LabServer, account: Any) -> None:
     alice = account()
     async with LabClient.connect(lab.ws_url, alice, name="Alice") as client:
         assert client.connected and repr(client).startswith("<LabClient Alice connected")
@@ -78,7 +78,7 @@ async def test_connect_to_a_url_and_async_with(lab: LabProcess, account: Any) ->
     await until(lambda: sockets_of(lab, alice) == [])
 
 
-async def test_refused_token_raises_lab_error(lab: LabProcess) -> None:
+async def test_refused_token_raises_lab_error(lab: LabServer) -> None:
     with pytest.raises(LabError) as caught:
         await LabClient.connect(lab, Account("not-a-token", {"id": 1, "username": "nobody"}))
     assert caught.value.code == "unauthorized"
@@ -211,7 +211,7 @@ async def test_wait_for_sees_what_arrived_before_the_call(account: Any, connect:
 
 
 async def test_reconnects_after_a_drop_and_resumes_exactly_once_in_order(
-    lab: LabProcess, account: Any, connect: Any, monkeypatch: pytest.MonkeyPatch
+    lab: LabServer, account: Any, connect: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A fixed 0.3 s before reconnecting: the chats below are surely sent while alice is away.
     monkeypatch.setattr(client_module, "reconnect_delay", lambda attempt, rng=None: 0.3)
@@ -236,21 +236,21 @@ async def test_reconnects_after_a_drop_and_resumes_exactly_once_in_order(
     await until(lambda: a.connected)
     for i in range(2):
         await b.chat(room, f"after {i}")
-    await until(lambda: len(seen) >= 10)
-    await asyncio.sleep(0.1)
+    await until(lambda: len(seen) >= 10 and "resumed" in events)
+    await a.send("ping")  # a round trip: whatever the server sent alice before the pong has been handled
 
     assert a.socket_id != old and sockets_of(lab, alice) == [a.socket_id]
     assert a.reconnects == 1
     assert [seq for seq, _ in seen] == list(range(1, 11))
     assert [text for _, text in seen[3:8]] == [f"while away {i}" for i in range(5)]
     # The missed chats were replayed after the new welcome and before `resumed`.
-    tail = events[events.index("welcome"):]
+    tail = events[events.index("welcome") :]
     assert tail[: tail.index("resumed")].count("chat") == 5
     assert a.rooms == {room} and a.last_seq[room] == 10 and not a.resyncs
 
 
 async def test_a_live_dm_overtaking_the_replay_is_delivered_in_order(
-    lab: LabProcess, account: Any, connect: Any, monkeypatch: pytest.MonkeyPatch
+    lab: LabServer, account: Any, connect: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A new socket gets direct messages at once, before its resume is answered."""
     monkeypatch.setattr(client_module, "reconnect_delay", lambda attempt, rng=None: 0.3)
@@ -275,14 +275,14 @@ async def test_a_live_dm_overtaking_the_replay_is_delivered_in_order(
     await until(lambda: a.socket_id != old)  # back, not resumed yet
     await b.dm(alice.id, "three")  # reaches the new socket live, before the replay of "two"
     await a.wait_connected()  # after `resumed`: what was missed has been delivered
-    await asyncio.sleep(0.1)
+    await a.send("ping")  # a round trip: nothing the server sent before the pong is still on its way
     assert texts == ["one", "two", "three"]
     assert a.last_seq[f"dm:{min(alice.id, bob.id)}:{max(alice.id, bob.id)}"] == 3
 
 
 async def test_too_far_behind_resyncs_and_joins_again(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(client_module, "reconnect_delay", lambda attempt, rng=None: 0.3)
-    with LabProcess(tmp_path, admin_token="x", resume_limit=3) as lab:
+    with LabServer(tmp_path, admin_token="x", resume_limit=3) as lab:
         a = await LabClient.connect(lab, lab.account("alice"))
         b = await LabClient.connect(lab, lab.account("bob"))
         try:
@@ -319,12 +319,13 @@ async def test_replayed_duplicates_are_not_delivered_twice(account: Any, connect
     assert a.duplicates == 4 and a.received["chat"] == 4
 
 
-async def test_disconnect_while_waiting_raises_connection_error(lab: LabProcess, account: Any, connect: Any) -> None:
+async def test_disconnect_while_waiting_raises_connection_error(lab: LabServer, account: Any, connect: Any) -> None:
     a = await connect(account())
     assert a.ws is not None
     a.ws.transport.pause_reading()  # the ack will come, but will not be read...
+    received = lab.health()["messages_in"]
     pending = asyncio.create_task(a.send("ping", payload=1))
-    await asyncio.sleep(0.05)
+    await until(lambda: lab.health()["messages_in"] > received)  # the server has it and answers
     a.ws.transport.abort()  # ...before the connection is lost
     with pytest.raises(ConnectionError, match="'ping'"):
         await pending
@@ -337,7 +338,7 @@ async def test_disconnect_while_waiting_raises_connection_error(lab: LabProcess,
 
 
 async def test_reconnects_after_sigkill_and_restart_on_the_same_port(tmp_path: Any) -> None:
-    with LabProcess(tmp_path, ping_interval=1) as lab:
+    with LabServer(tmp_path, ping_interval=1) as lab:
         alice, bob = lab.account("alice"), lab.account("bob")
         a = await LabClient.connect(lab, alice)
         b = await LabClient.connect(lab, bob)
@@ -352,14 +353,13 @@ async def test_reconnects_after_sigkill_and_restart_on_the_same_port(tmp_path: A
 
             lab.kill()
             await until(lambda: not a.connected and not b.connected)
-            await asyncio.sleep(0.3)  # a few refused attempts
+            await until(lambda: any(isinstance(e, ConnectionRefusedError) for e in a.errors))  # tried while down
             await asyncio.to_thread(lab.start)
             assert lab.port == port
             await a.wait_connected()
             await b.wait_connected()
 
             assert a.socket_id != old and a.reconnects == 1
-            assert any(isinstance(e, ConnectionRefusedError) for e in a.errors)  # tried while it was down
             await b.chat("durable", "after the restart")
             await until(lambda: texts == ["before the crash", "after the restart"])
             assert a.last_seq["durable"] == 2 and a.duplicates == 0
@@ -368,7 +368,7 @@ async def test_reconnects_after_sigkill_and_restart_on_the_same_port(tmp_path: A
             await b.close()
 
 
-async def test_refused_token_on_reconnect_stops_reconnecting(lab: LabProcess, account: Any, connect: Any) -> None:
+async def test_refused_token_on_reconnect_stops_reconnecting(lab: LabServer, account: Any, connect: Any) -> None:
     alice = account()
     a = await connect(alice)
     status, body = lab.request("POST", "/api/logout", token=alice.token)  # revokes the token, closes 1008
@@ -382,7 +382,7 @@ async def test_refused_token_on_reconnect_stops_reconnecting(lab: LabProcess, ac
     assert repr(a) == f"<LabClient {alice.username} closed>"
 
 
-async def test_close_is_clean_idempotent_and_stops_reconnecting(lab: LabProcess, account: Any) -> None:
+async def test_close_is_clean_idempotent_and_stops_reconnecting(lab: LabServer, account: Any) -> None:
     alice = account()
     a = await LabClient.connect(lab, alice)
     await a.join("closing")
@@ -392,8 +392,8 @@ async def test_close_is_clean_idempotent_and_stops_reconnecting(lab: LabProcess,
     assert ws.close_code == 1000  # echoed by the server: a clean closing handshake
     assert a.closed and not a.connected and a.closed_reason == "closed by the client"
     await a.close()  # idempotent
-    await asyncio.sleep(0.3)
-    assert sockets_of(lab, alice) == [] and a.reconnects == 0
+    await until(lambda: sockets_of(lab, alice) == [])
+    assert a.reconnects == 0 and a._reader is not None and a._reader.done()  # nothing left to reconnect
     with pytest.raises(ConnectionError):
         await a.chat("closing", "too late")
     a.send_nowait("chat", room="closing", text="too late")
@@ -401,7 +401,7 @@ async def test_close_is_clean_idempotent_and_stops_reconnecting(lab: LabProcess,
     assert list(a.errors) == []
 
 
-async def test_no_reconnect_when_disabled(lab: LabProcess, account: Any, connect: Any) -> None:
+async def test_no_reconnect_when_disabled(lab: LabServer, account: Any, connect: Any) -> None:
     a = await connect(account(), reconnect=False)
     assert a.socket_id is not None
     lab.drop(a.socket_id)

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from labserver.course import LabServer
 from labserver.course.client import LabClient
 from labserver.course.crowd import Crowd
-from labserver.launcher import LabProcess
 
 from .conftest import until as _until
 
@@ -19,7 +19,7 @@ until = functools.partial(_until, timeout=10.0)  # this file's default wait
 
 
 @pytest.fixture
-async def crowds(lab: LabProcess) -> Any:
+async def crowds(lab: LabServer) -> Any:
     """A factory of crowds, all stopped at the end of the test."""
     made: list[Crowd] = []
 
@@ -33,18 +33,31 @@ async def crowds(lab: LabProcess) -> Any:
         await crowd.stop()
 
 
-def connections(lab: LabProcess) -> int:
+def connections(lab: LabServer) -> int:
     return int(lab.health()["connections"])
 
 
-async def messages_in_during(lab: LabProcess, seconds: float) -> int:
-    """How many WebSocket messages the server received in ``seconds``."""
-    before = lab.health()["messages_in"]
-    await asyncio.sleep(seconds)
-    return int(lab.health()["messages_in"] - before)
+def messages_in(lab: LabServer) -> int:
+    """How many WebSocket messages the server has received so far."""
+    return int(lab.health()["messages_in"])
 
 
-async def test_grow_then_shrink_and_healthz_follows(lab: LabProcess, crowds: Any) -> None:
+async def messages_flow(lab: LabServer, at_least: int) -> None:
+    """Wait until the server has received ``at_least`` more messages."""
+    target = messages_in(lab) + at_least
+    await until(lambda: messages_in(lab) >= target, what=f"{at_least} more messages in")
+
+
+async def quiet_window(lab: LabServer, crowd: Crowd, seconds: float = 1.0) -> int:
+    """Messages the server receives in a window of ``seconds``, once the crowd's in-flight
+    messages have landed (a ping round trip per user: each socket is read in order)."""
+    await asyncio.gather(*(client.send("ping") for client in crowd.clients))
+    before = messages_in(lab)
+    await asyncio.sleep(seconds)  # an observation window: "nothing arrives" needs one
+    return messages_in(lab) - before
+
+
+async def test_grow_then_shrink_and_healthz_follows(lab: LabServer, crowds: Any) -> None:
     crowd = crowds(prefix="gs")
     calls: list[tuple[int, int]] = []
     added = await crowd.grow(30, progress=lambda done, total: calls.append((done, total)))
@@ -71,18 +84,16 @@ async def test_grow_then_shrink_and_healthz_follows(lab: LabProcess, crowds: Any
     assert sum(u["username"].startswith("gs") for u in body["users"]) == 30
 
 
-async def test_chat_rate_makes_messages_flow_and_all_arrive(lab: LabProcess, crowds: Any) -> None:
+async def test_chat_rate_makes_messages_flow_and_all_arrive(lab: LabServer, crowds: Any) -> None:
     crowd = crowds(prefix="flow", rooms=("flow",), chat_rate=2.0, typing_rate=1.0)
     listener = await LabClient.connect(lab, lab.account("flow_listener"))
     try:
         await listener.join("flow")
         await crowd.grow(10)
-        await asyncio.sleep(1.5)
-        crowd.pause()
-        await asyncio.sleep(0.3)  # the last chats are on their way
-        assert crowd.sent["chat"] > 10  # about 10 users * 2/s * 1.5 s = 30
+        await until(lambda: crowd.sent["chat"] > 10 and crowd.sent["typing"] > 0)  # 20 chats/s, 10 typing/s
+        crowd.pause()  # from now on crowd.sent is final: the scheduler sends nothing more
         await until(lambda: listener.received["chat"] == crowd.sent["chat"])
-        assert listener.received["typing"] > 0
+        await until(lambda: listener.received["typing"] > 0)
         senders: set[str] = set()
         listener.on("chat", lambda m: senders.add(m["from"]["username"]))
         crowd.resume()
@@ -93,21 +104,22 @@ async def test_chat_rate_makes_messages_flow_and_all_arrive(lab: LabProcess, cro
         await listener.close()
 
 
-async def test_pause_stops_the_activity_but_not_the_connections(lab: LabProcess, crowds: Any) -> None:
+async def test_pause_stops_the_activity_but_not_the_connections(lab: LabServer, crowds: Any) -> None:
     crowd = crowds(prefix="pz", chat_rate=3.0)
     await crowd.grow(20)
-    assert await messages_in_during(lab, 1.0) > 15  # about 20 users * 3/s = 60
+    await messages_flow(lab, 15)  # about 20 users * 3/s = 60 a second
     crowd.pause()
     assert crowd.paused and repr(crowd) == "<Crowd 20 users, paused>"
-    await asyncio.sleep(0.2)
-    assert await messages_in_during(lab, 1.0) == 0
+    sent = crowd.sent.total()
+    assert await quiet_window(lab, crowd) == 0
+    assert crowd.sent.total() == sent
     assert connections(lab) == 20 and crowd.connected == 20
     crowd.resume()
     assert not crowd.paused and repr(crowd) == "<Crowd 20 users, active>"
-    assert await messages_in_during(lab, 1.0) > 15
+    await messages_flow(lab, 15)
 
 
-async def test_like_rate_likes_recent_posts(lab: LabProcess, crowds: Any) -> None:
+async def test_like_rate_likes_recent_posts(lab: LabServer, crowds: Any) -> None:
     crowd = crowds(prefix="lk", like_rate=3.0)
     await crowd.grow(5)
     token = crowd.clients[0].account.token
@@ -115,13 +127,17 @@ async def test_like_rate_likes_recent_posts(lab: LabProcess, crowds: Any) -> Non
     assert status == 200 and len(body["posts"]) >= 3  # written by the crowd, there were none
     await until(lambda: crowd.sent["like"] >= 5)
     crowd.pause()
-    await asyncio.sleep(0.3)
-    status, body = lab.request("GET", "/api/posts", token=token)
-    assert sum(post["likes"] for post in body["posts"]) > 0
+
+    def likes() -> int:
+        status, body = lab.request("GET", "/api/posts", token=token)
+        assert status == 200, body
+        return sum(post["likes"] for post in body["posts"])
+
+    await until(lambda: likes() > 0)  # the likes are requests in flight: they land a little later
     assert not crowd.errors
 
 
-async def test_drop_makes_clients_reconnect(lab: LabProcess, crowds: Any) -> None:
+async def test_drop_makes_clients_reconnect(lab: LabServer, crowds: Any) -> None:
     crowd = crowds(prefix="dr")
     await crowd.grow(20)
     before = {c.socket_id for c in crowd.clients}
@@ -133,17 +149,17 @@ async def test_drop_makes_clients_reconnect(lab: LabProcess, crowds: Any) -> Non
     assert all(c.rooms == {"general"} for c in crowd.clients)
 
 
-async def test_stop_leaves_no_connection(lab: LabProcess, crowds: Any) -> None:
+async def test_stop_leaves_no_connection(lab: LabServer, crowds: Any) -> None:
     crowd = crowds(prefix="st", chat_rate=1.0)
     await crowd.grow(10)
     clients = crowd.clients
+    scheduler = crowd._scheduler
+    assert scheduler is not None and not scheduler.done()
     await crowd.stop()
     assert crowd.size == 0 and repr(crowd) == "<Crowd 0 users, stopped>"
     assert all(c.closed for c in clients)
+    assert scheduler.done()  # no more ticks
     await until(lambda: connections(lab) == 0)
-    sent = crowd.sent.total()
-    await asyncio.sleep(0.3)
-    assert crowd.sent.total() == sent  # the scheduler is gone
     await crowd.stop()  # idempotent
 
 
@@ -160,14 +176,19 @@ async def test_stop_leaves_no_connection(lab: LabProcess, crowds: Any) -> None:
         {"chat_rate": True},
     ],
 )
-def test_invalid_rates_are_rejected(lab: LabProcess, rates: dict[str, Any]) -> None:
+def test_invalid_rates_are_rejected(lab: LabServer, rates: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         Crowd(lab, **rates)
 
 
-def test_invalid_settings_are_rejected_and_rates_checked_on_change(lab: LabProcess) -> None:
-    for options in ({"prefix": "no spaces"}, {"prefix": "x" * 29}, {"rooms": ()}, {"rooms": ("a b",)},
-                    {"signup_concurrency": 0}):
+def test_invalid_settings_are_rejected_and_rates_checked_on_change(lab: LabServer) -> None:
+    for options in (
+        {"prefix": "no spaces"},
+        {"prefix": "x" * 29},
+        {"rooms": ()},
+        {"rooms": ("a b",)},
+        {"signup_concurrency": 0},
+    ):
         with pytest.raises(ValueError):
             Crowd(lab, **options)
     crowd = Crowd(lab, chat_rate=5, typing_rate=5)
@@ -190,7 +211,7 @@ class FakeClient:
         self.sent.append((type, fields))
 
 
-def test_activity_is_random_per_rate_and_repeatable_by_seed(lab: LabProcess) -> None:
+def test_activity_is_random_per_rate_and_repeatable_by_seed(lab: LabServer) -> None:
     def run(seed: int, ticks: int = 100) -> list[list[tuple[str, dict[str, Any]]]]:
         crowd = Crowd(lab, rooms=("a", "b"), chat_rate=2.0, typing_rate=0.5, seed=seed)
         fakes = [FakeClient() for _ in range(50)]
@@ -213,7 +234,7 @@ def test_activity_is_random_per_rate_and_repeatable_by_seed(lab: LabProcess) -> 
 
 
 @pytest.mark.timeout(60)
-async def test_grow_to_300_users(lab: LabProcess, crowds: Any) -> None:
+async def test_grow_to_300_users(lab: LabServer, crowds: Any) -> None:
     crowd = crowds(prefix="big")
     await crowd.grow(300)
     assert crowd.size == crowd.connected == 300

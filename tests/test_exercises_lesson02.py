@@ -1,4 +1,6 @@
-"""Lesson 02's exercises (RFC 6455 section 4): right answers pass, wrong ones say why, placeholders are not attempted."""
+"""Lesson 02's exercises (RFC 6455 section 4).
+
+Right answers pass, wrong ones say why, placeholders are not attempted."""
 
 from __future__ import annotations
 
@@ -69,7 +71,7 @@ def test_q1_a_student_version_passes() -> None:
 
 
 def test_q1_stub_and_placeholders_are_not_attempted() -> None:
-    def accept_key(key: str) -> str: ...
+    def accept_key(key: str) -> str: ...  # type: ignore[empty-body]  # a student's unfinished stub
 
     for answer in (accept_key, ..., None):
         verdict = ex.q1.check(answer)
@@ -119,7 +121,7 @@ def test_q1_unknown_wrong_answer_has_no_made_up_diagnosis() -> None:
 
 def test_q1_a_crash_is_an_error_verdict() -> None:
     def accept_key(key: str) -> str:
-        return hashlib.sha1(key + GUID).digest()  # type: ignore[arg-type]  # str, not bytes
+        return hashlib.sha1(key + GUID).digest()  # type: ignore[arg-type, return-value]  # a student's mistakes: str to sha1, bytes back
 
     verdict = ex.q1.check(accept_key)
     assert verdict.status is Status.ERROR
@@ -206,7 +208,10 @@ def test_q2_wrong_items_are_refuted_from_the_request_text() -> None:
         (("b", "d", "c", "e", "a"), "Request 3: not (c), it has `Upgrade: WebSocket` (the token is case-insensitive)"),
         (("b", "d", "g", "d", "a"), "Request 4: not (d), it has `Sec-WebSocket-Version: 13`"),
         (("b", "d", "g", "e", "f"), "Request 5: not (f), it has `Host: lab.example:8765`"),
-        (("b", "d", "e", "e", "a"), "Request 3: not (e), it has `Sec-WebSocket-Key: E4WSEcseoWr4csPLS2QJHA==`, which is base64 of 16 bytes"),
+        (
+            ("b", "d", "e", "e", "a"),
+            "Request 3: not (e), it has `Sec-WebSocket-Key: E4WSEcseoWr4csPLS2QJHA==`, which is base64 of 16 bytes",
+        ),
         (("b", "a", "g", "e", "a"), "Request 2: not (a), its request line is `GET /ws HTTP/1.1`"),
     ],
 )

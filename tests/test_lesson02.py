@@ -19,37 +19,37 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from labserver.course import LabServer
 from labserver.course.exercises import lesson02 as ex
 from labserver.frames import Frame, Opcode
-from labserver.launcher import LabProcess
 from labserver.rawws import HandshakeResponse, RawWebSocket, close_code, handshake_request
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
-def _hostport(lab: LabProcess) -> tuple[str, int]:
+def _hostport(lab: LabServer) -> tuple[str, int]:
     parts = urlsplit(lab.url)
     assert parts.hostname is not None and parts.port is not None
     return parts.hostname, parts.port
 
 
-def _send(lab: LabProcess, request: bytes) -> RawWebSocket:
+def _send(lab: LabServer, request: bytes) -> RawWebSocket:
     host, port = _hostport(lab)
     return RawWebSocket.connect(host, port, request)
 
 
-def _answer(lab: LabProcess, request: bytes) -> HandshakeResponse:
+def _answer(lab: LabServer, request: bytes) -> HandshakeResponse:
     ws = _send(lab, request)
     ws.close()
     return ws.response
 
 
-def _request(lab: LabProcess, path: str = "/ws", **kwargs: object) -> bytes:
+def _request(lab: LabServer, path: str = "/ws", **kwargs: object) -> bytes:
     host, port = _hostport(lab)
     return handshake_request(host, port, path, **kwargs)  # type: ignore[arg-type]
 
 
-def _with_token(lab: LabProcess, name: str) -> str:
+def _with_token(lab: LabServer, name: str) -> str:
     return f"/ws?token={lab.account(name).token}"
 
 
@@ -57,7 +57,7 @@ def _with_token(lab: LabProcess, name: str) -> str:
 
 
 @pytest.mark.parametrize("index", range(len(ex.REQUESTS)))
-def test_exercise_requests_get_the_status_the_lesson_claims(lab: LabProcess, index: int) -> None:
+def test_exercise_requests_get_the_status_the_lesson_claims(lab: LabServer, index: int) -> None:
     host, port = _hostport(lab)
     text = ex.REQUESTS[index].replace("lab.example:8765", f"{host}:{port}")
     request = (text.replace("\n", "\r\n") + "\r\n").encode()
@@ -66,7 +66,7 @@ def test_exercise_requests_get_the_status_the_lesson_claims(lab: LabProcess, ind
     assert (response.status == 101) == (ex.REQUEST_DEFECTS[index] == "g")
 
 
-def test_status_map_of_q3_matches_the_server(lab: LabProcess) -> None:
+def test_status_map_of_q3_matches_the_server(lab: LabServer) -> None:
     token_path = _with_token(lab, "q3user")
     forged_path = "/ws?token=" + ".".join(["eyJhbGciOiJIUzI1NiJ9", "eyJzdWIiOiIxIn0", "c2lnbmF0dXJl"])
     sent = {
@@ -83,7 +83,7 @@ def test_status_map_of_q3_matches_the_server(lab: LabProcess) -> None:
 # --- method, Connection and Upgrade ------------------------------------------------------------
 
 
-def test_post_to_ws_gets_405_with_allow_get(lab: LabProcess) -> None:
+def test_post_to_ws_gets_405_with_allow_get(lab: LabServer) -> None:
     response = _answer(lab, _request(lab, _with_token(lab, "poster"), method="POST"))
     assert response.status == 405
     assert "GET" in response.headers["allow"].split(",")
@@ -91,7 +91,7 @@ def test_post_to_ws_gets_405_with_allow_get(lab: LabProcess) -> None:
 
 
 @pytest.mark.parametrize("connection", ["close", "upgraded", "Upgrade-Insecure"])
-def test_connection_needs_the_upgrade_token_itself(lab: LabProcess, connection: str) -> None:
+def test_connection_needs_the_upgrade_token_itself(lab: LabServer, connection: str) -> None:
     """A token, not a substring (tests/test_adversarial_handshake.py covers a missing header and keep-alive)."""
     response = _answer(lab, _request(lab, _with_token(lab, "noconn"), extra_headers={"Connection": connection}))
     assert response.status == 400
@@ -99,23 +99,23 @@ def test_connection_needs_the_upgrade_token_itself(lab: LabProcess, connection: 
 
 
 @pytest.mark.parametrize("connection", ["keep-alive, Upgrade", "upgrade", "UPGRADE", "Upgrade, keep-alive"])
-def test_connection_is_a_case_insensitive_token_list(lab: LabProcess, connection: str) -> None:
+def test_connection_is_a_case_insensitive_token_list(lab: LabServer, connection: str) -> None:
     response = _answer(lab, _request(lab, _with_token(lab, "listconn"), extra_headers={"Connection": connection}))
     assert response.status == 101
 
 
-def test_upgrade_token_is_case_insensitive(lab: LabProcess) -> None:
+def test_upgrade_token_is_case_insensitive(lab: LabServer) -> None:
     response = _answer(lab, _request(lab, _with_token(lab, "caseup"), extra_headers={"Upgrade": "WebSocket"}))
     assert response.status == 101
 
 
-def test_plain_get_ws_without_any_upgrade_header_is_400(lab: LabProcess) -> None:
+def test_plain_get_ws_without_any_upgrade_header_is_400(lab: LabServer) -> None:
     host, port = _hostport(lab)
     response = _answer(lab, f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
     assert response.status == 400
 
 
-def test_every_refusal_before_the_upgrade_leaves_no_websocket(lab: LabProcess) -> None:
+def test_every_refusal_before_the_upgrade_leaves_no_websocket(lab: LabServer) -> None:
     """A refused handshake is plain HTTP: no Accept header, and no frame follows the body."""
     response = _answer(lab, _request(lab, _with_token(lab, "refused"), version="8"))
     assert response.status == 426
@@ -128,7 +128,7 @@ def test_every_refusal_before_the_upgrade_leaves_no_websocket(lab: LabProcess) -
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_accept_for_fresh_random_keys(lab: LabProcess, seed: int) -> None:
+def test_accept_for_fresh_random_keys(lab: LabServer, seed: int) -> None:
     key = base64.b64encode(os.urandom(16)).decode()
     response = _answer(lab, _request(lab, _with_token(lab, "randkey"), key=key))
     assert response.status == 101
@@ -136,7 +136,7 @@ def test_accept_for_fresh_random_keys(lab: LabProcess, seed: int) -> None:
     assert response.headers["sec-websocket-accept"] == expected
 
 
-def test_hand_typed_request_with_origin_matches_the_helper_and_upgrades(lab: LabProcess) -> None:
+def test_hand_typed_request_with_origin_matches_the_helper_and_upgrades(lab: LabServer) -> None:
     host, port = _hostport(lab)
     token = lab.account("handtyped").token
     typed = (
@@ -149,8 +149,9 @@ def test_hand_typed_request_with_origin_matches_the_helper_and_upgrades(lab: Lab
         f"Origin: http://{host}:{port}\r\n"
         "\r\n"
     ).encode()
-    helper = handshake_request(host, port, f"/ws?token={token}", key=ex.RFC_KEY,
-                               extra_headers={"Origin": f"http://{host}:{port}"})
+    helper = handshake_request(
+        host, port, f"/ws?token={token}", key=ex.RFC_KEY, extra_headers={"Origin": f"http://{host}:{port}"}
+    )
     assert typed == helper
     ws = _send(lab, typed)
     try:
@@ -166,7 +167,7 @@ def test_hand_typed_request_with_origin_matches_the_helper_and_upgrades(lab: Lab
 # --- one port, then frames only ---------------------------------------------------------------
 
 
-def test_same_port_serves_http_and_the_upgrade_at_the_same_time(lab: LabProcess) -> None:
+def test_same_port_serves_http_and_the_upgrade_at_the_same_time(lab: LabServer) -> None:
     host, port = _hostport(lab)
     ws = _send(lab, _request(lab, _with_token(lab, "oneport")))
     try:
@@ -188,7 +189,7 @@ def test_same_port_serves_http_and_the_upgrade_at_the_same_time(lab: LabProcess)
         ws.close()
 
 
-def test_http_sent_after_the_101_is_a_protocol_error(lab: LabProcess) -> None:
+def test_http_sent_after_the_101_is_a_protocol_error(lab: LabServer) -> None:
     """'G' (0x47) read as a frame header: RSV1 set, reserved opcode 7: close 1002 (RFC 6455 section 5.2)."""
     host, port = _hostport(lab)
     ws = _send(lab, _request(lab, _with_token(lab, "httpafter")))
@@ -203,7 +204,7 @@ def test_http_sent_after_the_101_is_a_protocol_error(lab: LabProcess) -> None:
         ws.close()
 
 
-def test_closing_handshake_over_a_raw_socket(lab: LabProcess) -> None:
+def test_closing_handshake_over_a_raw_socket(lab: LabServer) -> None:
     """Section 7: our Close 1000 is echoed with a Close 1000, then the server closes TCP (section 7.1.1)."""
     ws = _send(lab, _request(lab, _with_token(lab, "closer")))
     try:
@@ -217,7 +218,7 @@ def test_closing_handshake_over_a_raw_socket(lab: LabProcess) -> None:
         ws.close()
 
 
-def test_no_token_upgrades_then_first_message_auth_over_a_raw_socket(lab: LabProcess) -> None:
+def test_no_token_upgrades_then_first_message_auth_over_a_raw_socket(lab: LabServer) -> None:
     acct = lab.account("lateauth")
     ws = _send(lab, _request(lab, "/ws"))
     try:
@@ -233,12 +234,12 @@ def test_no_token_upgrades_then_first_message_auth_over_a_raw_socket(lab: LabPro
 # --- where the server is laxer than RFC 6455 ----------------------------------------------------
 
 
-def test_http_1_0_upgrade_is_refused(lab: LabProcess) -> None:
+def test_http_1_0_upgrade_is_refused(lab: LabServer) -> None:
     request = _request(lab, _with_token(lab, "http10")).replace(b" HTTP/1.1\r\n", b" HTTP/1.0\r\n", 1)
     assert _answer(lab, request).status != 101
 
 
-def test_repeated_key_is_refused(lab: LabProcess) -> None:
+def test_repeated_key_is_refused(lab: LabServer) -> None:
     request = _request(lab, _with_token(lab, "twokeys")).replace(
         b"\r\n\r\n", b"\r\nSec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n\r\n"
     )

@@ -1,6 +1,7 @@
 """The notebook toolkit: everything a lesson imports.
 
-``start_lab()`` runs the lab server; ``LabClient`` is a reconnecting asyncio
+``start_lab()`` runs the lab server and returns its ``LabServer`` handle;
+``RestClient`` makes blocking REST calls to a lab; ``LabClient`` is a reconnecting asyncio
 client; ``Crowd`` simulates many users; ``Dashboard`` shows the server live;
 ``labserver.course.exercises`` holds the checked exercises of each lesson.
 Widgets are imported on first use, so code without ipywidgets still imports this.
@@ -11,7 +12,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .lab import Account, Lab, LabStartError, start_lab, stop_lab
+from ..launcher import LabStartError
+from .lab import LabLike, LabServer, start_lab, stop_lab
+from .rest_client import Account, RestClient
 
 _LAZY = {
     "LabClient": ".client",
@@ -22,7 +25,8 @@ _LAZY = {
     "FrameInspector": ".frame_inspector",
 }
 
-__all__ = ["Account", "Lab", "LabStartError", "start_lab", "stop_lab", *_LAZY]
+__all__ = ["Account", "LabLike", "LabServer", "LabStartError", "RestClient", "start_lab", "stop_lab"]
+__all__ += list(_LAZY)
 
 
 def __getattr__(name: str) -> Any:

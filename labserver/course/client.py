@@ -33,13 +33,15 @@ import json
 import logging
 import random
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 from urllib.parse import urlencode, urlsplit
 
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.protocol import State
+
+from .lab import LabLike
 
 __all__ = ["LabClient", "LabError", "backoff_delay", "reconnect_delay"]
 
@@ -76,18 +78,13 @@ class LabError(Exception):
 
 
 class AccountLike(Protocol):
-    """What the client needs of an account: :class:`labserver.launcher.Account` fits."""
+    """What the client needs of an account: :class:`labserver.course.rest_client.Account` fits."""
 
     @property
     def token(self) -> str: ...
 
     @property
     def user(self) -> dict[str, Any]: ...
-
-
-class LabLike(Protocol):
-    @property
-    def ws_url(self) -> str: ...
 
 
 def backoff_delay(
@@ -228,7 +225,7 @@ class LabClient:
         max_queue: int | None = None,
         buffer: int = 1000,
     ) -> _Connecting:
-        """Connect ``account`` to a lab (a :class:`~labserver.launcher.LabProcess` or a ``ws://`` URL).
+        """Connect ``account`` to a lab (a :class:`~labserver.course.lab.LabServer` or a ``ws://`` URL).
 
         Await it for a client that has received its ``welcome``, or use it as
         ``async with LabClient.connect(lab, account) as client:``. The token
@@ -365,7 +362,7 @@ class LabClient:
         results = await asyncio.gather(*(self._resume_room(ws, room) for room in rooms), return_exceptions=True)
         if ws is not self.ws or ws.state is not State.OPEN:
             return  # lost again meanwhile: the reader takes it from here
-        for room, result in zip(rooms, results):
+        for room, result in zip(rooms, results, strict=True):
             if isinstance(result, BaseException):
                 self._record(result, f"resuming room {room!r}")
         self._set_connected()
@@ -431,7 +428,7 @@ class LabClient:
             try:
                 if match(message):
                     waiter.set_result((index, message))
-            except Exception as exc:
+            except Exception as exc:  # the caller's predicate failed: its wait_for() raises it
                 waiter.set_exception(exc)
 
         handlers = (*self._handlers.get(kind, ()), *self._handlers.get("*", ())) if self._handlers else ()
@@ -440,7 +437,7 @@ class LabClient:
                 result = handler(message)
                 if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
                     self._spawn(result, f"{kind!r} handler {getattr(handler, '__qualname__', handler)!s}")
-            except Exception as exc:
+            except Exception as exc:  # a handler's bug is kept in .errors, not raised in the reader
                 self._record(exc, f"{kind!r} handler {getattr(handler, '__qualname__', handler)!s}")
 
     def _release(self, room: str) -> None:
@@ -641,7 +638,7 @@ class LabClient:
                 task.cancel()
         self._finish()
 
-    async def __aenter__(self) -> LabClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

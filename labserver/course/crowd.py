@@ -31,20 +31,20 @@ import math
 import random
 import re
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Any, Self
 
 import aiohttp
 
 from ..envelope import ROOM_NAME
-from ..launcher import Account
 from .client import LabClient, LabError
+from .lab import LabLike
+from .rest_client import DEFAULT_PASSWORD, Account
 
-__all__ = ["Crowd", "MAX_SOCKET_RATE"]
+__all__ = ["MAX_SOCKET_RATE", "Crowd"]
 
 TICK = 0.1  # seconds between scheduler ticks
 MAX_SOCKET_RATE = 10.0  # chat + typing per user per second: half the server's default limit (20/s)
 MAX_LIKE_RATE = 10.0
-PASSWORD = "lab-password"  # the same as LabProcess.account(), so lab.account("bot0001") logs a bot in
 CONNECT_CHUNK = 100  # WebSocket handshakes in flight at once while growing
 CLIENT_BUFFER = 20  # a bot's wait_for() look-back: small, there may be a thousand of them
 LIKES_IN_FLIGHT = 50  # concurrent like requests; more are skipped, not queued
@@ -52,20 +52,12 @@ SEED_POSTS = 3
 PROGRESS_INTERVAL = 0.1  # seconds between progress() calls while growing
 PREFIX = re.compile(r"[A-Za-z0-9_]{1,28}")  # + 4 digits: a valid username (3-32 characters)
 
-WORDS = (
+WORDS = (  # a sentence reads better than 46 quoted words
     "hello everyone anyone seen the new lesson websockets are fun ping pong frames "
     "latency matters today I think we should try again later that works nice "
     "reconnect resume backoff jitter server client room chat typing like post "
     "really quick question about heartbeats and close codes thanks"
 ).split()
-
-
-class LabLike(Protocol):
-    @property
-    def url(self) -> str: ...
-
-    @property
-    def ws_url(self) -> str: ...
 
 
 def sentence(rng: random.Random) -> str:
@@ -236,7 +228,7 @@ class Crowd:
             for next_done in asyncio.as_completed(tasks):
                 try:
                     added.append(await next_done)
-                except Exception as exc:
+                except Exception as exc:  # one user failing to join must not stop the others
                     failures.append(exc)
                     self._record(exc, "growing")
                 report(len(added) + len(failures))
@@ -244,7 +236,7 @@ class Crowd:
             for task in tasks:
                 task.cancel()  # only those still running: a failed progress() or a cancelled grow()
             await asyncio.gather(*tasks, return_exceptions=True)
-            for index, task in zip(indices, tasks):
+            for index, task in zip(indices, tasks, strict=True):
                 if task.cancelled():  # perhaps before it even started: free its name
                     self._taken.discard(index)
             # Keep the crowd in index order: shrink() takes from the end, the scheduler walks it in order.
@@ -301,8 +293,8 @@ class Crowd:
         """Close the ``n`` most recently added users cleanly (code 1000); returns how many."""
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
-        leaving = self._clients[len(self._clients) - min(n, len(self._clients)):]
-        del self._clients[len(self._clients) - len(leaving):]
+        leaving = self._clients[len(self._clients) - min(n, len(self._clients)) :]
+        del self._clients[len(self._clients) - len(leaving) :]
         await asyncio.gather(*(client.close() for client in leaving))
         for client in leaving:
             self._taken.discard(self._index.pop(client))
@@ -312,9 +304,7 @@ class Crowd:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                base_url=self.lab.url, timeout=aiohttp.ClientTimeout(total=30)
-            )
+            self._session = aiohttp.ClientSession(base_url=self.lab.url, timeout=aiohttp.ClientTimeout(total=30))
         return self._session
 
     async def _account(self, username: str) -> Account:
@@ -322,7 +312,7 @@ class Crowd:
         account = self._accounts.get(username)
         if account is not None:
             return account
-        credentials = {"username": username, "password": PASSWORD}
+        credentials = {"username": username, "password": DEFAULT_PASSWORD}  # so lab.account("bot0001") logs a bot in
         session = self._http()
         async with session.post("/api/signup", json=credentials) as response:
             status, body = response.status, await response.json(content_type=None)
@@ -380,7 +370,7 @@ class Crowd:
                 continue
             try:
                 self._tick()
-            except Exception as exc:
+            except Exception as exc:  # a bug in one tick must not stop the crowd for good
                 self._record(exc, "scheduler tick")
 
     def _tick(self) -> None:
@@ -473,7 +463,7 @@ class Crowd:
             await self._session.close()
             self._session = None
 
-    async def __aenter__(self) -> Crowd:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -147,9 +147,7 @@ def sparkline_svg(values: Iterable[int | float], width: int = 180, height: int =
     top = max(max(points), 1)
     pad = 2
     step = (width - 2 * pad) / (len(points) - 1)
-    coords = [
-        (pad + i * step, height - pad - (v / top) * (height - 2 * pad)) for i, v in enumerate(points)
-    ]
+    coords = [(pad + i * step, height - pad - (v / top) * (height - 2 * pad)) for i, v in enumerate(points)]
     line = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
     area = f"{pad:.1f},{height - pad:.1f} {line} {coords[-1][0]:.1f},{height - pad:.1f}"
     return (
@@ -219,21 +217,30 @@ class Dashboard(widgets.VBox):
         self.flow_view = widgets.HTML(layout=widgets.Layout(**view))
 
         self.add_button = widgets.Button(description="add 10 users", icon="user-plus", tooltip="crowd.grow(10)")
-        self.remove_button = widgets.Button(description="remove 10 users", icon="user-times", tooltip="crowd.shrink(10)")
-        self.pause_button = widgets.ToggleButton(value=False, description="pause crowd", icon="pause",
-                                                 tooltip="crowd.pause() / crowd.resume()")
+        self.remove_button = widgets.Button(
+            description="remove 10 users", icon="user-times", tooltip="crowd.shrink(10)"
+        )
+        self.pause_button = widgets.ToggleButton(
+            value=False, description="pause crowd", icon="pause", tooltip="crowd.pause() / crowd.resume()"
+        )
         self.crowd_label = widgets.HTML()
-        self.progress = widgets.IntProgress(value=0, min=0, max=10, description="connecting",
-                                            layout=widgets.Layout(display="none"))
+        self.progress = widgets.IntProgress(
+            value=0, min=0, max=10, description="connecting", layout=widgets.Layout(display="none")
+        )
         self.crowd_box = widgets.HBox(
             [self.add_button, self.remove_button, self.pause_button, self.crowd_label],
             layout=widgets.Layout(display="flex" if crowd is not None else "none", align_items="center"),
         )
-        self.drop_choice = widgets.Dropdown(options=[], value=None, description="connection",
-                                            layout=widgets.Layout(width="320px"))
-        self.drop_button = widgets.Button(description="drop it", icon="unlink", button_style="danger",
-                                          tooltip="lab.drop(socket_id): the server aborts the TCP connection",
-                                          disabled=True)
+        self.drop_choice = widgets.Dropdown(
+            options=[], value=None, description="connection", layout=widgets.Layout(width="320px")
+        )
+        self.drop_button = widgets.Button(
+            description="drop it",
+            icon="unlink",
+            button_style="danger",
+            tooltip="lab.drop(socket_id): the server aborts the TCP connection",
+            disabled=True,
+        )
         self.drop_box = widgets.HBox([self.drop_choice, self.drop_button], layout=widgets.Layout(display="none"))
 
         self.add_button.on_click(lambda _: self._on_crowd_click("grow"))
@@ -252,9 +259,24 @@ class Dashboard(widgets.VBox):
             self.drop_box,
         ]
         super().__init__(children=children, **kwargs)
-        self._synced = [self, self.header, self.status_view, self.users_view, self.rooms_view, self.flow_view,
-                        self.add_button, self.remove_button, self.pause_button, self.crowd_label, self.progress,
-                        self.progress.layout, self.drop_choice, self.drop_button, self.drop_box, self.drop_box.layout]
+        self._synced = [
+            self,
+            self.header,
+            self.status_view,
+            self.users_view,
+            self.rooms_view,
+            self.flow_view,
+            self.add_button,
+            self.remove_button,
+            self.pause_button,
+            self.crowd_label,
+            self.progress,
+            self.progress.layout,
+            self.drop_choice,
+            self.drop_button,
+            self.drop_box,
+            self.drop_box.layout,
+        ]
         self.render(force=True)
         try:
             asyncio.get_running_loop()
@@ -372,8 +394,13 @@ class Dashboard(widgets.VBox):
             got_snapshot = False
             try:
                 async with websockets.connect(
-                    self._url(), open_timeout=5, close_timeout=1, max_size=MAX_OBSERVE_MESSAGE,
-                    compression=None, proxy=None, logger=_QUIET,
+                    self._url(),
+                    open_timeout=5,
+                    close_timeout=1,
+                    max_size=MAX_OBSERVE_MESSAGE,
+                    compression=None,
+                    proxy=None,
+                    logger=_QUIET,
                 ) as ws:
                     self._ws = ws
                     self.connected = True
@@ -396,7 +423,7 @@ class Dashboard(widgets.VBox):
                 raise
             except _CONNECT_ERRORS as exc:  # the lab is (re)starting or gone: try again quietly
                 self._note_error("connect", exc)
-            except Exception as exc:  # noqa: BLE001 - nothing may escape a background task
+            except Exception as exc:
                 self._note_error("reader", exc)
             finally:
                 self._ws = None
@@ -409,8 +436,11 @@ class Dashboard(widgets.VBox):
 
     async def _render_loop(self) -> None:
         await render_loop(
-            self._dirty, self.render, self.render_interval,
-            lambda exc: self._note_error("render", exc), idle_wake=IDLE_WAKE,
+            self._dirty,
+            self.render,
+            self.render_interval,
+            lambda exc: self._note_error("render", exc),
+            idle_wake=IDLE_WAKE,
         )
 
     def _touch(self) -> None:
@@ -430,7 +460,7 @@ class Dashboard(widgets.VBox):
             return (None, None)
 
     def _can_drop(self) -> bool:
-        """The lab can drop connections (a LabProcess needs an admin token for it)."""
+        """The lab can drop connections (a LabServer needs an admin token for it)."""
         return callable(getattr(self.lab, "drop", None)) and bool(getattr(self.lab, "admin_token", True))
 
     def render(self, force: bool = False) -> bool:
@@ -485,7 +515,7 @@ class Dashboard(widgets.VBox):
             '<div class="lab-dash lab-dash-head">'
             f'<div><div class="lab-dash-big" data-testid="connections">{len(s.sockets)}</div>'
             '<div class="lab-dash-muted">open connections</div></div>'
-            f"<div>{sparkline_svg(history)}<div class=\"lab-dash-muted\">last {len(s.history)} s"
+            f'<div>{sparkline_svg(history)}<div class="lab-dash-muted">last {len(s.history)} s'
             f"{_esc(rss_text)}</div></div>"
             f'<div class="lab-dash-rates">{rows}</div>'
             "</div>"
@@ -519,9 +549,13 @@ class Dashboard(widgets.VBox):
         online = len(self.state.online)
         body = []
         for row in rows[:USERS_SHOWN]:
-            chips = "".join(
-                f'<span class="lab-dash-chip" data-testid="socket-chip">{_esc(sid)}</span>' for sid in row["sockets"]
-            ) or '<span class="lab-dash-muted">offline</span>'
+            chips = (
+                "".join(
+                    f'<span class="lab-dash-chip" data-testid="socket-chip">{_esc(sid)}</span>'
+                    for sid in row["sockets"]
+                )
+                or '<span class="lab-dash-muted">offline</span>'
+            )
             dot = "lab-dash-dot on" if row["online"] else "lab-dash-dot"
             body.append(
                 f'<tr data-testid="user-row" data-user="{_esc(row["username"])}" data-sockets="{len(row["sockets"])}">'
@@ -529,7 +563,9 @@ class Dashboard(widgets.VBox):
                 f'<span class="lab-dash-muted">#{_esc(row["id"])}</span></td><td>{chips}</td></tr>'
             )
         if len(rows) > USERS_SHOWN:
-            body.append(f'<tr><td colspan="2" class="lab-dash-muted">\u2026 and {len(rows) - USERS_SHOWN} more</td></tr>')
+            body.append(
+                f'<tr><td colspan="2" class="lab-dash-muted">\u2026 and {len(rows) - USERS_SHOWN} more</td></tr>'
+            )
         if not rows:
             body.append('<tr><td colspan="2" class="lab-dash-muted">nobody connected yet</td></tr>')
         return (
@@ -553,7 +589,9 @@ class Dashboard(widgets.VBox):
             body.append(f'<div class="lab-dash-muted">\u2026 and {len(rooms) - ROOMS_SHOWN} more rooms</div>')
         if not rooms:
             body.append('<div class="lab-dash-muted">no room has members</div>')
-        return f'<div class="lab-dash"><h4>rooms ({len(rooms)})</h4><div data-testid="rooms">{"".join(body)}</div></div>'
+        return (
+            f'<div class="lab-dash"><h4>rooms ({len(rooms)})</h4><div data-testid="rooms">{"".join(body)}</div></div>'
+        )
 
     def _flow_html(self) -> str:
         s = self.state
@@ -592,7 +630,10 @@ class Dashboard(widgets.VBox):
         updates.append((self.progress.layout, "display", "flex" if progress is not None else "none"))
         if progress is not None:
             done, total = progress
-            updates += [(self.progress, "max", max(total, 1)), (self.progress, "value", min(max(done, 0), max(total, 1)))]
+            updates += [
+                (self.progress, "max", max(total, 1)),
+                (self.progress, "value", min(max(done, 0), max(total, 1))),
+            ]
         show_drop = self._can_drop() and (bool(self.state.sockets) or self.drop_choice.value is not None)
         updates.append((self.drop_box.layout, "display", "flex" if show_drop else "none"))
         updates.append((self.drop_button, "disabled", self._dropping or self._stopped or not self.drop_choice.value))
@@ -651,7 +692,7 @@ class Dashboard(widgets.VBox):
             return await coro
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - a button must never raise into the kernel
+        except Exception as exc:
             self._note = f"{where} failed"
             self._note_error(where, exc)
             return None
@@ -713,7 +754,7 @@ class Dashboard(widgets.VBox):
             if inspect.isawaitable(result):
                 self._spawn(self._guarded("pause", result))
             self._note = "crowd paused" if change["new"] else "crowd resumed"
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self._note_error("pause", exc)
         self._touch()
 

@@ -2,11 +2,13 @@
 
 It starts the lab server as a child of the notebook kernel (or reuses the one
 already running with the same options), waits until it is ready, and returns a
-:class:`Lab` handle. The child dies with the kernel: on Linux through
-``PR_SET_PDEATHSIG`` (even if the kernel is killed), elsewhere through ``atexit``.
+:class:`LabServer` handle: the process (a :class:`~labserver.launcher.LabProcess`)
+plus blocking REST calls to it (a :class:`~labserver.course.rest_client.RestClient`).
+The child dies with the kernel, even if the kernel is killed, on every OS: it
+exits when the pipe the kernel holds as its stdin closes (see :mod:`labserver.launcher`).
 
 When JupyterLab runs remotely (JupyterHub, Binder) the browser cannot reach
-``127.0.0.1:PORT`` on the server; :attr:`Lab.browser_url` then goes through
+``127.0.0.1:PORT`` on the server; :attr:`LabServer.browser_url` then goes through
 jupyter-server-proxy at ``{JUPYTERHUB_SERVICE_PREFIX}proxy/{port}/``.
 """
 
@@ -14,11 +16,27 @@ from __future__ import annotations
 
 import os
 import secrets
-from typing import Any
+from typing import Any, Literal, Protocol
 
-from ..launcher import Account, LabProcess, LabStartError
+from ..launcher import LabProcess
+from .rest_client import DEFAULT_PASSWORD, Account, RestClient
 
-__all__ = ["Account", "Lab", "LabStartError", "start_lab", "stop_lab", "proxy_prefix"]
+__all__ = ["LabLike", "LabServer", "proxy_prefix", "start_lab", "stop_lab"]
+
+
+class LabLike(Protocol):
+    """What the toolkit's clients need of a lab: where it is, and a way to get an account.
+
+    The handle :func:`start_lab` returns fits, and so does any object with these three
+    (a test's stand-in, a lab on another machine)."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def ws_url(self) -> str: ...
+
+    def account(self, username: str, password: str = ...) -> Account: ...
 
 
 def proxy_prefix() -> str | None:
@@ -27,8 +45,16 @@ def proxy_prefix() -> str | None:
     return None if prefix is None else prefix.rstrip("/") + "/"
 
 
-class Lab(LabProcess):
-    """A running lab server, as a lesson sees it."""
+class LabServer(LabProcess):
+    """A running lab server, as a lesson sees it: the process, and blocking REST calls to it.
+
+    (Not to be confused with :class:`labserver.lab.Lab`, the server's own core object.)
+    """
+
+    @property
+    def rest(self) -> RestClient:
+        """Blocking REST calls to this server; the methods below are its, for one-word calls in cells."""
+        return RestClient(self.url, self.admin_token)
 
     @property
     def browser_url(self) -> str:
@@ -36,22 +62,39 @@ class Lab(LabProcess):
         prefix = proxy_prefix()
         return self.url + "/" if prefix is None else f"{prefix}proxy/{self.port}/"
 
+    # --- REST, through self.rest ----------------------------------------------------------
+
+    def request(
+        self, method: str, path: str, body: Any = None, token: str | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        """See :meth:`RestClient.request`: ``(status, decoded body)``, error statuses included."""
+        return self.rest.request(method, path, body, token, headers)
+
+    def account(self, username: str, password: str = DEFAULT_PASSWORD) -> Account:
+        """Sign up ``username``, or log in if it exists already."""
+        return self.rest.account(username, password)
+
+    def health(self) -> dict[str, Any]:
+        """GET /healthz: ``status``, ``uptime_s`` and the server's counters."""
+        return self.rest.health()
+
     def users(self) -> list[dict[str, Any]]:
         """Every user with ``online`` and the number of open ``sockets`` (GET /api/users)."""
-        status, body = self.request("GET", "/api/users", headers={"X-Admin-Token": self.admin_token or ""})
-        if status != 200:
-            raise RuntimeError(f"/api/users answered {status}: {body}")
-        return body["users"]
+        return self.rest.users()
 
     def user(self, username: str) -> dict[str, Any]:
-        for user in self.users():
-            if user["username"].lower() == username.lower():
-                return user
-        raise KeyError(username)
+        """One entry of :meth:`users`, by username."""
+        return self.rest.user(username)
+
+    def drop(self, socket_id: str, mode: Literal["abort", "close"] = "abort") -> dict[str, Any]:
+        """Drop one connection server-side (``abort``, as a network failure would, or ``close``)."""
+        return self.rest.drop(socket_id, mode)
+
+    # --- display ----------------------------------------------------------------------------
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
-        return f"<Lab {state} at {self.url or '(not started)'}>"
+        return f"<LabServer {state} at {self.url or '(not started)'}>"
 
     def _repr_html_(self) -> str:
         if not self.running:
@@ -66,7 +109,7 @@ class Lab(LabProcess):
 _running: dict[str, Any] = {"lab": None, "key": None}
 
 
-def start_lab(**options: Any) -> Lab:
+def start_lab(**options: Any) -> LabServer:
     """Start the lab server (or reuse the running one if ``options`` are the same).
 
     ``options`` are the server's flags in Python spelling, e.g.
@@ -74,7 +117,7 @@ def start_lab(**options: Any) -> Lab:
     runs (default: a fresh temporary directory per lab).
     """
     key = repr(sorted(options.items()))
-    lab: Lab | None = _running["lab"]
+    lab: LabServer | None = _running["lab"]
     if lab is not None and lab.running and _running["key"] == key:
         return lab
     if lab is not None:
@@ -82,7 +125,7 @@ def start_lab(**options: Any) -> Lab:
     if proxy_prefix() is not None:
         # Behind jupyter-server-proxy the browser's Origin is the Jupyter host.
         options.setdefault("origin", ["*"])
-    lab = Lab(options.pop("data_dir", None), admin_token=secrets.token_urlsafe(16), **options)
+    lab = LabServer(options.pop("data_dir", None), admin_token=secrets.token_urlsafe(16), **options)
     lab.start()
     _running.update(lab=lab, key=key)
     return lab
@@ -90,8 +133,7 @@ def start_lab(**options: Any) -> Lab:
 
 def stop_lab() -> None:
     """Stop the running lab server, if any."""
-    lab: Lab | None = _running["lab"]
+    lab: LabServer | None = _running["lab"]
     if lab is not None:
         lab.close()
     _running.update(lab=None, key=None)
-

@@ -285,7 +285,7 @@ class ObservedState:
             if uid is not None and isinstance(sender.get("username"), str):
                 self.usernames.setdefault(uid, sender["username"])
             sender = sender.get("username") or (f"user {uid}" if uid is not None else None)
-        to = ev.get("to") if isinstance(ev.get("to"), dict) else {}
+        to: dict[str, Any] = ev["to"] if isinstance(ev.get("to"), dict) else {}
         self.flow.append(
             {
                 "t": ev.get("t"),
@@ -332,10 +332,15 @@ class ObservedState:
     def user_rows(self) -> list[dict[str, Any]]:
         """Online users by name (each with its sorted socket ids), then recently offline ones."""
         rows = [
-            {"id": uid, "username": self.username(uid), "online": True, "sockets": sorted(self.user_sockets.get(uid, ()))}
+            {
+                "id": uid,
+                "username": self.username(uid),
+                "online": True,
+                "sockets": sorted(self.user_sockets.get(uid, ())),
+            }
             for uid in self.online
         ]
-        rows.sort(key=lambda r: (r["username"].lower(), r["id"]))
+        rows.sort(key=lambda r: (str(r["username"]).lower(), r["id"]))
         for uid in reversed(self.recently_offline):
             if uid not in self.online:
                 rows.append({"id": uid, "username": self.username(uid), "online": False, "sockets": []})

@@ -15,8 +15,17 @@ from typing import Any
 def setup_labserver() -> dict[str, Any]:
     return {
         "command": [
-            sys.executable, "-m", "labserver", "--host", "127.0.0.1", "--port", "{port}",
-            "--data-dir", str(Path.home() / "lab-data"), "--origin", "*",
+            sys.executable,
+            "-m",
+            "labserver",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+            "--data-dir",
+            str(Path.home() / "lab-data"),
+            "--origin",
+            "*",
         ],
         "timeout": 30,
         "launcher_entry": {"enabled": True, "title": "WebSocket lab server"},

@@ -38,9 +38,9 @@ import inspect
 import math
 import re
 import textwrap
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "NOT_ANSWERED",
@@ -153,7 +153,7 @@ def show(value: Any, limit: int = 200) -> str:
 
 def _stable_repr(value: Any) -> str:
     if isinstance(value, set | frozenset):
-        items = sorted((_stable_repr(v) for v in value))
+        items = sorted(_stable_repr(v) for v in value)
         if not items:
             return "set()" if isinstance(value, set) else "frozenset()"
         inner = "{" + ", ".join(items) + "}"
@@ -696,8 +696,10 @@ class FunctionProblem(Problem):
         """Check the reference solution against the cases (for the course's own tests)."""
         if self.reference is None:
             raise ValueError("no reference solution")
-        return self.check(self.reference) if not _is_async_callable(self.reference) else asyncio.run(
-            self.check_async(self.reference)
+        return (
+            self.check(self.reference)
+            if not _is_async_callable(self.reference)
+            else asyncio.run(self.check_async(self.reference))
         )
 
     def _needs_async(self, answer: Any) -> bool:
@@ -805,6 +807,8 @@ class LiveProblem(Problem):
 
 _LESSONS: dict[str, Lesson] = {}
 
+AnyProblem = TypeVar("AnyProblem", bound=Problem)  # Lesson.add returns the problem as given, subclass and all
+
 
 class Lesson:
     """The problems of one lesson, reachable as attributes: ``ex.q1``.
@@ -821,7 +825,7 @@ class Lesson:
         self.problems: dict[str, Problem] = {}
         _LESSONS[name] = self
 
-    def add(self, key: str, problem: Problem) -> Problem:
+    def add(self, key: str, problem: AnyProblem) -> AnyProblem:
         if not key.isidentifier():
             raise ValueError(f"problem key {key!r} must be an identifier")
         if key in self.problems:
@@ -832,7 +836,7 @@ class Lesson:
         return problem
 
     def __getattr__(self, key: str) -> Problem:
-        problems = self.__dict__.get("problems", {})
+        problems: dict[str, Problem] = self.__dict__.get("problems", {})
         if key in problems:
             return problems[key]
         raise AttributeError(key)
@@ -840,7 +844,7 @@ class Lesson:
     def __getitem__(self, key: str) -> Problem:
         return self.problems[key]
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Problem]:
         return iter(self.problems.values())
 
     def __len__(self) -> int:

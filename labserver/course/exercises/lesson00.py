@@ -51,8 +51,7 @@ q1 = lesson.add(
             ),
         ],
         correct_message=(
-            "two tabs are two sockets in Alice's set; closing one leaves the set non-empty, "
-            "so she stays online."
+            "two tabs are two sockets in Alice's set; closing one leaves the set non-empty, so she stays online."
         ),
         hint=[
             "Think of the server's `user_sockets`: user id -> the *set* of that user's open sockets. "
@@ -97,8 +96,7 @@ q2 = lesson.add(
                 "and a reconnect can reuse it. It authenticates the user; it does not name a connection."
             ),
             "d": (
-                "a room names a conversation: it holds many connections, and one connection can "
-                "be in several rooms."
+                "a room names a conversation: it holds many connections, and one connection can be in several rooms."
             ),
         },
         hint=(

@@ -41,8 +41,7 @@ def _b64_sha1(data: bytes) -> str:
 # against a wrong answer; the first that reproduces it names the mistake.
 _MISTAKES: tuple[tuple[str, Callable[[str], Any]], ...] = (
     (
-        "you returned bytes: `base64.b64encode` gives bytes, and a header value is text. "
-        "Add `.decode()` at the end.",
+        "you returned bytes: `base64.b64encode` gives bytes, and a header value is text. Add `.decode()` at the end.",
         lambda k: base64.b64encode(hashlib.sha1((k + GUID).encode()).digest()),
     ),
     (
@@ -64,13 +63,11 @@ _MISTAKES: tuple[tuple[str, Callable[[str], Any]], ...] = (
         lambda k: _b64_sha1(base64.b64decode(k) + GUID.encode()),
     ),
     (
-        "that is the SHA-1 in hex (`hexdigest()`); the RFC base64-encodes the 20 raw bytes "
-        "(`digest()`).",
+        "that is the SHA-1 in hex (`hexdigest()`); the RFC base64-encodes the 20 raw bytes (`digest()`).",
         lambda k: hashlib.sha1((k + GUID).encode()).hexdigest(),
     ),
     (
-        "that is base64 of the hex text; base64-encode the 20 raw bytes of `digest()` instead "
-        "of `hexdigest()`.",
+        "that is base64 of the hex text; base64-encode the 20 raw bytes of `digest()` instead of `hexdigest()`.",
         lambda k: base64.b64encode(hashlib.sha1((k + GUID).encode()).hexdigest().encode()).decode(),
     ),
     (
@@ -139,7 +136,7 @@ q1 = lesson.add(
             "import base64\n"
             "import hashlib\n"
             "\n"
-            "GUID = \"258EAFA5-E914-47DA-95CA-C5AB0DC85B11\"  # RFC 6455 section 1.3\n"
+            'GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3\n'
             "\n"
             "def accept_key(key: str) -> str:\n"
             "    digest = hashlib.sha1((key + GUID).encode()).digest()  # 20 bytes\n"
@@ -279,10 +276,12 @@ class SpotTheDefect(Problem):
             answer = tuple(answer.replace(" ", "").replace(",", ""))
         if not isinstance(answer, tuple | list) or len(answer) != n:
             raise Incorrect(f"pass {self.answer_format}; got {show(answer)}.")
-        letters = [_letter(item) for item in answer]
-        for i, (item, letter) in enumerate(zip(answer, letters, strict=True), 1):
+        letters: list[str] = []
+        for i, item in enumerate(answer, 1):
+            letter = _letter(item)
             if letter is None:
                 raise Incorrect(f"item {i}, {show(item)}, is not one of the letters {', '.join(DEFECTS)}.")
+            letters.append(letter)
         wrong = [
             f"Request {i}: not ({got}), {_refute(request, got)}"
             for i, (request, got, right) in enumerate(zip(self.requests, letters, self.defects, strict=True), 1)
@@ -321,8 +320,9 @@ q2 = lesson.add(
         ],
         solution=(
             "`('b', 'd', 'g', 'e', 'a')`.\n\n"
-            + "\n".join(f"{i}. **({d})** {why}." for i, (d, why) in enumerate(zip(REQUEST_DEFECTS, _WHY_RIGHT,
-                                                                                 strict=True), 1))
+            + "\n".join(
+                f"{i}. **({d})** {why}." for i, (d, why) in enumerate(zip(REQUEST_DEFECTS, _WHY_RIGHT, strict=True), 1)
+            )
             + "\n\nThe lab server answers them 400, 426, 101, 400 and 405."
         ),
     ),
@@ -418,15 +418,13 @@ q3 = lesson.add(
             "405 says the path wants another method."
         ),
         hint=[
-            "Every one of these is a row of the table in part 5 of the lesson, \"When the server says no\".",
+            'Every one of these is a row of the table in part 5 of the lesson, "When the server says no".',
             "401 is about *who you are* (credentials), 403 about *what you may do* although the server "
-            "knows where you come from; 426 means \"upgrade to something else\".",
+            'knows where you come from; 426 means "upgrade to something else".',
         ],
         solution=(
             "```python\n"
-            "answer = {\n"
-            + "".join(f"    {k!r}: {v},\n" for k, v in SITUATIONS.items())
-            + "}\n"
+            "answer = {\n" + "".join(f"    {k!r}: {v},\n" for k, v in SITUATIONS.items()) + "}\n"
             "```\n\n"
             "Only 101 opens the WebSocket; every other answer is an ordinary HTTP response, and the "
             "connection never speaks frames. A browser shows none of these codes to the page: "
