@@ -185,8 +185,11 @@ def test_q3_did_not_mask_the_payload() -> None:
 def test_q3_counted_characters_instead_of_bytes() -> None:
     def characters(text: str, key: bytes) -> bytes:
         payload = text.encode()
-        return bytes([0x81, 0x80 | len(text)]) + key + apply_mask(payload, key) if len(text) < 126 else \
-            build_masked_text_frame(text, key)
+        return (
+            bytes([0x81, 0x80 | len(text)]) + key + apply_mask(payload, key)
+            if len(text) < 126
+            else build_masked_text_frame(text, key)
+        )
 
     verdict = ex.q3.check(characters)
     assert verdict.status is Status.INCORRECT
@@ -235,7 +238,7 @@ def test_q3_a_crash_is_an_error_and_a_stub_is_not_attempted() -> None:
     verdict = ex.q3.check(crashes)
     assert verdict.status is Status.ERROR and "ValueError" in verdict.message
 
-    def build(text: str, key: bytes) -> bytes:
+    def build(text: str, key: bytes) -> bytes:  # type: ignore[empty-body]  # a student's unfinished stub
         ...
 
     assert ex.q3.check(build).status is Status.NOT_ATTEMPTED
@@ -278,6 +281,7 @@ def test_close_codes_wrong_are_explained(key: str, wrong: str, explanation: str)
 @pytest.mark.parametrize("key", ["q4", "q5", "q6"])
 def test_every_wrong_close_code_is_explained(key: str) -> None:
     q = ex.lesson[key]
+    assert isinstance(q, ChoiceProblem)
     for letter in ex.CLOSE_CODES:
         if letter != q.correct:
             assert "not this one" not in q.check(letter).message, (key, letter)

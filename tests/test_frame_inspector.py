@@ -9,15 +9,16 @@ the real lab server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import websockets
 
+from labserver.course import LabServer
 from labserver.course.frame_inspector import (
     FIELD_COLOURS,
     REPR,
@@ -27,11 +28,9 @@ from labserver.course.frame_inspector import (
     legend_html,
 )
 from labserver.frames import Frame, Opcode, close_payload
-from labserver.launcher import LabProcess
 from labserver.tap import CapturedFrame, CaptureError, Direction, FrameTap
 
-from .conftest import count_comm_messages, until
-
+from .conftest import count_comm_messages, log_renders, until
 
 C2S, S2C = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
 KEY = bytes.fromhex("37fa213d")
@@ -221,39 +220,43 @@ def test_connection_filter_backfill_and_clear() -> None:
 async def test_a_flood_renders_at_most_ten_times_a_second_with_one_message_per_widget() -> None:
     tap = ScriptedTap()
     inspector = FrameInspector(tap, max_frames=25)
+    log = log_renders(inspector, lambda: inspector._version)  # before the render loop's first turn
     assert inspector.running
     sent = count_comm_messages(inspector)
     renders = inspector.renders
-    start = time.monotonic()
     for i in range(5000):
         tap.emit(C2S if i % 2 else S2C, Frame(Opcode.TEXT, b"x" * (i % 300), masking_key=KEY if i % 2 else None))
         if i % 250 == 0:
-            await asyncio.sleep(0.02)  # the flood takes a while: the renderer gets its turns
-    await asyncio.sleep(0.25)
-    elapsed = time.monotonic() - start
+            await asyncio.sleep(0.02)  # not a wait for something: the flood takes a while, the renderer gets turns
+    await until(lambda: "2,500 frames" in inspector.header.value, what="the last frames drawn")
     done = inspector.renders - renders
-    assert 1 <= done <= 11 * elapsed + 1, (done, elapsed)
+    assert len(log.times) == done >= 2, (done, log.times)  # it rendered while the frames came
+    assert log.min_gap() >= inspector.render_interval - 0.001, log.times  # at most ten renders a second
+    assert log.shows(inspector._version)  # and the last render showed the last frame
     assert sent[0] <= done * len(inspector._synced)
     assert inspector.table.value.count('data-testid="frame-row"') == 25  # bounded, whatever came
-    assert "2,500 frames" in inspector.header.value
     idle = inspector.renders
-    await asyncio.sleep(0.3)
-    assert inspector.renders == idle  # nothing new: no renders
+    assert not inspector._dirty.is_set()  # the renderer has nothing to wake up for
+    assert not inspector.render() and inspector.renders == idle  # all drawn: nothing new, no work
+    renderer = inspector._task
+    assert renderer is not None
     inspector.stop()
-    await asyncio.sleep(0)
-    assert not inspector.running and not inspector.errors
+    assert not inspector.running
+    with contextlib.suppress(asyncio.CancelledError):
+        await renderer
+    assert not inspector.errors
 
 
 # --- the widget, on a real tap in front of the lab ------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabProcess]:
-    with LabProcess(tmp_path_factory.mktemp("inspector")) as proc:
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+    with LabServer(tmp_path_factory.mktemp("inspector")) as proc:
         yield proc
 
 
-async def test_live_on_a_real_tap(lab: LabProcess, tap: FrameTap) -> None:
+async def test_live_on_a_real_tap(lab: LabServer, tap: FrameTap) -> None:
     inspector = FrameInspector(tap)
     token = lab.account("inspected").token
     async with websockets.connect(f"{tap.ws_url}?token={token}") as ws:
@@ -263,8 +266,10 @@ async def test_live_on_a_real_tap(lab: LabProcess, tap: FrameTap) -> None:
             pass
         await (await ws.ping(b"hi"))  # wait for the pong
     await tap.wait_for(lambda c: c.direction is S2C and c.frame.opcode is Opcode.CLOSE)
-    await until(lambda: 'data-opcode="CLOSE" data-direction="SERVER_TO_CLIENT"' in inspector.table.value,
-                what="the close frame drawn")
+    await until(
+        lambda: 'data-opcode="CLOSE" data-direction="SERVER_TO_CLIENT"' in inspector.table.value,
+        what="the close frame drawn",
+    )
     assert inspector.frames == tap.frames
     opcodes = re.findall(r'data-opcode="(\w+)" data-direction="(\w+)"', inspector.table.value)
     assert opcodes == [
@@ -278,6 +283,6 @@ async def test_live_on_a_real_tap(lab: LabProcess, tap: FrameTap) -> None:
         ("CLOSE", "SERVER_TO_CLIENT"),
     ]
     assert inspector.table.value.count('data-field="key"') == 3  # the client's three frames, masked
-    assert "fi-bad\" title=\"wrong way round" not in inspector.table.value
+    assert 'fi-bad" title="wrong way round' not in inspector.table.value
     inspector.stop()
     assert repr(inspector) == REPR and not inspector.errors

@@ -3,6 +3,7 @@ against the websockets library's own frame parser and serializer."""
 
 from __future__ import annotations
 
+import itertools
 import struct
 
 import pytest
@@ -238,7 +239,7 @@ def test_server_text_frame_equals_frame_serialize(text: str) -> None:
 def split(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({min(max(c, 0), len(data)) for c in cuts})
     bounds = [0, *points, len(data)]
-    return [data[a:b] for a, b in zip(bounds, bounds[1:])]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 @given(st.lists(frames(masked=True), min_size=1, max_size=6), st.lists(st.integers(0, 200_000), max_size=30))
@@ -517,10 +518,15 @@ def test_reader_max_size_refuses_from_the_header() -> None:
     assert FrameReader(max_size=1000).feed(Frame(Opcode.BINARY, bytes(1000)).serialize())[0].payload == bytes(1000)
 
 
-@given(st.lists(st.tuples(st.sampled_from(list(WsOpcode)), payloads(70_000), st.booleans()), min_size=1, max_size=5),
-       st.booleans(), st.lists(st.integers(0, 200_000), max_size=20))
+@given(
+    st.lists(st.tuples(st.sampled_from(list(WsOpcode)), payloads(70_000), st.booleans()), min_size=1, max_size=5),
+    st.booleans(),
+    st.lists(st.integers(0, 200_000), max_size=20),
+)
 @settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-def test_reader_reads_a_stream_written_by_websockets(items, mask: bool, cuts: list[int]) -> None:  # type: ignore[no-untyped-def]
+def test_reader_reads_a_stream_written_by_websockets(
+    items: list[tuple[WsOpcode, bytes, bool]], mask: bool, cuts: list[int]
+) -> None:
     sent = []
     for opcode, payload, fin in items:
         if opcode in (WsOpcode.CLOSE, WsOpcode.PING, WsOpcode.PONG):
@@ -658,8 +664,17 @@ def _ws_accepts(code: int) -> bool:
 
 @pytest.mark.parametrize(
     ("code", "name"),
-    [(1000, "NORMAL"), (1006, "ABNORMAL"), (1014, "BAD_GATEWAY"), (3001, "library"), (4000, "application"),
-     (1004, "reserved"), (2000, "reserved"), (999, "invalid"), (None, "no code")],
+    [
+        (1000, "NORMAL"),
+        (1006, "ABNORMAL"),
+        (1014, "BAD_GATEWAY"),
+        (3001, "library"),
+        (4000, "application"),
+        (1004, "reserved"),
+        (2000, "reserved"),
+        (999, "invalid"),
+        (None, "no code"),
+    ],
 )
 def test_close_code_name(code: int | None, name: str) -> None:
     assert close_code_name(code) == name
@@ -671,17 +686,27 @@ def test_close_code_name(code: int | None, name: str) -> None:
 @pytest.mark.parametrize(
     ("frame", "line"),
     [
-        (Frame(Opcode.TEXT, b"Hello", masking_key=bytes.fromhex("37fa213d")),
-         "TEXT \u00b7 FIN \u00b7 masked (key 37fa213d) \u00b7 5 bytes \u00b7 'Hello'"),
-        (Frame(Opcode.TEXT, b"Hel", fin=False),
-         "TEXT \u00b7 no FIN (more fragments follow) \u00b7 unmasked \u00b7 3 bytes \u00b7 'Hel'"),
-        (Frame(Opcode.CLOSE, b"\x03\xea"),
-         "CLOSE \u00b7 FIN \u00b7 unmasked \u00b7 2 bytes \u00b7 1002 PROTOCOL_ERROR"),
+        (
+            Frame(Opcode.TEXT, b"Hello", masking_key=bytes.fromhex("37fa213d")),
+            "TEXT \u00b7 FIN \u00b7 masked (key 37fa213d) \u00b7 5 bytes \u00b7 'Hello'",
+        ),
+        (
+            Frame(Opcode.TEXT, b"Hel", fin=False),
+            "TEXT \u00b7 no FIN (more fragments follow) \u00b7 unmasked \u00b7 3 bytes \u00b7 'Hel'",
+        ),
+        (
+            Frame(Opcode.CLOSE, b"\x03\xea"),
+            "CLOSE \u00b7 FIN \u00b7 unmasked \u00b7 2 bytes \u00b7 1002 PROTOCOL_ERROR",
+        ),
         (Frame(Opcode.CLOSE, b""), "CLOSE \u00b7 FIN \u00b7 unmasked \u00b7 0 bytes \u00b7 1005 NO_STATUS"),
-        (Frame(Opcode.PING, b"", masking_key=b"\x01\x02\x03\x04"),
-         "PING \u00b7 FIN \u00b7 masked (key 01020304) \u00b7 0 bytes"),
-        (Frame(Opcode.BINARY, b"\x00\x01", rsv1=True),
-         "BINARY \u00b7 FIN \u00b7 RSV1 \u00b7 unmasked \u00b7 2 bytes \u00b7 00 01"),
+        (
+            Frame(Opcode.PING, b"", masking_key=b"\x01\x02\x03\x04"),
+            "PING \u00b7 FIN \u00b7 masked (key 01020304) \u00b7 0 bytes",
+        ),
+        (
+            Frame(Opcode.BINARY, b"\x00\x01", rsv1=True),
+            "BINARY \u00b7 FIN \u00b7 RSV1 \u00b7 unmasked \u00b7 2 bytes \u00b7 00 01",
+        ),
         (Frame(Opcode.PONG, b"x"), "PONG \u00b7 FIN \u00b7 unmasked \u00b7 1 byte \u00b7 'x'"),
     ],
 )

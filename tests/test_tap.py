@@ -17,8 +17,8 @@ from websockets.frames import Frame as WsFrame
 from websockets.http11 import Response
 from websockets.uri import parse_uri
 
+from labserver.course import Account, LabServer
 from labserver.frames import Frame, Opcode, close_payload, parse_close, parse_header
-from labserver.launcher import Account, LabProcess
 from labserver.rawws import handshake_request
 from labserver.tap import (
     CapturedFrame,
@@ -28,18 +28,18 @@ from labserver.tap import (
     FrameTap,
     Traffic,
 )
+from labserver.wire import ConnectionReader
 
 from .conftest import until
-
 
 C2S, S2C = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
 KEY = b"\x0a\x0b\x0c\x0d"
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabProcess]:
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     """The default heartbeat (20 s): no server pings in the middle of these captures."""
-    with LabProcess(tmp_path_factory.mktemp("tap")) as proc:
+    with LabServer(tmp_path_factory.mktemp("tap")) as proc:
         yield proc
 
 
@@ -47,7 +47,7 @@ _names = iter(range(10**9))
 
 
 @pytest.fixture
-def account(lab: LabProcess) -> Callable[[], Account]:
+def account(lab: LabServer) -> Callable[[], Account]:
     return lambda: lab.account(f"tap{next(_names)}")
 
 
@@ -138,14 +138,17 @@ class SansIOClient:
 # --- frames both ways ----------------------------------------------------------------------
 
 
-async def test_frames_both_ways_match_what_was_sent_and_received(tap: FrameTap, account) -> None:  # type: ignore[no-untyped-def]
+async def test_frames_both_ways_match_what_was_sent_and_received(tap: FrameTap, account: Any) -> None:
     acct = account()
     sent: list[str] = []
-    received: list[str] = []
+    received: list[str | bytes] = []
     async with websockets.connect(f"{tap.ws_url}?token={acct.token}", compression=None) as ws:
         received.append(await ws.recv())  # welcome
-        for message in ({"type": "join", "room": "tapped", "ref": 1}, {"type": "chat", "room": "tapped",
-                        "text": "héllo through the tap", "ref": 2}, {"type": "ping", "ref": 3}):
+        for message in (
+            {"type": "join", "room": "tapped", "ref": 1},
+            {"type": "chat", "room": "tapped", "text": "héllo through the tap", "ref": 2},
+            {"type": "ping", "ref": 3},
+        ):
             sent.append(json.dumps(message))
             await ws.send(sent[-1])
             while True:
@@ -162,7 +165,7 @@ async def test_frames_both_ways_match_what_was_sent_and_received(tap: FrameTap, 
     assert tap.errors == []
 
 
-async def test_client_frames_are_masked_server_frames_are_not(tap: FrameTap, account) -> None:  # type: ignore[no-untyped-def]
+async def test_client_frames_are_masked_server_frames_are_not(tap: FrameTap, account: Any) -> None:
     async with websockets.connect(f"{tap.ws_url}?token={account().token}", compression=None) as ws:
         await ws.recv()
         await request(ws, "join", room="masks")
@@ -190,7 +193,7 @@ async def test_client_frames_are_masked_server_frames_are_not(tap: FrameTap, acc
     assert pong.direction is S2C and pong.frame.payload == b"are you there?"
 
 
-async def test_byte_counts_equal_what_the_client_socket_sent_and_received(tap: FrameTap, account) -> None:  # type: ignore[no-untyped-def]
+async def test_byte_counts_equal_what_the_client_socket_sent_and_received(tap: FrameTap, account: Any) -> None:
     client = await SansIOClient.connect(tap, account().token)
     http_sent, http_received_min = client.sent, client.received
     welcome = await client.recv_json()
@@ -217,14 +220,15 @@ async def test_byte_counts_equal_what_the_client_socket_sent_and_received(tap: F
     assert tap.totals() == conn.traffic
 
 
-async def test_plain_http_requests_are_counted(tap: FrameTap, lab: LabProcess, account) -> None:  # type: ignore[no-untyped-def]
+async def test_plain_http_requests_are_counted(tap: FrameTap, lab: LabServer, account: Any) -> None:
     acct = account()
     reader, writer = await asyncio.open_connection(tap.host, tap.port)
     body = json.dumps({"text": "over http"}).encode()
     requests = [
         f"POST /api/rooms/polled/messages HTTP/1.1\r\nHost: {tap.host}:{tap.port}\r\n"
         f"Authorization: Bearer {acct.token}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n".encode() + body,
+        f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body,
         f"GET /api/rooms/polled/messages?after=0 HTTP/1.1\r\nHost: {tap.host}:{tap.port}\r\n"
         f"Authorization: Bearer {acct.token}\r\n\r\n".encode(),
         f"HEAD /healthz HTTP/1.1\r\nHost: {tap.host}:{tap.port}\r\n\r\n".encode(),
@@ -247,11 +251,22 @@ async def test_plain_http_requests_are_counted(tap: FrameTap, lab: LabProcess, a
     await until(lambda: not only_connection(tap).open)
     conn = only_connection(tap)
     assert (conn.upgraded, conn.requests, conn.responses) == (False, 4, 4)
-    assert conn.traffic == Traffic(http_sent=sent, http_received=received)
+    assert conn.traffic == Traffic(http_sent=sent, http_received=received, connections=1)
     assert tap.frames == [] and tap.errors == []
+    assert [h.describe().split(" ", 2)[2] for h in tap.heads] == [
+        "POST /api/rooms/polled/messages HTTP/1.1",
+        "HTTP/1.1 201 Created",
+        "GET /api/rooms/polled/messages?after=0 HTTP/1.1",
+        "HTTP/1.1 200 OK",
+        "HEAD /healthz HTTP/1.1",
+        "HTTP/1.1 200 OK",
+        "GET /api/rooms/polled/messages?after=1 HTTP/1.1",
+        "HTTP/1.1 200 OK",
+    ]
+    assert sum(h.size for h in tap.heads) + len(body) + sum(len(b) for _, b in answers) == conn.traffic.total
 
 
-async def test_refused_upgrade_is_all_http(tap: FrameTap, lab: LabProcess) -> None:
+async def test_refused_upgrade_is_all_http(tap: FrameTap, lab: LabServer) -> None:
     reader, writer = await asyncio.open_connection(tap.host, tap.port)
     raw = handshake_request(tap.host, tap.port, "/ws?token=forged")
     writer.write(raw)
@@ -262,11 +277,11 @@ async def test_refused_upgrade_is_all_http(tap: FrameTap, lab: LabProcess) -> No
     assert b" 401 " in received.split(b"\r\n")[0]
     await until(lambda: not only_connection(tap).open)
     conn = only_connection(tap)
-    assert not conn.upgraded and conn.traffic == Traffic(http_sent=len(raw), http_received=len(received))
+    assert not conn.upgraded and conn.traffic == Traffic(http_sent=len(raw), http_received=len(received), connections=1)
     assert tap.frames == []
 
 
-async def test_frames_sent_with_the_handshake_are_captured_after_the_101(tap: FrameTap, account) -> None:  # type: ignore[no-untyped-def]
+async def test_frames_sent_with_the_handshake_are_captured_after_the_101(tap: FrameTap, account: Any) -> None:
     raw = handshake_request(tap.host, tap.port, f"/ws?token={account().token}")
     ping = Frame(Opcode.TEXT, b'{"type":"ping","ref":"early"}', masking_key=KEY).serialize()
     reader, writer = await asyncio.open_connection(tap.host, tap.port)
@@ -283,7 +298,7 @@ async def test_frames_sent_with_the_handshake_are_captured_after_the_101(tap: Fr
 # --- close frames and bad frames --------------------------------------------------------------
 
 
-async def test_close_frames_are_captured_with_their_codes(tap: FrameTap, account) -> None:  # type: ignore[no-untyped-def]
+async def test_close_frames_are_captured_with_their_codes(tap: FrameTap, account: Any) -> None:
     ws = await websockets.connect(f"{tap.ws_url}?token={account().token}")
     await ws.recv()
     await ws.close(code=4001, reason="see you")
@@ -305,7 +320,9 @@ async def test_close_frames_are_captured_with_their_codes(tap: FrameTap, account
     ],
     ids=["unmasked", "reserved_opcode", "bad_utf8", "too_big"],
 )
-async def test_bad_frames_and_the_servers_close_code(tap: FrameTap, account, wire: bytes, code: int, tap_error) -> None:  # type: ignore[no-untyped-def]
+async def test_bad_frames_and_the_servers_close_code(
+    tap: FrameTap, account: Any, wire: bytes, code: int, tap_error: str | None
+) -> None:
     reader, writer = await asyncio.open_connection(tap.host, tap.port)
     writer.write(handshake_request(tap.host, tap.port, f"/ws?token={account().token}"))
     await reader.readuntil(b"\r\n\r\n")
@@ -319,7 +336,7 @@ async def test_bad_frames_and_the_servers_close_code(tap: FrameTap, account, wir
     assert welcome.connection_id == close.connection_id
     up = of(tap, close.connection_id, C2S)
     if tap_error is None:
-        assert [c.raw_header + c.frame.serialize()[len(c.raw_header):] for c in up] == [wire]
+        assert [c.raw_header + c.frame.serialize()[len(c.raw_header) :] for c in up] == [wire]
         assert tap.errors == []
     else:
         assert up == []
@@ -328,7 +345,7 @@ async def test_bad_frames_and_the_servers_close_code(tap: FrameTap, account, wir
         assert "cannot read" in error.describe()
 
 
-async def test_a_subscriber_that_raises_does_not_break_the_relay(tap: FrameTap, account) -> None:  # type: ignore[no-untyped-def]
+async def test_a_subscriber_that_raises_does_not_break_the_relay(tap: FrameTap, account: Any) -> None:
     seen: list[Any] = []
 
     def broken(event: Any) -> None:
@@ -346,11 +363,13 @@ async def test_a_subscriber_that_raises_does_not_break_the_relay(tap: FrameTap, 
     assert tap.subscriber_errors and "subscriber bug" in tap.subscriber_errors[0]
 
 
-async def test_a_reading_bug_does_not_break_the_relay(tap: FrameTap, account, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_a_reading_bug_does_not_break_the_relay(
+    tap: FrameTap, account: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def bug(*args: Any) -> None:
         raise ZeroDivisionError("tap bug")
 
-    monkeypatch.setattr(tap, "_read_frames", bug)
+    monkeypatch.setattr(ConnectionReader, "_read_frames", bug)
     async with websockets.connect(f"{tap.ws_url}?token={account().token}") as ws:
         assert json.loads(await ws.recv())["type"] == "welcome"
         assert (await request(ws, "ping"))["type"] == "pong"
@@ -377,11 +396,14 @@ async def fake_upstream() -> AsyncIterator[Callable[[Callable[..., Awaitable[Non
         server.close()
 
 
-UPGRADE_101 = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-               b"Sec-WebSocket-Accept: x\r\n\r\n")
+UPGRADE_101 = (
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n"
+)
 
 
-async def test_unreadable_server_bytes_are_relayed_unchanged(fake_upstream) -> None:  # type: ignore[no-untyped-def]
+async def test_unreadable_server_bytes_are_relayed_unchanged(
+    fake_upstream: Callable[[Callable[..., Awaitable[None]]], Awaitable[int]],
+) -> None:
     garbage = os.urandom(5000)
     good = Frame(Opcode.TEXT, b"before the garbage").serialize()
     big = Frame(Opcode.BINARY, os.urandom(2 << 20)).serialize()  # over the tap's capture limit
@@ -410,7 +432,7 @@ async def test_unreadable_server_bytes_are_relayed_unchanged(fake_upstream) -> N
         conn = only_connection(tap)
         assert conn.upgraded
         relayed_down = len(expected) - len(UPGRADE_101) + len(big)
-        assert conn.traffic == Traffic(len(request_bytes), len(UPGRADE_101), len(big), relayed_down)
+        assert conn.traffic == Traffic(len(request_bytes), len(UPGRADE_101), len(big), relayed_down, connections=1)
         [captured] = tap.frames
         assert captured.frame.payload == b"before the garbage"
         errors = sorted(tap.errors, key=lambda e: e.direction.value)
@@ -419,7 +441,9 @@ async def test_unreadable_server_bytes_are_relayed_unchanged(fake_upstream) -> N
         assert "reserved opcode 0xF" in errors[1].message
 
 
-async def test_a_refused_upgrade_turns_pipelined_bytes_back_into_http(fake_upstream) -> None:  # type: ignore[no-untyped-def]
+async def test_a_refused_upgrade_turns_pipelined_bytes_back_into_http(
+    fake_upstream: Callable[[Callable[..., Awaitable[None]]], Awaitable[int]],
+) -> None:
     refusal = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 3\r\n\r\nno!"
     second = b"GET /second HTTP/1.1\r\nHost: x\r\n\r\n"
 
@@ -442,7 +466,7 @@ async def test_a_refused_upgrade_turns_pipelined_bytes_back_into_http(fake_upstr
         await until(lambda: not only_connection(tap).open)
         conn = only_connection(tap)
         assert (conn.upgraded, conn.requests, conn.responses) == (False, 2, 2)
-        assert conn.traffic == Traffic(http_sent=len(first + second), http_received=len(got))
+        assert conn.traffic == Traffic(http_sent=len(first + second), http_received=len(got), connections=1)
         assert tap.frames == [] and tap.errors == []
 
 
@@ -458,7 +482,7 @@ async def test_unreachable_upstream_is_an_error_not_a_crash() -> None:
 # --- many connections --------------------------------------------------------------------------
 
 
-async def test_concurrent_connections_are_kept_apart(tap: FrameTap, account) -> None:  # type: ignore[no-untyped-def]
+async def test_concurrent_connections_are_kept_apart(tap: FrameTap, account: Any) -> None:
     async def talk(name: str, n: int) -> str:
         async with websockets.connect(f"{tap.ws_url}?token={account().token}") as ws:
             welcome = json.loads(await ws.recv())
@@ -485,7 +509,7 @@ async def test_concurrent_connections_are_kept_apart(tap: FrameTap, account) -> 
 # --- the API around it ---------------------------------------------------------------------------
 
 
-async def test_bounded_deque_reset_and_repr(lab: LabProcess, account) -> None:  # type: ignore[no-untyped-def]
+async def test_bounded_deque_reset_and_repr(lab: LabServer, account: Any) -> None:
     tap = FrameTap.for_lab(lab, max_frames=5)
     assert repr(tap).startswith("FrameTap(stopped")
     async with tap:
@@ -498,13 +522,13 @@ async def test_bounded_deque_reset_and_repr(lab: LabProcess, account) -> None:  
             assert len(tap.frames) == 5 and tap.captured == 11
             assert tap.frames[-1].t >= tap.frames[0].t > 0
             tap.reset()
-            assert tap.frames == [] and tap.captured == 0 and tap.totals() == Traffic()
+            assert tap.frames == [] and tap.heads == [] and tap.captured == 0 and tap.totals() == Traffic()
             await request(ws, "ping")
             assert tap.totals().ws_sent > 0 and tap.totals().http == 0
     assert not tap.running and repr(tap).startswith("FrameTap(stopped")
 
 
-async def test_close_aborts_open_connections(lab: LabProcess, account) -> None:  # type: ignore[no-untyped-def]
+async def test_close_aborts_open_connections(lab: LabServer, account: Any) -> None:
     tap = await FrameTap.for_lab(lab).start()
     ws = await websockets.connect(f"{tap.ws_url}?token={account().token}")
     await ws.recv()
@@ -520,12 +544,6 @@ def test_for_lab_needs_a_url() -> None:
 
     with pytest.raises(ValueError, match="is the lab running"):
         FrameTap.for_lab(NotStarted())
-
-
-def test_traffic_sums() -> None:
-    t = Traffic(1, 2, 3, 4) + Traffic(10, 20, 30, 40)
-    assert t == Traffic(11, 22, 33, 44)
-    assert (t.sent, t.received, t.http, t.websocket, t.total) == (44, 66, 33, 77, 110)
 
 
 def test_capture_error_and_frame_describe() -> None:

@@ -31,7 +31,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from ..frames import Frame, Opcode, opcode_name, parse_header, payload_preview
-from ..tap import CapturedFrame, CaptureError, Direction
+from ..wire import CapturedFrame, CaptureError, Direction
 from .throttle import render_loop
 
 __all__ = ["FIELD_COLOURS", "FrameInspector", "frame_fields_html", "frame_row_html", "legend_html"]
@@ -91,7 +91,8 @@ def frame_fields_html(raw_header: bytes, frame: Frame | None = None) -> str:
     name = opcode_name(first & 0x0F)
     parts = [
         _span(
-            "first", raw[:1],
+            "first",
+            raw[:1],
             f"{first:08b}: FIN={first >> 7} RSV1={first >> 6 & 1} RSV2={first >> 5 & 1} RSV3={first >> 4 & 1} "
             f"opcode=0x{first & 0x0F:X} ({name})",
         )
@@ -111,8 +112,13 @@ def frame_fields_html(raw_header: bytes, frame: Frame | None = None) -> str:
         return f'<span class="fi-hex">{" ".join(parts)}</span>'
     extended = header.extended_length_bytes
     if extended:
-        parts.append(_span("extended", raw[2 : 2 + extended],
-                           f"extended payload length: {header.length} ({extended * 8}-bit, big-endian)"))
+        parts.append(
+            _span(
+                "extended",
+                raw[2 : 2 + extended],
+                f"extended payload length: {header.length} ({extended * 8}-bit, big-endian)",
+            )
+        )
     if header.masking_key is not None:
         key = header.masking_key
         title = f"masking key {key.hex(' ')}: payload byte i is sent XORed with key[i % 4]"
@@ -133,9 +139,11 @@ def legend_html() -> str:
         ("extended", b"\x01\x2c", "extended length (16/64 bits)"),
         ("key", b"\x37\xfa\x21\x3d", "masking key"),
     ]
-    return '<div class="frame-insp fi-muted">' + " &nbsp; ".join(
-        f'{_span(field, data, label)} {_esc(label)}' for field, data, label in items
-    ) + "</div>"
+    return (
+        '<div class="frame-insp fi-muted">'
+        + " &nbsp; ".join(f"{_span(field, data, label)} {_esc(label)}" for field, data, label in items)
+        + "</div>"
+    )
 
 
 def _frames(n: int) -> str:
@@ -149,10 +157,14 @@ def _flag(value: bool) -> str:
 def frame_row_html(captured: CapturedFrame | CaptureError, number: int) -> str:
     """One table row for a captured frame (or for bytes the tap could not read)."""
     upward = captured.direction is Direction.CLIENT_TO_SERVER
-    arrow = (f'<span class="{"fi-up" if upward else "fi-down"}" title="{_esc(captured.direction.value)}">'
-             f"{captured.direction.arrow}</span>")
-    lead = f'<td class="fi-muted">{number}</td><td class="fi-muted">{captured.t:.3f}</td>' \
-           f'<td class="fi-muted">#{captured.connection_id}</td><td>{arrow}</td>'
+    arrow = (
+        f'<span class="{"fi-up" if upward else "fi-down"}" title="{_esc(captured.direction.value)}">'
+        f"{captured.direction.arrow}</span>"
+    )
+    lead = (
+        f'<td class="fi-muted">{number}</td><td class="fi-muted">{captured.t:.3f}</td>'
+        f'<td class="fi-muted">#{captured.connection_id}</td><td>{arrow}</td>'
+    )
     if isinstance(captured, CaptureError):
         return (
             f'<tr data-testid="frame-error">{lead}<td class="fi-bad" colspan="5">cannot read</td>'
@@ -170,7 +182,7 @@ def frame_row_html(captured: CapturedFrame | CaptureError, number: int) -> str:
     return (
         f'<tr data-testid="frame-row" data-opcode="{frame.opcode.name}" data-direction="{captured.direction.name}">'
         f"{lead}<td{opcode_class}><b>{frame.opcode.name}</b></td><td>{_flag(frame.fin)}</td>"
-        f'<td>{rsv if rsv != "000" else "<span class=fi-muted>000</span>"}</td><td>{mask_cell}</td>'
+        f"<td>{rsv if rsv != '000' else '<span class=fi-muted>000</span>'}</td><td>{mask_cell}</td>"
         f'<td style="text-align:right">{len(frame.payload):,}</td>'
         f"<td>{frame_fields_html(captured.raw_header, frame)}</td>"
         f'<td class="fi-preview"><code>{_esc(preview)}</code></td></tr>'
@@ -185,8 +197,14 @@ class FrameInspector(widgets.VBox):
     """
 
     def __init__(
-        self, tap: Any, *, max_frames: int = MAX_FRAMES, connection_id: int | None = None, backfill: bool = True,
-        render_interval: float = RENDER_INTERVAL, **kwargs: Any,
+        self,
+        tap: Any,
+        *,
+        max_frames: int = MAX_FRAMES,
+        connection_id: int | None = None,
+        backfill: bool = True,
+        render_interval: float = RENDER_INTERVAL,
+        **kwargs: Any,
     ) -> None:
         self.tap = tap
         self.max_frames = max_frames
@@ -305,12 +323,14 @@ class FrameInspector(widgets.VBox):
         first = self._seen - len(self._events) + 1
         rows = [frame_row_html(event, first + i) for i, event in enumerate(self._events)]
         if not rows:
-            rows.append('<tr><td colspan="11" class="fi-muted">no frame captured yet: '
-                        "connect a client to the tap's ws_url</td></tr>")
+            rows.append(
+                '<tr><td colspan="11" class="fi-muted">no frame captured yet: '
+                "connect a client to the tap's ws_url</td></tr>"
+            )
         return (
             '<div class="frame-insp"><table data-testid="frames"><tr><th>#</th><th>t (s)</th><th>conn</th><th></th>'
             "<th>opcode</th><th>FIN</th><th>RSV</th><th>MASK</th><th>length</th><th>header</th><th>payload</th></tr>"
-            f'{"".join(rows)}</table></div>'
+            f"{''.join(rows)}</table></div>"
         )
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -335,4 +355,3 @@ class FrameInspector(widgets.VBox):
             for child in (self.style_view, self.header, self.legend, self.table):
                 child.close()
         super().close()
-

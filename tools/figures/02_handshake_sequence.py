@@ -56,22 +56,55 @@ class Svg:
     def add(self, element: str) -> None:
         self.parts.append("  " + element)
 
-    def text(self, x: float, y: float, content: str, *, size: int = 14, anchor: str = "middle",
-             colour: str = INK, weight: str = "normal", font: str = SANS, style: str = "normal") -> None:
+    def text(
+        self,
+        x: float,
+        y: float,
+        content: str,
+        *,
+        size: int = 14,
+        anchor: str = "middle",
+        colour: str = INK,
+        weight: str = "normal",
+        font: str = SANS,
+        style: str = "normal",
+    ) -> None:
         self.add(
             f'<text x="{x:g}" y="{y:g}" font-family="{font}" font-size="{size}" text-anchor="{anchor}" '
             f'fill="{colour}" font-weight="{weight}" font-style="{style}"{PRESERVE if font == MONO else ""}>'
             f"{escape(content)}</text>"
         )
 
-    def line(self, x1: float, y1: float, x2: float, y2: float, colour: str, *, width: float = 1.5,
-             dash: str | None = None, marker: str | None = None) -> None:
+    def line(
+        self,
+        x1: float,
+        y1: float,
+        x2: float,
+        y2: float,
+        colour: str,
+        *,
+        width: float = 1.5,
+        dash: str | None = None,
+        marker: str | None = None,
+    ) -> None:
         extra = f' stroke-dasharray="{dash}"' if dash else ""
         extra += f' marker-end="url(#{marker})"' if marker else ""
-        self.add(f'<line x1="{x1:g}" y1="{y1:g}" x2="{x2:g}" y2="{y2:g}" stroke="{colour}" stroke-width="{width:g}"{extra}/>')
+        self.add(
+            f'<line x1="{x1:g}" y1="{y1:g}" x2="{x2:g}" y2="{y2:g}" stroke="{colour}" stroke-width="{width:g}"{extra}/>'
+        )
 
-    def rect(self, x: float, y: float, w: float, h: float, *, fill: str, stroke: str = "none",
-             radius: float = 6, width: float = 1.2) -> None:
+    def rect(
+        self,
+        x: float,
+        y: float,
+        w: float,
+        h: float,
+        *,
+        fill: str,
+        stroke: str = "none",
+        radius: float = 6,
+        width: float = 1.2,
+    ) -> None:
         self.add(
             f'<rect x="{x:g}" y="{y:g}" width="{w:g}" height="{h:g}" rx="{radius:g}" '
             f'fill="{fill}" stroke="{stroke}" stroke-width="{width:g}"/>'
@@ -86,8 +119,8 @@ class Svg:
         head = (
             f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
             f'viewBox="0 0 {WIDTH} {height}" role="img" aria-labelledby="title desc">\n'
-            "  <title id=\"title\">The WebSocket opening handshake, frames and closing handshake</title>\n"
-            "  <desc id=\"desc\">Sequence diagram: a TCP connection, an HTTP GET with Upgrade headers, "
+            '  <title id="title">The WebSocket opening handshake, frames and closing handshake</title>\n'
+            '  <desc id="desc">Sequence diagram: a TCP connection, an HTTP GET with Upgrade headers, '
             "101 Switching Protocols with Sec-WebSocket-Accept, frames both ways over the same TCP "
             "connection, then a Close frame each way and the TCP close.</desc>\n"
             f"  <defs>\n{markers}\n  </defs>\n"
@@ -96,8 +129,17 @@ class Svg:
         return head + "\n" + "\n".join(self.parts) + "\n</svg>\n"
 
 
-def message(svg: Svg, y: float, *, to_server: bool, label: str, colour: str, marker: str,
-            detail: str = "", dash: str | None = None) -> None:
+def message(
+    svg: Svg,
+    y: float,
+    *,
+    to_server: bool,
+    label: str,
+    colour: str,
+    marker: str,
+    detail: str = "",
+    dash: str | None = None,
+) -> None:
     """An arrow between the lifelines with a label above it (and an optional detail below)."""
     x1, x2 = (CLIENT_X + 6, SERVER_X - 6) if to_server else (SERVER_X - 6, CLIENT_X + 6)
     svg.line(x1, y, x2, y, colour, width=2, dash=dash, marker=marker)
@@ -128,15 +170,28 @@ def phase(svg: Svg, top: float, bottom: float, label: str, colour: str) -> None:
     svg.line(x, top, x + 8, top, colour, width=3)
     svg.line(x, bottom, x + 8, bottom, colour, width=3)
     for i, word in enumerate(label.split("\n")):
-        svg.text(x + 16, (top + bottom) / 2 - 8 * label.count("\n") + 16 * i + 4, word, size=13,
-                 anchor="start", colour=colour, weight="bold")
+        svg.text(
+            x + 16,
+            (top + bottom) / 2 - 8 * label.count("\n") + 16 * i + 4,
+            word,
+            size=13,
+            anchor="start",
+            colour=colour,
+            weight="bold",
+        )
 
 
 def draw() -> str:
     svg = Svg()
     svg.text(WIDTH / 2, 34, "One WebSocket connection, from TCP to close (RFC 6455)", size=20, weight="bold")
-    svg.text(WIDTH / 2, 56, "one TCP connection all the way down; the HTTP part is only the first exchange",
-             size=13, colour=MUTED, style="italic")
+    svg.text(
+        WIDTH / 2,
+        56,
+        "one TCP connection all the way down; the HTTP part is only the first exchange",
+        size=13,
+        colour=MUTED,
+        style="italic",
+    )
 
     # Actors and lifelines.
     for x, name, sub in (
@@ -147,7 +202,7 @@ def draw() -> str:
         svg.text(x, 96, name, size=16, weight="bold")
         svg.text(x, 115, sub, size=12, colour=MUTED)
 
-    y = 160
+    y: float = 160
     # 1. TCP connection.
     tcp_top = y - 14
     message(svg, y, to_server=True, label="SYN", colour=TCP, marker="arrow-tcp")
@@ -161,65 +216,124 @@ def draw() -> str:
     y += 62
     http_top = y - 24
     message(svg, y, to_server=True, label="HTTP GET with Upgrade (section 4.1)", colour=HTTP, marker="arrow-http")
-    bottom = header_box(svg, y + 12, [
-        "GET /ws?token=eyJhbGciOi… HTTP/1.1",
-        "Host: 127.0.0.1:8765",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-        "Sec-WebSocket-Version: 13",
-        "Origin: http://127.0.0.1:8765",
-    ], HTTP, "#e3f2fd")
-    side_note(svg, CLIENT_X - 14, y + 40, ["key: 16 random bytes,", "base64-encoded,", "new for every connection"],
-              anchor="end")
+    bottom = header_box(
+        svg,
+        y + 12,
+        [
+            "GET /ws?token=eyJhbGciOi… HTTP/1.1",
+            "Host: 127.0.0.1:8765",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Version: 13",
+            "Origin: http://127.0.0.1:8765",
+        ],
+        HTTP,
+        "#e3f2fd",
+    )
+    side_note(
+        svg,
+        CLIENT_X - 14,
+        y + 40,
+        ["key: 16 random bytes,", "base64-encoded,", "new for every connection"],
+        anchor="end",
+    )
 
     # The server's checks, beside its lifeline.
     check_top = y + 22
     svg.rect(SERVER_X - 5, check_top, 10, bottom - check_top + 96, fill="#bbdefb", stroke=HTTP, radius=2)
     svg.text(SERVER_X + 14, check_top + 10, "checks before upgrading:", size=12, anchor="start", weight="bold")
-    for i, (check, refusal) in enumerate((
-        ("GET?", "else 405"),
-        ("version 13?", "else 426"),
-        ("key 16 bytes?", "else 400"),
-        ("Origin allowed?", "else 403"),
-        ("token valid?", "else 401"),
-    )):
+    for i, (check, refusal) in enumerate(
+        (
+            ("GET?", "else 405"),
+            ("version 13?", "else 426"),
+            ("key 16 bytes?", "else 400"),
+            ("Origin allowed?", "else 403"),
+            ("token valid?", "else 401"),
+        )
+    ):
         svg.text(SERVER_X + 14, check_top + 28 + 16 * i, check, size=12, anchor="start")
         svg.text(SERVER_X + 124, check_top + 28 + 16 * i, refusal, size=12, anchor="start", colour=MUTED)
     svg.text(SERVER_X + 14, check_top + 124, "then computes", size=12, anchor="start", weight="bold")
-    for i, line in enumerate(("Accept = base64(SHA-1(", "           key + GUID))", "GUID (section 1.3):", "  258EAFA5-E914-47DA-", "  95CA-C5AB0DC85B11")):
+    for i, line in enumerate(
+        (
+            "Accept = base64(SHA-1(",
+            "           key + GUID))",
+            "GUID (section 1.3):",
+            "  258EAFA5-E914-47DA-",
+            "  95CA-C5AB0DC85B11",
+        )
+    ):
         svg.text(SERVER_X + 14, check_top + 142 + 16 * i, line, size=12, anchor="start", colour=HTTP, font=MONO)
 
     # 3. 101 Switching Protocols.
     y = bottom + 56
     message(svg, y, to_server=False, label="101 Switching Protocols (section 4.2.2)", colour=HTTP, marker="arrow-http")
-    bottom = header_box(svg, y + 12, [
-        "HTTP/1.1 101 Switching Protocols",
-        "Upgrade: websocket",
-        "Connection: upgrade",
-        "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
-    ], HTTP, "#e3f2fd")
-    side_note(svg, CLIENT_X - 14, y + 40, ["client checks the", "Accept value: proof", "the server speaks", "WebSocket"],
-              anchor="end")
+    bottom = header_box(
+        svg,
+        y + 12,
+        [
+            "HTTP/1.1 101 Switching Protocols",
+            "Upgrade: websocket",
+            "Connection: upgrade",
+            "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+        ],
+        HTTP,
+        "#e3f2fd",
+    )
+    side_note(
+        svg,
+        CLIENT_X - 14,
+        y + 40,
+        ["client checks the", "Accept value: proof", "the server speaks", "WebSocket"],
+        anchor="end",
+    )
     http_bottom = bottom + 4
 
     # The switch.
     y = bottom + 36
     svg.line(CLIENT_X - 120, y, SERVER_X + 150, y, FRAMES, width=1.2, dash="6 4")
-    svg.text(MID_X, y - 8, "same TCP connection: no more HTTP, only RFC 6455 frames (section 5)",
-             size=13, colour=FRAMES, weight="bold")
+    svg.text(
+        MID_X,
+        y - 8,
+        "same TCP connection: no more HTTP, only RFC 6455 frames (section 5)",
+        size=13,
+        colour=FRAMES,
+        weight="bold",
+    )
 
     # 4. Frames both ways.
     y += 46
     frames_top = y - 24
-    message(svg, y, to_server=False, label="text frame, unmasked", colour=FRAMES, marker="arrow-frames",
-            detail='{"type":"welcome","socket_id":"s_…"}')
+    message(
+        svg,
+        y,
+        to_server=False,
+        label="text frame, unmasked",
+        colour=FRAMES,
+        marker="arrow-frames",
+        detail='{"type":"welcome","socket_id":"s_…"}',
+    )
     y += 58
-    message(svg, y, to_server=True, label="text frame, masked (clients always mask)", colour=FRAMES,
-            marker="arrow-frames", detail='{"type":"join","room":"general"}')
+    message(
+        svg,
+        y,
+        to_server=True,
+        label="text frame, masked (clients always mask)",
+        colour=FRAMES,
+        marker="arrow-frames",
+        detail='{"type":"join","room":"general"}',
+    )
     y += 58
-    message(svg, y, to_server=False, label="text frame: pushed whenever the server likes", colour=FRAMES,
-            marker="arrow-frames", detail='{"type":"chat","room":"general","text":"hi",…}')
+    message(
+        svg,
+        y,
+        to_server=False,
+        label="text frame: pushed whenever the server likes",
+        colour=FRAMES,
+        marker="arrow-frames",
+        detail='{"type":"chat","room":"general","text":"hi",…}',
+    )
     y += 58
     message(svg, y, to_server=False, label="ping (heartbeat)", colour=FRAMES, marker="arrow-frames", dash="5 4")
     y += 36
@@ -234,14 +348,21 @@ def draw() -> str:
     y += 44
     message(svg, y, to_server=False, label="Close frame, code 1000 (echo)", colour=CLOSE, marker="arrow-close")
     y += 44
-    message(svg, y, to_server=False, label="TCP FIN: the server closes the connection first (section 7.1.1)",
-            colour=TCP, marker="arrow-tcp")
+    message(
+        svg,
+        y,
+        to_server=False,
+        label="TCP FIN: the server closes the connection first (section 7.1.1)",
+        colour=TCP,
+        marker="arrow-tcp",
+    )
     close_bottom = y + 8
 
     # Lifelines go first in the document, so that every arrow and box is drawn on top of them.
     lifeline_end = y + 40
     lifelines = [
-        f'<line x1="{x}" y1="124" x2="{x}" y2="{lifeline_end}" stroke="{INK}" stroke-width="1.2" stroke-dasharray="4 4"/>'
+        f'<line x1="{x}" y1="124" x2="{x}" y2="{lifeline_end}" '
+        f'stroke="{INK}" stroke-width="1.2" stroke-dasharray="4 4"/>'
         for x in (CLIENT_X, SERVER_X)
     ]
     svg.parts[0:0] = ["  " + line for line in lifelines]
@@ -254,8 +375,12 @@ def draw() -> str:
     # Legend.
     y = lifeline_end + 34
     x = 70
-    for colour, name in ((TCP, "TCP segments"), (HTTP, "HTTP (text, once)"), (FRAMES, "WebSocket frames"),
-                         (CLOSE, "closing handshake")):
+    for colour, name in (
+        (TCP, "TCP segments"),
+        (HTTP, "HTTP (text, once)"),
+        (FRAMES, "WebSocket frames"),
+        (CLOSE, "closing handshake"),
+    ):
         svg.line(x, y - 5, x + 34, y - 5, colour, width=3)
         svg.text(x + 42, y, name, size=13, anchor="start")
         x += 215

@@ -39,16 +39,37 @@ class Svg:
     def __init__(self) -> None:
         self.parts: list[str] = []
 
-    def rect(self, x: float, y: float, w: float, h: float, fill: str, stroke: str = INK, *,
-             dashed: bool = False, rx: float = 0) -> None:
+    def rect(
+        self,
+        x: float,
+        y: float,
+        w: float,
+        h: float,
+        fill: str,
+        stroke: str = INK,
+        *,
+        dashed: bool = False,
+        rx: float = 0,
+    ) -> None:
         dash = ' stroke-dasharray="5 3"' if dashed else ""
         self.parts.append(
             f'<rect x="{x:g}" y="{y:g}" width="{w:g}" height="{h:g}" rx="{rx:g}" fill="{fill}" '
             f'stroke="{stroke}" stroke-width="1.2"{dash}/>'
         )
 
-    def text(self, x: float, y: float, s: str, *, size: float = 12, anchor: str = "middle", weight: str = "normal",
-             fill: str = INK, family: str = FONT, italic: bool = False) -> None:
+    def text(
+        self,
+        x: float,
+        y: float,
+        s: str,
+        *,
+        size: float = 12,
+        anchor: str = "middle",
+        weight: str = "normal",
+        fill: str = INK,
+        family: str = FONT,
+        italic: bool = False,
+    ) -> None:
         style = ' font-style="italic"' if italic else ""
         self.parts.append(
             f'<text x="{x:g}" y="{y:g}" font-family="{family}" font-size="{size:g}" font-weight="{weight}" '
@@ -56,8 +77,9 @@ class Svg:
         )
 
     def line(self, x1: float, y1: float, x2: float, y2: float, stroke: str = MUTED, width: float = 1) -> None:
-        self.parts.append(f'<line x1="{x1:g}" y1="{y1:g}" x2="{x2:g}" y2="{y2:g}" stroke="{stroke}" '
-                          f'stroke-width="{width:g}"/>')
+        self.parts.append(
+            f'<line x1="{x1:g}" y1="{y1:g}" x2="{x2:g}" y2="{y2:g}" stroke="{stroke}" stroke-width="{width:g}"/>'
+        )
 
     def render(self, height: int) -> str:
         body = "\n  ".join(self.parts)
@@ -69,8 +91,17 @@ class Svg:
         )
 
 
-def field(svg: Svg, row: int, bit: int, bits: int, kind: str, lines: list[str], *, dashed: bool = False,
-          open_right: bool = False) -> None:
+def field(
+    svg: Svg,
+    row: int,
+    bit: int,
+    bits: int,
+    kind: str,
+    lines: list[str],
+    *,
+    dashed: bool = False,
+    open_right: bool = False,
+) -> None:
     """A field ``bits`` wide starting at ``bit`` of 32-bit row ``row``."""
     ink, fill = PAYLOAD if kind == "payload" else FIELD_COLOURS[kind]
     x, y, w = LEFT + bit * BIT, TOP + row * ROW, bits * BIT
@@ -81,15 +112,28 @@ def field(svg: Svg, row: int, bit: int, bits: int, kind: str, lines: list[str], 
     narrow = bits == 1  # a one-bit field: a smaller, regular label
     top = y + ROW / 2 + (4 if len(lines) == 1 else -3)
     for i, line in enumerate(lines):
-        svg.text(x + w / 2, top + i * 15, line, size=8.5 if narrow else 12 if i == 0 else 10.5,
-                 weight="bold" if i == 0 and not narrow else "normal", fill=ink, italic=i > 0)
+        svg.text(
+            x + w / 2,
+            top + i * 15,
+            line,
+            size=8.5 if narrow else 12 if i == 0 else 10.5,
+            weight="bold" if i == 0 and not narrow else "normal",
+            fill=ink,
+            italic=i > 0,
+        )
 
 
 def layout(svg: Svg) -> int:
-    svg.text(LEFT, 28, "A WebSocket frame on the wire (RFC 6455, section 5.2)", size=18, anchor="start",
-             weight="bold")
-    svg.text(LEFT, 48, "Four bytes per row, most significant bit first. Dashed fields are present only "
-             "when the fields before them say so.", size=12, anchor="start", fill=MUTED)
+    svg.text(LEFT, 28, "A WebSocket frame on the wire (RFC 6455, section 5.2)", size=18, anchor="start", weight="bold")
+    svg.text(
+        LEFT,
+        48,
+        "Four bytes per row, most significant bit first. Dashed fields are present only "
+        "when the fields before them say so.",
+        size=12,
+        anchor="start",
+        fill=MUTED,
+    )
     for byte in range(4):  # byte and bit numbers above the grid
         x = LEFT + byte * 8 * BIT
         svg.text(x + 4 * BIT, TOP - 24, f"byte {byte}", size=11.5, weight="bold", fill=MUTED)
@@ -107,14 +151,28 @@ def layout(svg: Svg) -> int:
     field(svg, 0, 8, 1, "length", ["MASK"])
     field(svg, 0, 9, 7, "length", ["payload len", "7 bits: 0-125, 126, 127"])
     field(svg, 0, 16, 16, "extended", ["extended payload length", "16 bits if payload len = 126"], dashed=True)
-    field(svg, 1, 0, 32, "extended", ["extended payload length, continued",
-                                      "64 bits in all if payload len = 127"], dashed=True)
+    field(
+        svg,
+        1,
+        0,
+        32,
+        "extended",
+        ["extended payload length, continued", "64 bits in all if payload len = 127"],
+        dashed=True,
+    )
     field(svg, 2, 0, 16, "extended", ["\u2026 extended length (64-bit)", "last 16 bits"], dashed=True)
     field(svg, 2, 16, 16, "key", ["masking key", "32 bits, if MASK = 1"], dashed=True)
     field(svg, 3, 0, 16, "key", ["masking key, continued"], dashed=True)
     field(svg, 3, 16, 16, "payload", ["payload data", "masked if MASK = 1"])
-    field(svg, 4, 0, 32, "payload", ["payload data, continued: payload len (or the extended length) bytes"],
-          open_right=True)
+    field(
+        svg,
+        4,
+        0,
+        32,
+        "payload",
+        ["payload data, continued: payload len (or the extended length) bytes"],
+        open_right=True,
+    )
 
     # the header's extent on the right
     right = LEFT + 32 * BIT + 34
@@ -145,13 +203,24 @@ def example(svg: Svg, y: float, title: str, note: str, wire: bytes, shown: int) 
         svg.rect(x, top, box, 28, fill, stroke=ink, rx=3)
         svg.text(x + box / 2, top + 19, f"{byte:02x}", size=13, family=MONO, fill=ink, weight="bold")
     if shown < len(wire):
-        svg.text(LEFT + shown * (box + gap) + 10, top + 19, f"\u2026 {len(wire) - shown:,} more bytes",
-                 size=12, anchor="start", fill=MUTED)
+        svg.text(
+            LEFT + shown * (box + gap) + 10,
+            top + 19,
+            f"\u2026 {len(wire) - shown:,} more bytes",
+            size=12,
+            anchor="start",
+            fill=MUTED,
+        )
 
 
 def legend(svg: Svg, y: float) -> None:
-    items = [("first", "FIN, RSV1-3, opcode"), ("length", "MASK, payload len"),
-             ("extended", "extended length"), ("key", "masking key"), ("payload", "payload")]
+    items = [
+        ("first", "FIN, RSV1-3, opcode"),
+        ("length", "MASK, payload len"),
+        ("extended", "extended length"),
+        ("key", "masking key"),
+        ("payload", "payload"),
+    ]
     x: float = LEFT
     for kind, label in items:
         ink, fill = PAYLOAD if kind == "payload" else FIELD_COLOURS[kind]
@@ -166,15 +235,32 @@ def main() -> None:
     svg.text(LEFT, y, "Three frames, byte by byte", size=15, anchor="start", weight="bold")
     legend(svg, y + 24)
     hello = Frame(Opcode.TEXT, b"Hello", masking_key=bytes.fromhex("37fa213d")).serialize()
-    example(svg, y + 56, "A client sends \u201cHello\u201d: 81 = FIN + text, 85 = MASK + length 5",
-            "the example of section 5.7: 5 payload bytes, each XORed with the key, 4 bytes of key before them",
-            hello, len(hello))
+    example(
+        svg,
+        y + 56,
+        "A client sends \u201cHello\u201d: 81 = FIN + text, 85 = MASK + length 5",
+        "the example of section 5.7: 5 payload bytes, each XORed with the key, 4 bytes of key before them",
+        hello,
+        len(hello),
+    )
     medium = Frame(Opcode.TEXT, b"x" * 300).serialize()
-    example(svg, y + 132, "A server sends 300 bytes of text: 7e (126) = \u201cthe length is in the next 2 bytes\u201d",
-            "01 2c = 300; no MASK bit, no key: servers never mask (section 5.1)", medium, 10)
+    example(
+        svg,
+        y + 132,
+        "A server sends 300 bytes of text: 7e (126) = \u201cthe length is in the next 2 bytes\u201d",
+        "01 2c = 300; no MASK bit, no key: servers never mask (section 5.1)",
+        medium,
+        10,
+    )
     big = Frame(Opcode.BINARY, bytes(65536)).serialize()
-    example(svg, y + 208, "A server sends 65,536 bytes of binary: 7f (127) = \u201cthe next 8 bytes\u201d",
-            "00 00 00 00 00 01 00 00 = 65,536, in 64 bits; the most significant bit must be 0", big, 14)
+    example(
+        svg,
+        y + 208,
+        "A server sends 65,536 bytes of binary: 7f (127) = \u201cthe next 8 bytes\u201d",
+        "00 00 00 00 00 01 00 00 = 65,536, in 64 bits; the most significant bit must be 0",
+        big,
+        14,
+    )
     OUT.write_text(svg.render(int(y + 280)))
     print(f"wrote {OUT.relative_to(ROOT)} ({OUT.stat().st_size:,} bytes)")
 

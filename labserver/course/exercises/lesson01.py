@@ -1,9 +1,9 @@
 """Exercises of lesson 01, polling vs push: what polling costs, and what each feature needs.
 
-    from labserver.course.exercises import lesson01 as ex
-    ex.q1.check(requests_per_minute)     # a function (users, interval_s) -> requests per minute
-    ex.q2.check(2.0)                     # seconds
-    ex.q3.check({"typing indicator": "websocket", ...})
+from labserver.course.exercises import lesson01 as ex
+ex.q1.check(requests_per_minute)     # a function (users, interval_s) -> requests per minute
+ex.q2.check(2.0)                     # seconds
+ex.q3.check({"typing indicator": "websocket", ...})
 """
 
 from __future__ import annotations
@@ -84,8 +84,11 @@ q2 = lesson.add(
         ),
         answer_format="a number of seconds, e.g. `1.5`",
         explanations=[
-            (4, "4 s is the worst case: a message posted just after a poll waits the whole interval. "
-                "One posted just before the next poll hardly waits. What is the average of the two?"),
+            (
+                4,
+                "4 s is the worst case: a message posted just after a poll waits the whole interval. "
+                "One posted just before the next poll hardly waits. What is the average of the two?",
+            ),
             (0, "only a message that lands exactly at a poll waits 0 s; most land somewhere in between."),
             (8, "a poll comes every 4 s, so no message waits longer than 4 s."),
         ],
@@ -113,33 +116,57 @@ q2 = lesson.add(
 
 WEBSOCKET, HTTP = "websocket", "http"
 _ALIASES = {
-    "websocket": WEBSOCKET, "websockets": WEBSOCKET, "web socket": WEBSOCKET, "ws": WEBSOCKET, "wss": WEBSOCKET,
-    "push": WEBSOCKET, "socket": WEBSOCKET,
-    "http": HTTP, "https": HTTP, "rest": HTTP, "http request": HTTP, "request": HTTP,
+    "websocket": WEBSOCKET,
+    "websockets": WEBSOCKET,
+    "web socket": WEBSOCKET,
+    "ws": WEBSOCKET,
+    "wss": WEBSOCKET,
+    "push": WEBSOCKET,
+    "socket": WEBSOCKET,
+    "http": HTTP,
+    "https": HTTP,
+    "rest": HTTP,
+    "http request": HTTP,
+    "request": HTTP,
 }
 
 FEATURES: dict[str, tuple[str, str]] = {
     "new chat messages": (
-        WEBSOCKET, "others must see a message the moment it is sent: the server pushes it to the room"),
+        WEBSOCKET,
+        "others must see a message the moment it is sent: the server pushes it to the room",
+    ),
     "typing indicator": (
-        WEBSOCKET, "many tiny, short-lived updates, useless a second late and never stored: only push fits"),
+        WEBSOCKET,
+        "many tiny, short-lived updates, useless a second late and never stored: only push fits",
+    ),
     "who is online": (
-        WEBSOCKET, "the server sees a socket close the moment it closes and pushes the change; "
-                   "polling a presence list would be late and costly"),
+        WEBSOCKET,
+        "the server sees a socket close the moment it closes and pushes the change; "
+        "polling a presence list would be late and costly",
+    ),
     "like notification": (
-        WEBSOCKET, "the author should learn about it when it happens, without asking every few seconds"),
+        WEBSOCKET,
+        "the author should learn about it when it happens, without asking every few seconds",
+    ),
     "live like counter": (
-        WEBSOCKET, "every viewer of the post gets the new count pushed (subscribe to the post's topic)"),
+        WEBSOCKET,
+        "every viewer of the post gets the new count pushed (subscribe to the post's topic)",
+    ),
     "sign up / log in": (
-        HTTP, "one request, one answer (the token), nothing to push: plain HTTP, before any socket opens"),
+        HTTP,
+        "one request, one answer (the token), nothing to push: plain HTTP, before any socket opens",
+    ),
     "upload a photo": (
-        HTTP, "a large body with a content type and a status code: HTTP (multipart) does that, and "
-              "the result is cacheable at a URL"),
-    "load older messages": (
-        HTTP, "history is asked for once, paginated and cacheable: a GET, not a stream"),
+        HTTP,
+        "a large body with a content type and a status code: HTTP (multipart) does that, and "
+        "the result is cacheable at a URL",
+    ),
+    "load older messages": (HTTP, "history is asked for once, paginated and cacheable: a GET, not a stream"),
     "like a post (the click)": (
-        HTTP, "the click is an action that needs an answer (did it work?): POST it over HTTP; "
-              "its effects, the counter and the notification, are then pushed"),
+        HTTP,
+        "the click is an action that needs an answer (did it work?): POST it over HTTP; "
+        "its effects, the counter and the notification, are then pushed",
+    ),
 }
 
 
@@ -168,8 +195,10 @@ class ApproachProblem(ValueProblem):
     def _is_placeholder(self, answer: Any) -> bool:
         if super()._is_placeholder(answer):
             return True
-        return isinstance(answer, Mapping) and bool(answer) and all(
-            any(v is p for p in self.placeholders) for v in answer.values()
+        return (
+            isinstance(answer, Mapping)
+            and bool(answer)
+            and all(any(v is p for p in self.placeholders) for v in answer.values())
         )
 
     def _check(self, answer: Any) -> str | None:
@@ -179,8 +208,10 @@ class ApproachProblem(ValueProblem):
         known = {_feature(k): k for k in FEATURES}
         unknown = [k for k in given if k not in known]
         if unknown:
-            raise Incorrect(f"unknown feature {show(unknown[0])}: use the keys of the template, "
-                            f"{', '.join(repr(k) for k in FEATURES)}.")
+            raise Incorrect(
+                f"unknown feature {show(unknown[0])}: use the keys of the template, "
+                f"{', '.join(repr(k) for k in FEATURES)}."
+            )
         unanswered = [known[k] for k in known if k not in given or any(given[k] is p for p in self.placeholders)]
         if unanswered:
             raise Incorrect(f"still to answer: {', '.join(repr(k) for k in unanswered)}.")

@@ -66,7 +66,7 @@ q1 = lesson.add(
             "the length, and the payload starts at `data[2]` (no masking key: MASK is 0).",
         ],
         solution=(
-            "`(0x1, 15, '{\"type\":\"pong\"}')`.\n\n"
+            '`(0x1, 15, \'{"type":"pong"}\')`.\n\n'
             "```python\n"
             "data = bytes.fromhex('810f7b2274797065223a22706f6e67227d')\n"
             "opcode = data[0] & 0x0F            # 0x81 -> FIN=1, opcode 0x1: text\n"
@@ -101,13 +101,13 @@ q2 = lesson.add(
             ),
             (
                 (False, 0x1, True, 126),
-                "126 in the 7-bit length field is not the length: it says \"the length is in the next "
-                "2 bytes\" (section 5.2). Read them as one big-endian number.",
+                '126 in the 7-bit length field is not the length: it says "the length is in the next '
+                '2 bytes" (section 5.2). Read them as one big-endian number.',
             ),
             (
                 (False, 0x1, True, 254),
-                "0xfe is the MASK bit (0x80) plus the 7-bit field 126 (0x7e); and 126 means \"the "
-                "length is in the next 2 bytes\".",
+                '0xfe is the MASK bit (0x80) plus the 7-bit field 126 (0x7e); and 126 means "the '
+                'length is in the next 2 bytes".',
             ),
             (
                 (False, 0x1, False, 300),
@@ -189,11 +189,15 @@ class _FrameBytesProblem(FunctionProblem):
             return
         where = next((i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b), None)
         if where is None:
-            message = (f"`{call}` returned {len(got)} bytes, the frame is {len(expected)} bytes long "
-                       f"(the first {min(len(got), len(expected))} are right)")
+            message = (
+                f"`{call}` returned {len(got)} bytes, the frame is {len(expected)} bytes long "
+                f"(the first {min(len(got), len(expected))} are right)"
+            )
         else:
-            message = (f"`{call}`: byte {where} ({_field_of(where, expected)}) should be "
-                       f"0x{expected[where]:02x}, got 0x{got[where]:02x}")
+            message = (
+                f"`{call}`: byte {where} ({_field_of(where, expected)}) should be "
+                f"0x{expected[where]:02x}, got 0x{got[where]:02x}"
+            )
         raise Incorrect(f"{message}. Hint: {case.note}." if case.note else message + ".")
 
 
@@ -203,21 +207,41 @@ q3 = lesson.add(
     "q3",
     _FrameBytesProblem(
         [
-            (("Hello", _KEY), _build_masked_text_frame_reference("Hello", _KEY),
-             "the example of RFC 6455 section 5.7: 81 85 37 fa 21 3d 7f 9f 4d 51 58"),
-            (("", b"\x00\x00\x00\x00"), _build_masked_text_frame_reference("", b"\x00\x00\x00\x00"),
-             "an empty message still has its 2 header bytes and the 4-byte masking key"),
-            (('{"type":"ping","ref":1}', b"\x01\x02\x03\x04"),
-             _build_masked_text_frame_reference('{"type":"ping","ref":1}', b"\x01\x02\x03\x04"),
-             "the key repeats every 4 bytes: payload byte i is XORed with key[i % 4]"),
-            (("h\u00e9llo", _KEY), _build_masked_text_frame_reference("h\u00e9llo", _KEY),
-             "the length counts UTF-8 bytes, not characters: '\u00e9' takes 2 bytes"),
-            (("x" * 125, _KEY), _build_masked_text_frame_reference("x" * 125, _KEY),
-             "125 bytes is the most the 7-bit length field holds"),
-            (("x" * 126, _KEY), _build_masked_text_frame_reference("x" * 126, _KEY),
-             "from 126 bytes on: 126 in the 7 bits, then the length in the next 2 bytes"),
-            (("x" * 65536, _KEY), _build_masked_text_frame_reference("x" * 65536, _KEY),
-             "from 65,536 bytes on: 127 in the 7 bits, then the length in the next 8 bytes"),
+            (
+                ("Hello", _KEY),
+                _build_masked_text_frame_reference("Hello", _KEY),
+                "the example of RFC 6455 section 5.7: 81 85 37 fa 21 3d 7f 9f 4d 51 58",
+            ),
+            (
+                ("", b"\x00\x00\x00\x00"),
+                _build_masked_text_frame_reference("", b"\x00\x00\x00\x00"),
+                "an empty message still has its 2 header bytes and the 4-byte masking key",
+            ),
+            (
+                ('{"type":"ping","ref":1}', b"\x01\x02\x03\x04"),
+                _build_masked_text_frame_reference('{"type":"ping","ref":1}', b"\x01\x02\x03\x04"),
+                "the key repeats every 4 bytes: payload byte i is XORed with key[i % 4]",
+            ),
+            (
+                ("h\u00e9llo", _KEY),
+                _build_masked_text_frame_reference("h\u00e9llo", _KEY),
+                "the length counts UTF-8 bytes, not characters: '\u00e9' takes 2 bytes",
+            ),
+            (
+                ("x" * 125, _KEY),
+                _build_masked_text_frame_reference("x" * 125, _KEY),
+                "125 bytes is the most the 7-bit length field holds",
+            ),
+            (
+                ("x" * 126, _KEY),
+                _build_masked_text_frame_reference("x" * 126, _KEY),
+                "from 126 bytes on: 126 in the 7 bits, then the length in the next 2 bytes",
+            ),
+            (
+                ("x" * 65536, _KEY),
+                _build_masked_text_frame_reference("x" * 65536, _KEY),
+                "from 65,536 bytes on: 127 in the 7 bits, then the length in the next 8 bytes",
+            ),
         ],
         reference=_build_masked_text_frame_reference,
         name="build_masked_text_frame",
@@ -286,25 +310,25 @@ q4 = lesson.add(
             "Which close code does the server send?"
         ),
         explanations={
-            "a": "1000 means \"done, all is well\". The server is ending the connection because of "
-                 "something wrong the client sent.",
+            "a": '1000 means "done, all is well". The server is ending the connection because of '
+            "something wrong the client sent.",
             "b": "1001 is for an endpoint that leaves (a server shutting down, a page closed). "
-                 "Here the server stays; it refuses what it received.",
+            "Here the server stays; it refuses what it received.",
             "c": "1002 is for breaking the framing rules (an unmasked client frame, a reserved opcode, "
-                 "a fragmented control frame). This frame is well formed: it is its *content* that is wrong.",
+            "a fragmented control frame). This frame is well formed: it is its *content* that is wrong.",
             "d": _NEVER_SENT,
             "e": "a text message must be valid UTF-8 (section 8.1), and `ff` can never appear in UTF-8. "
-                 "Data that does not match its message type gets 1007.",
-            "f": "1008 is the generic \"against our policy\" (the lab uses it for a bad token or the rate "
-                 "limit). A more precise code exists for this case.",
+            "Data that does not match its message type gets 1007.",
+            "f": '1008 is the generic "against our policy" (the lab uses it for a bad token or the rate '
+            "limit). A more precise code exists for this case.",
             "g": "two bytes are far below any size limit.",
         },
         hint="The frame is fine; look at its payload. Can `b'\\xff\\xfe'.decode('utf-8')` succeed?",
         solution=(
             "**e) 1007 invalid payload data.** RFC 6455 section 8.1: when an endpoint finds that a "
             "text message is not valid UTF-8, it *MUST Fail the WebSocket Connection*, and section "
-            "7.4.1 gives 1007 for \"data within a message that was not consistent with the type of "
-            "the message\". You saw the lab do exactly this in the live section."
+            '7.4.1 gives 1007 for "data within a message that was not consistent with the type of '
+            'the message". You saw the lab do exactly this in the live section.'
         ),
     ),
 )
@@ -325,7 +349,7 @@ q5 = lesson.add(
             "b": "1001 is sent on purpose by an endpoint that leaves. Nobody sent anything here.",
             "c": "1002 is sent by an endpoint that received a frame breaking the rules. No frame arrived at all.",
             "d": "1006 is reserved for exactly this: the connection closed without a close frame. "
-                 "It never appears on the wire (section 7.4.1); the WebSocket API reports it locally.",
+            "It never appears on the wire (section 7.4.1); the WebSocket API reports it locally.",
             "e": "1007 answers bad data in a message; no message arrived here.",
             "f": "1008 is sent by an endpoint refusing something on policy grounds; no one sent anything.",
             "g": "1009 answers a message over the size limit; no message arrived here.",
@@ -354,17 +378,17 @@ q6 = lesson.add(
             "a": "a normal closure is not an answer to a frame that breaks the rules.",
             "b": "1001 is for an endpoint that leaves; the server is refusing a frame.",
             "c": "control frames (close, ping, pong) may carry at most 125 bytes and must not be "
-                 "fragmented (section 5.5). A 200-byte ping breaks the framing rules: 1002.",
+            "fragmented (section 5.5). A 200-byte ping breaks the framing rules: 1002.",
             "d": _NEVER_SENT,
             "e": "1007 is about the content of a message (text that is not UTF-8). This is about the frame itself.",
             "f": "1008 is the generic policy refusal; there is a more precise code.",
             "g": "200 bytes is far below the 64 KiB message limit. The limit broken here is a different "
-                 "one, set by the RFC for every control frame.",
+            "one, set by the RFC for every control frame.",
         },
         hint="Which frames may carry at most 125 bytes, whatever the server's message limit (section 5.5)?",
         solution=(
-            "**c) 1002 protocol error.** Section 5.5: \"All control frames MUST have a payload length "
-            "of 125 bytes or less and MUST NOT be fragmented.\" The limit keeps control frames small "
+            '**c) 1002 protocol error.** Section 5.5: "All control frames MUST have a payload length '
+            'of 125 bytes or less and MUST NOT be fragmented." The limit keeps control frames small '
             "enough to fit between the fragments of a long message. Breaking it is a protocol error, "
             "whatever the message size limit is; `Frame.parse` refuses such a frame from its header alone."
         ),

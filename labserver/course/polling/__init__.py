@@ -1,0 +1,84 @@
+"""Polling vs push, measured: one live room served four ways, every byte counted.
+
+A producer posts chat messages to a room at a fixed rate (HTTP POST, one
+account). Groups of simulated receivers, all in this process and all logged in
+as one account (1,000 sign-ups would cost 1,000 scrypt hashes; the bytes on the
+wire are the same), follow the room:
+
+* ``"short"``: short polling, ``GET /api/rooms/{room}/messages?after=SEQ`` every
+  ``interval`` seconds, the receivers evenly staggered over the interval (one
+  aiohttp connector with keep-alive per group);
+* ``"long"``: long polling, ``GET /api/rooms/{room}/poll?after=SEQ&timeout=S``,
+  asked again as soon as it answers;
+* ``"websocket"``: WebSocket push, one ``/ws`` connection per receiver, joined
+  to the room;
+* ``"sse"``: Server-Sent Events, one streaming ``GET /api/rooms/{room}/events``
+  per receiver (``text/event-stream``), parsed event by event as it arrives.
+
+For every group :func:`measure` counts, over a fixed window, the HTTP requests
+per second, the bytes on the wire per delivered message (both directions:
+request lines, headers, bodies, WebSocket frames, pings, SSE events and their
+chunk framing), the share of useless requests (answered with no new message),
+and the delivery latency of every message. ::
+
+    run = await measure(lab, Scenario((Group("short", 100, interval=1.0), Group("websocket", 100)),
+                                      message_rate=0.5, window=6.0))
+    print(run.summary())
+    run.rows()                  # one tidy dict per group, ready to plot
+
+One module per job, all re-exported here:
+
+* :mod:`.scenario`: what to run (:class:`Group`, :class:`Scenario`) and what theory
+  expects of it (``expected_*``); pure data.
+* :mod:`.results`: what a run measured (:class:`GroupResult`, :class:`RunResult`,
+  :class:`PollAnatomy`) and tables of it; pure data.
+* :mod:`.meter`: bytes counted at the socket (:class:`CountingSocket`,
+  :class:`ByteMeter`), HTTP and WebSocket apart (:class:`labserver.wire.Traffic`).
+* :mod:`.runner`: :func:`measure`, the asyncio code that drives the live lab.
+* :mod:`.experiments`: the lesson's experiments, :func:`anatomy_of_a_poll`,
+  :func:`quiet_room`, :func:`compare` and :func:`interval_sweep`.
+"""
+
+from __future__ import annotations
+
+from .experiments import anatomy_of_a_poll, compare, interval_sweep, quiet_room
+from .meter import ByteMeter, CountingSocket, counting_session
+from .results import GroupResult, PollAnatomy, RunResult, rows, select, table
+from .runner import measure
+from .scenario import (
+    APPROACHES,
+    COLORS,
+    LABELS,
+    Approach,
+    Group,
+    Scenario,
+    expected_latency,
+    expected_requests_per_s,
+    expected_useless_fraction,
+)
+
+__all__ = [
+    "APPROACHES",
+    "COLORS",
+    "LABELS",
+    "Approach",
+    "ByteMeter",
+    "CountingSocket",
+    "Group",
+    "GroupResult",
+    "PollAnatomy",
+    "RunResult",
+    "Scenario",
+    "anatomy_of_a_poll",
+    "compare",
+    "counting_session",
+    "expected_latency",
+    "expected_requests_per_s",
+    "expected_useless_fraction",
+    "interval_sweep",
+    "measure",
+    "quiet_room",
+    "rows",
+    "select",
+    "table",
+]
