@@ -1,3 +1,16 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # 01 · Polling vs push
 #
@@ -52,8 +65,7 @@ lab
 # headers, body. (TCP/IP headers, roughly 52-66 bytes per packet more, are below
 # what we count.)
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 anatomy = await polling.anatomy_of_a_poll(lab)
 print(anatomy.request.decode())
 print(anatomy.response_head.decode() + anatomy.body.decode())
@@ -80,8 +92,7 @@ print("headers outweigh the body:", anatomy.header_bytes > len(anatomy.body))
 # %%
 quiet = await polling.quiet_room(lab, receivers=1000, interval=1.0, message_rate=0.2, window=5.0)
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 print(quiet.summary())
 
 # %% [markdown]
@@ -114,8 +125,7 @@ print("every user got the message exactly once:        ", quiet.exactly_once)
 # %%
 results = await polling.compare(lab, sizes=(10, 100, 1000), interval=1.0, message_rate=0.5, window=4.0)
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 print(polling.table(results))
 
 # %% [markdown]
@@ -216,8 +226,7 @@ for r in long_:
 sweep = await polling.interval_sweep(lab, intervals=(0.25, 0.5, 1.0, 2.0), receivers=10, message_rate=1.0, window=4.0)
 fig = polling_plots.plot_latency_vs_interval(sweep)
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 print(polling.table(sweep))
 
 # %%

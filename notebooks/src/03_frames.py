@@ -1,3 +1,16 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # 03 · Frames on the wire
 #
@@ -436,8 +449,7 @@ empty = await short_poll(after=1)  # nothing new after it
 nothing_new = tap.connections()[-1].traffic
 pushed = chats[0]  # the chat frame Carol received
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 print(f"WebSocket push:         {pushed.size:>4} bytes ({len(pushed.raw_header)} of header)")
 print(f"HTTP poll with message: {with_message.total:>4} bytes ({with_message.sent} request + {with_message.received} response)")
 print(f"HTTP poll, nothing new: {nothing_new.total:>4} bytes, for {empty.decode()}")

@@ -1,0 +1,160 @@
+"""Every committed lesson notebook is what its percent-format source builds, and nothing else.
+
+``notebooks/src/NN_topic.py`` is the lesson as written; ``notebooks/NN_topic.ipynb`` is that
+source executed by ``tools/build_notebooks.py``. A notebook edited by hand, or a source
+changed without a rebuild, fails here: the cells (order, type, source, tags and other
+metadata, ids) and the kernelspec must be exactly what jupytext reads from the source.
+No kernel runs; strict ``pytest --nbval`` checks the outputs.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import jupytext  # type: ignore[import-untyped]  # no type information shipped
+import pytest
+from nbformat import NotebookNode
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load_builder() -> ModuleType:
+    """tools/ is not a package: load the builder from its file."""
+    spec = importlib.util.spec_from_file_location("build_notebooks", ROOT / "tools" / "build_notebooks.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+builder = _load_builder()
+notebook_from_source: Callable[[Path], NotebookNode] = builder.notebook_from_source
+read_notebook: Callable[[Path], NotebookNode] = builder.read_notebook
+differences: Callable[[NotebookNode, NotebookNode], list[str]] = builder.differences
+notebook_path: Callable[[Path], Path] = builder.notebook_path
+SOURCES: list[Path] = builder.lesson_sources()
+
+
+def test_there_are_lessons() -> None:
+    assert len(SOURCES) >= 4, SOURCES
+
+
+def test_every_notebook_has_a_source_and_every_source_a_notebook() -> None:
+    notebooks = {path.stem for path in builder.NOTEBOOKS.glob("*.ipynb")}
+    sources = {path.stem for path in SOURCES}
+    assert notebooks - sources == set(), "notebooks without a source in notebooks/src"
+    assert sources - notebooks == set(), "sources never built: run tools/build_notebooks.py"
+
+
+def test_notebooks_src_holds_only_lesson_sources() -> None:
+    assert sorted(builder.SOURCES.glob("*.py")) == SOURCES, f"the builder reads only {builder.LESSON_PATTERN}"
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda path: path.stem)
+def test_notebook_cells_are_what_the_source_builds(source: Path) -> None:
+    problems = differences(notebook_from_source(source), read_notebook(notebook_path(source)))
+    assert not problems, (
+        f"notebooks/{source.stem}.ipynb is not what notebooks/src/{source.name} builds: edit the source, never "
+        f"the .ipynb, and run `.venv/bin/python tools/build_notebooks.py {source.name[:2]}`\n" + "\n".join(problems)
+    )
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda path: path.stem)
+def test_committed_notebook_was_executed(source: Path) -> None:
+    unexecuted = [
+        i
+        for i, cell in enumerate(read_notebook(notebook_path(source)).cells)
+        if cell.cell_type == "code" and cell.execution_count is None
+    ]
+    assert unexecuted == [], "code cells never run: build the notebook, don't only convert it"
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda path: path.stem)
+def test_source_opens_as_a_percent_notebook_with_a_python_kernel(source: Path) -> None:
+    """What JupyterLab's jupytext sees: the header alone decides the format and the kernel."""
+    notebook = jupytext.read(source)  # no format given: from the header, as JupyterLab does
+    assert notebook.metadata["jupytext"]["text_representation"]["format_name"] == "percent"
+    assert notebook.metadata["kernelspec"] == {"name": "python3", "display_name": "Python 3", "language": "python"}
+    built = notebook_from_source(source)
+    assert [cell.cell_type for cell in notebook.cells] == [cell.cell_type for cell in built.cells]
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda path: path.stem)
+def test_nbval_markers_are_cell_tags_not_comments(source: Path) -> None:
+    """Students read the source: nbval's instructions belong on the `# %%` line (tags=[...])."""
+    marked = [
+        i
+        for i, cell in enumerate(notebook_from_source(source).cells)
+        if cell.cell_type == "code" and "NBVAL_" in cell.source
+    ]
+    assert marked == []
+
+
+# ------------------------------------------------- the comparison can fail ----
+
+LESSON = next(source for source in SOURCES if "nbval-ignore-output" in source.read_text())
+
+
+def _edited(edit: Callable[[NotebookNode], object]) -> list[str]:
+    notebook = notebook_from_source(LESSON)
+    edit(notebook)
+    return differences(notebook_from_source(LESSON), notebook)
+
+
+def _first_code_cell(notebook: NotebookNode) -> NotebookNode:
+    cell: NotebookNode = next(cell for cell in notebook.cells if cell.cell_type == "code")
+    return cell
+
+
+def _tagged_cell(notebook: NotebookNode) -> NotebookNode:
+    cell: NotebookNode = next(c for c in notebook.cells if "nbval-ignore-output" in c.metadata.get("tags", []))
+    return cell
+
+
+@pytest.mark.parametrize(
+    "edit, expect",
+    [
+        (
+            lambda nb: setattr(_first_code_cell(nb), "source", _first_code_cell(nb).source + "\nprint('hand edit')"),
+            "source",
+        ),
+        (lambda nb: _tagged_cell(nb).metadata.pop("tags"), "metadata"),
+        (lambda nb: _first_code_cell(nb).metadata.update(tags=["nbval-skip"]), "metadata"),
+        (lambda nb: nb.cells.insert(1, nb.cells.pop(2)), "cell 1"),
+        (lambda nb: nb.cells.append(copy.deepcopy(_first_code_cell(nb))), "cells instead of"),
+        (lambda nb: nb.cells.pop(), "cells instead of"),
+        (lambda nb: setattr(nb.cells[0], "cell_type", "raw"), "cell_type"),
+        (
+            lambda nb: nb.metadata.update(kernelspec={"name": "other", "display_name": "Other", "language": "python"}),
+            "kernelspec",
+        ),
+    ],
+    ids=["source", "tag-removed", "tag-added", "order", "cell-added", "cell-removed", "cell-type", "kernel"],
+)
+def test_a_hand_edit_is_caught(edit: Callable[[NotebookNode], object], expect: str) -> None:
+    problems = _edited(edit)
+    assert any(expect in problem for problem in problems), problems
+
+
+def test_an_unchanged_notebook_passes() -> None:
+    assert _edited(lambda nb: None) == []
+
+
+def test_a_changed_source_is_caught(tmp_path: Path) -> None:
+    text = LESSON.read_text()
+    changed = tmp_path / LESSON.name
+    changed.write_text(text.replace('# %% tags=["nbval-ignore-output"]', "# %%", 1))
+    problems = differences(notebook_from_source(changed), notebook_from_source(LESSON))
+    assert any("metadata" in problem for problem in problems), problems
+
+
+def test_a_source_without_its_header_is_refused(tmp_path: Path) -> None:
+    text = LESSON.read_text()
+    headless = tmp_path / LESSON.name
+    headless.write_text(text[text.index("# %%") :])
+    with pytest.raises(ValueError, match="kernelspec"):
+        notebook_from_source(headless)
