@@ -39,8 +39,6 @@ VENV = ROOT / ".venv"
 STAMP = VENV / ".course-installed"
 PYPROJECT = ROOT / "pyproject.toml"
 NOTEBOOKS = ROOT / "notebooks"
-TESTS = ROOT / "tests"
-SANITIZE_CFG = TESTS / "nbval_sanitize.cfg"
 EXTRAS = "course,test"
 KERNEL_NAME = "python3"
 
@@ -57,6 +55,7 @@ IS_WINDOWS = os.name == "nt"
 
 
 # ---------------------------------------------------------------- output ----
+
 
 def say(msg):
     print("==> " + msg, flush=True)
@@ -94,6 +93,7 @@ class step:
 
 # ----------------------------------------------------------------- paths ----
 
+
 def venv_bin():
     return VENV / ("Scripts" if IS_WINDOWS else "bin")
 
@@ -125,8 +125,7 @@ def run(cmd, quiet=False, **kw):
         print("    cannot run %s: not found" % cmd[0], file=sys.stderr, flush=True)
         return 127
     if quiet:
-        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           text=True, errors="replace", **kw)
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", **kw)
         if p.returncode != 0:
             tail = p.stdout.splitlines()[-40:]
             if tail:
@@ -141,6 +140,7 @@ def fmt_cmd(cmd):
 
 # ------------------------------------------------------------------ venv ----
 
+
 def venv_is_usable():
     """True if .venv has a working python >= 3.11 that lives at this path."""
     py = venv_python()
@@ -148,9 +148,10 @@ def venv_is_usable():
         return False
     try:
         out = subprocess.run(
-            [str(py), "-c",
-             "import sys; print(sys.version_info >= (3, 11)); print(sys.prefix)"],
-            capture_output=True, text=True, timeout=60,
+            [str(py), "-c", "import sys; print(sys.version_info >= (3, 11)); print(sys.prefix)"],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     except (OSError, subprocess.TimeoutExpired):
         return False
@@ -183,8 +184,7 @@ def ensure_venv():
         stamp = read_stamp()
         if not stamp or stamp.get("venv") in (None, str(VENV)):
             return False
-        warn("the repository moved since .venv was built (%s); rebuilding it"
-             % stamp.get("venv"))
+        warn("the repository moved since .venv was built (%s); rebuilding it" % stamp.get("venv"))
     if VENV.exists():
         with step("Removing unusable %s" % VENV.name):
             shutil.rmtree(VENV)
@@ -192,13 +192,13 @@ def ensure_venv():
     for attempt in (1, 2):
         if attempt == 2:
             # Debian/Ubuntu split venv/ensurepip out of the base python.
-            with step("Installing %s with apt-get (this python cannot make "
-                      "virtual environments)" % venv_pkg):
+            with step("Installing %s with apt-get (this python cannot make virtual environments)" % venv_pkg):
                 apt_update()
                 if apt_install([venv_pkg]) != 0:
                     die("apt-get install %s failed" % venv_pkg)
-        with step("Creating virtual environment %s with %s (Python %s)"
-                  % (VENV.name, sys.executable, sys.version.split()[0])) as st:
+        with step(
+            "Creating virtual environment %s with %s (Python %s)" % (VENV.name, sys.executable, sys.version.split()[0])
+        ) as st:
             rc = run([sys.executable, "-m", "venv", str(VENV)], quiet=True)
             ok = rc == 0 and venv_python().exists()
             if not ok:
@@ -209,13 +209,14 @@ def ensure_venv():
         # Only the distribution's own python is fixed by its venv package.
         if not (can_apt() and sys.executable.startswith("/usr/bin/")):
             break
-    die("`%s -m venv .venv` failed; on Debian/Ubuntu install %s "
-        "(`sudo apt-get install %s`) and rerun" % (sys.executable, venv_pkg, venv_pkg))
+    die(
+        "`%s -m venv .venv` failed; on Debian/Ubuntu install %s "
+        "(`sudo apt-get install %s`) and rerun" % (sys.executable, venv_pkg, venv_pkg)
+    )
 
 
 def sanity_ok():
-    code = ("import importlib.util as u, sys; "
-            "sys.exit(any(u.find_spec(m) is None for m in %r))" % (SANITY_MODULES,))
+    code = "import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in %r))" % (SANITY_MODULES,)
     return run([str(venv_python()), "-c", code], quiet=True) == 0
 
 
@@ -225,11 +226,13 @@ def ensure_packages(fresh_venv):
         say("Python packages up to date (pyproject.toml unchanged)")
         return
     STAMP.unlink(missing_ok=True)
-    why = ("new venv; the first install takes a few minutes" if fresh_venv
-           else "pyproject.toml changed or install incomplete")
+    why = (
+        "new venv; the first install takes a few minutes"
+        if fresh_venv
+        else "pyproject.toml changed or install incomplete"
+    )
     cmd = [str(venv_python()), "-m", "pip", "install", "-q", "-e", ".[%s]" % EXTRAS]
-    with step("Installing Python packages: pip install -q -e '.[%s]' (%s)"
-              % (EXTRAS, why)):
+    with step("Installing Python packages: pip install -q -e '.[%s]' (%s)" % (EXTRAS, why)):
         rc = run(cmd)
         if rc != 0:
             die("pip install failed (exit %d); fix the error above and rerun" % rc)
@@ -253,13 +256,13 @@ def ensure_kernel():
     except (OSError, ValueError, KeyError, IndexError):
         pass
     with step("Registering Jupyter kernel '%s' -> %s" % (KERNEL_NAME, venv_python())):
-        rc = run([str(venv_python()), "-m", "ipykernel", "install", "--sys-prefix",
-                  "--name", KERNEL_NAME], quiet=True)
+        rc = run([str(venv_python()), "-m", "ipykernel", "install", "--sys-prefix", "--name", KERNEL_NAME], quiet=True)
         if rc != 0:
             die("`python -m ipykernel install --sys-prefix` failed (exit %d)" % rc)
 
 
 # ------------------------------------------------------- system packages ----
+
 
 def is_root():
     return hasattr(os, "geteuid") and os.geteuid() == 0
@@ -281,8 +284,7 @@ def apt_update():
 
 
 def apt_install(pkgs):
-    return run(["apt-get", "install", "-y", "-q", "--no-install-recommends"] + list(pkgs),
-               quiet=True, env=apt_env())
+    return run(["apt-get", "install", "-y", "-q", "--no-install-recommends"] + list(pkgs), quiet=True, env=apt_env())
 
 
 def missing_system_packages():
@@ -301,8 +303,7 @@ def ensure_system_packages(install):
     if install and can_apt():
         with step("Running: apt-get update"):
             apt_update()
-        with step("Running: apt-get install -y --no-install-recommends "
-                  + " ".join(missing)):
+        with step("Running: apt-get install -y --no-install-recommends " + " ".join(missing)):
             if apt_install(missing) != 0 and len(missing) > 1:
                 # One unavailable package (e.g. `chromium` on Ubuntu) must not
                 # block the others.
@@ -312,23 +313,26 @@ def ensure_system_packages(install):
         if not missing:
             return
     elif not install:
-        say("Note: %s not installed; the notebook parts that use Redis or a "
+        say(
+            "Note: %s not installed; the notebook parts that use Redis or a "
             "browser will not work (`python3 course.py setup` as root installs "
-            "them)" % ", ".join(missing))
+            "them)" % ", ".join(missing)
+        )
         return
     else:
         say("Cannot install %s here (needs root and apt-get)" % ", ".join(missing))
-    msg = ("missing system package(s): %s -- the Redis/browser tests will be "
-           "SKIPPED. Install them (Debian: `sudo apt-get install -y "
-           "--no-install-recommends %s`) and rerun."
-           % (", ".join(missing), " ".join(missing)))
+    msg = (
+        "missing system package(s): %s -- the Redis/browser tests will be "
+        "SKIPPED. Install them (Debian: `sudo apt-get install -y "
+        "--no-install-recommends %s`) and rerun." % (", ".join(missing), " ".join(missing))
+    )
     if in_ci():
-        die(msg.replace("will be SKIPPED", "would be skipped")
-            + " (CI=true: refusing to skip silently)")
+        die(msg.replace("will be SKIPPED", "would be skipped") + " (CI=true: refusing to skip silently)")
     warn(msg)
 
 
 # ----------------------------------------------------------------- setup ----
+
 
 def setup(system="install"):
     """system: 'install' (apt-get if needed), 'check' (warn only), 'skip'."""
@@ -344,19 +348,6 @@ def setup(system="install"):
 
 
 # -------------------------------------------------------------- commands ----
-
-def has_notebooks():
-    return any(".ipynb_checkpoints" not in p.parts for p in NOTEBOOKS.rglob("*.ipynb"))
-
-
-def gives_paths(args):
-    """True if the pass-through pytest args name a test path themselves."""
-    for a in args:
-        if a.startswith("-"):
-            continue
-        if (ROOT / a.split("::")[0]).exists() or Path(a.split("::")[0]).exists():
-            return True
-    return False
 
 
 def exec_venv(args):
@@ -396,18 +387,19 @@ def cmd_lab_server(ns, extra):
     exec_venv(["-m", "labserver"] + extra)
 
 
+def pytest_args(extra):
+    """The venv python's arguments for `test`: pytest from the repository root.
+
+    Which paths and options make up the suite (tests/ and strict nbval over
+    notebooks/) is pyproject.toml's [tool.pytest.ini_options], so plain
+    `pytest` runs the same suite; paths among `extra` replace its testpaths.
+    """
+    return ["-m", "pytest"] + list(extra)
+
+
 def cmd_test(ns, extra):
     setup("skip" if ns.no_system else "install")
-    args = ["-m", "pytest"]
-    if not gives_paths(extra):
-        args.append("tests")
-        if has_notebooks():
-            args.append("notebooks")
-    if has_notebooks():
-        args.append("--nbval")
-        if SANITIZE_CFG.exists():
-            args += ["--nbval-sanitize-with", str(SANITIZE_CFG.relative_to(ROOT))]
-    args += extra
+    args = pytest_args(extra)
     cmd = [str(venv_python())] + args
     say("Running: " + fmt_cmd([venv_python().relative_to(ROOT)] + args))
     t0 = time.monotonic()
@@ -419,11 +411,13 @@ def cmd_test(ns, extra):
     if rc == 0:
         say("Tests passed (%.1fs)" % took)
     elif rc == 5:
-        print("==> ERROR: pytest collected no tests (exit 5) -- treating that as "
-              "a failure (%.1fs)" % took, file=sys.stderr, flush=True)
+        print(
+            "==> ERROR: pytest collected no tests (exit 5) -- treating that as a failure (%.1fs)" % took,
+            file=sys.stderr,
+            flush=True,
+        )
     else:
-        print("==> ERROR: tests failed, pytest exit code %d (%.1fs)" % (rc, took),
-              file=sys.stderr, flush=True)
+        print("==> ERROR: tests failed, pytest exit code %d (%.1fs)" % (rc, took), file=sys.stderr, flush=True)
     sys.exit(rc)
 
 
@@ -432,30 +426,29 @@ def main(argv=None):
     extra = []
     if "--" in argv:
         i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1:]
+        argv, extra = argv[:i], argv[i + 1 :]
 
     parser = argparse.ArgumentParser(
         prog="python3 course.py",
         description="Set up and run the WebSocket course (everything lives in .venv/).",
         epilog="Arguments after `--` are passed through, e.g. "
-               "`python3 course.py lab -- --no-browser --port 8888` or "
-               "`python3 course.py test -- -q -x tests/test_frames.py`.",
+        "`python3 course.py lab -- --no-browser --port 8888` or "
+        "`python3 course.py test -- -q -x tests/test_frames.py`.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("setup", help="create .venv and install everything (idempotent)")
-    p.add_argument("--no-system", action="store_true",
-                   help="do not check or apt-get install redis-server/chromium")
+    p.add_argument("--no-system", action="store_true", help="do not check or apt-get install redis-server/chromium")
     p.set_defaults(func=cmd_setup)
-    p = sub.add_parser("lab", help="setup, then open the notebooks in JupyterLab "
-                                   "(extra args after -- go to `jupyter lab`)")
+    p = sub.add_parser(
+        "lab", help="setup, then open the notebooks in JupyterLab (extra args after -- go to `jupyter lab`)"
+    )
     p.set_defaults(func=cmd_lab)
-    p = sub.add_parser("test", help="setup, then run pytest over tests/ and the notebooks "
-                                    "(extra args after -- go to pytest)")
-    p.add_argument("--no-system", action="store_true",
-                   help="do not apt-get install redis-server/chromium")
+    p = sub.add_parser(
+        "test", help="setup, then run pytest over tests/ and the notebooks (extra args after -- go to pytest)"
+    )
+    p.add_argument("--no-system", action="store_true", help="do not apt-get install redis-server/chromium")
     p.set_defaults(func=cmd_test)
-    p = sub.add_parser("lab-server", help="setup, then run `python -m labserver` "
-                                          "(extra args after -- go to it)")
+    p = sub.add_parser("lab-server", help="setup, then run `python -m labserver` (extra args after -- go to it)")
     p.set_defaults(func=cmd_lab_server)
 
     ns = parser.parse_args(argv)

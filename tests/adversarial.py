@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from labserver.course import Account, LabServer
 from labserver.frames import Opcode
-from labserver.launcher import Account, LabProcess
 from labserver.rawws import RawWebSocket, close_code, handshake_request
 
 from .conftest import Client
@@ -29,22 +29,22 @@ from .conftest import Client
 _names = itertools.count()
 
 
-def hostport(lab: LabProcess) -> tuple[str, int]:
+def hostport(lab: LabServer) -> tuple[str, int]:
     parts = urlsplit(lab.url)
     assert parts.hostname is not None and parts.port is not None
     return parts.hostname, parts.port
 
 
-def fresh_account(lab: LabProcess, prefix: str = "adv") -> Account:
+def fresh_account(lab: LabServer, prefix: str = "adv") -> Account:
     """A new user on ``lab`` (names are 3-32 of [A-Za-z0-9_])."""
     return lab.account(f"{prefix}{next(_names)}_{os.getpid() % 10000}"[:32])
 
 
-def health(lab: LabProcess) -> dict[str, Any]:
+def health(lab: LabServer) -> dict[str, Any]:
     return lab.health()
 
 
-async def wait_health(lab: LabProcess, ok: Callable[[dict[str, Any]], bool], timeout: float = 10.0) -> dict[str, Any]:
+async def wait_health(lab: LabServer, ok: Callable[[dict[str, Any]], bool], timeout: float = 10.0) -> dict[str, Any]:
     """Poll ``/healthz`` until ``ok(body)``; return the last body either way (callers assert)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -62,7 +62,7 @@ def maps_empty(body: dict[str, Any]) -> bool:
     return all(body[key] == 0 for key in MAPS)
 
 
-async def still_serves(lab: LabProcess, room: str = "sanity") -> None:
+async def still_serves(lab: LabServer, room: str = "sanity") -> None:
     """A second, well-behaved pair of clients still gets full service: join, chat, ack, delivery, HTTP."""
     pair: tuple[Account, Account] | None = getattr(lab, "_sanity_pair", None)  # one pair per lab: signups are slow
     if pair is None:
@@ -82,19 +82,20 @@ async def still_serves(lab: LabProcess, room: str = "sanity") -> None:
     finally:
         await ca.close()
         await cb.close()
-    status, body = await asyncio.to_thread(lab.request, "GET", f"/api/rooms/{room}/messages?after={ack['seq'] - 1}",
-                                           None, b.token)
+    status, body = await asyncio.to_thread(
+        lab.request, "GET", f"/api/rooms/{room}/messages?after={ack['seq'] - 1}", None, b.token
+    )
     assert status == 200 and [m["text"] for m in body["messages"]] == ["still here?"], body
 
 
-def still_serves_sync(lab: LabProcess) -> None:
+def still_serves_sync(lab: LabServer) -> None:
     """:func:`still_serves` from synchronous code (on its own thread and event loop)."""
     errors: list[BaseException] = []
 
     def run() -> None:
         try:
             asyncio.run(still_serves(lab))
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
+        except BaseException as exc:  # any: re-raised below
             errors.append(exc)
 
     thread = threading.Thread(target=run)
@@ -111,24 +112,26 @@ def each_case_then_still_serves(request: pytest.FixtureRequest) -> Iterator[None
     second, well-behaved client."""
     yield
     for value in request.node.funcargs.values():
-        if isinstance(value, LabProcess) and value.running:
+        if isinstance(value, LabServer) and value.running:
             still_serves_sync(value)
 
 
-def raw_open(lab: LabProcess, account: Account | None = None, *, extra: dict[str, str | None] | None = None,
-             timeout: float = 5.0) -> RawWebSocket:
+def raw_open(
+    lab: LabServer, account: Account | None = None, *, extra: dict[str, str | None] | None = None, timeout: float = 5.0
+) -> RawWebSocket:
     """A raw socket past the handshake and the welcome, ready for hand-made frames."""
     host, port = hostport(lab)
     account = account or fresh_account(lab, "raw")
-    ws = RawWebSocket.connect(host, port, handshake_request(host, port, f"/ws?token={account.token}",
-                                                            extra_headers=extra), timeout=timeout)
+    ws = RawWebSocket.connect(
+        host, port, handshake_request(host, port, f"/ws?token={account.token}", extra_headers=extra), timeout=timeout
+    )
     assert ws.response.status == 101, ws.response
     welcome = ws.recv_frame()
     assert welcome is not None and json.loads(welcome.payload)["type"] == "welcome"
     return ws
 
 
-def raw_handshake(lab: LabProcess, request: bytes) -> RawWebSocket:
+def raw_handshake(lab: LabServer, request: bytes) -> RawWebSocket:
     host, port = hostport(lab)
     return RawWebSocket.connect(host, port, request)
 
@@ -173,7 +176,7 @@ class BlackholeProxy:
     reading from both ends and drops every byte, and closes nothing: for the server, the
     peer's network has vanished (no FIN, no RST, no pong)."""
 
-    def __init__(self, lab: LabProcess) -> None:
+    def __init__(self, lab: LabServer) -> None:
         self.target = hostport(lab)
         self.links: dict[int, _Link] = {}  # by the client's local port
         self._server: asyncio.Server | None = None

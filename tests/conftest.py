@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+import itertools
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +16,14 @@ import nbformat
 import pytest
 import websockets
 
-from labserver.launcher import Account, LabProcess
+from labserver.course import Account, LabServer
 from labserver.tap import FrameTap
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabProcess]:
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     """A lab server with quick timers so tests do not wait long."""
-    with LabProcess(tmp_path_factory.mktemp("lab"), ping_interval=1, auth_timeout=1, typing_ttl=1) as proc:
+    with LabServer(tmp_path_factory.mktemp("lab"), ping_interval=1, auth_timeout=1, typing_ttl=1) as proc:
         yield proc
 
 
@@ -28,7 +31,7 @@ _counter = iter(range(10**9))
 
 
 @pytest.fixture
-def account(lab: LabProcess):  # type: ignore[no-untyped-def]
+def account(lab: LabServer) -> Callable[..., Account]:
     """A factory of fresh users: ``account()`` or ``account("ann")``."""
 
     def make(name: str | None = None) -> Account:
@@ -47,7 +50,7 @@ class Client:
         self._refs = iter(range(1, 10**9))
 
     @classmethod
-    async def connect(cls, lab: LabProcess, account: Account, **kwargs: Any) -> Client:
+    async def connect(cls, lab: LabServer, account: Account, **kwargs: Any) -> Client:
         ws = await websockets.connect(f"{lab.ws_url}?token={account.token}", **kwargs)
         welcome = json.loads(await asyncio.wait_for(ws.recv(), 5))
         assert welcome["type"] == "welcome", welcome
@@ -90,7 +93,7 @@ class Client:
 
 
 @pytest.fixture
-async def connect(lab: LabProcess):  # type: ignore[no-untyped-def]
+async def connect(lab: LabServer) -> AsyncIterator[Callable[..., Awaitable[Client]]]:
     clients: list[Client] = []
 
     async def make(account: Account, **kwargs: Any) -> Client:
@@ -104,13 +107,20 @@ async def connect(lab: LabProcess):  # type: ignore[no-untyped-def]
 
 
 async def until(condition: Callable[[], Any], timeout: float = 3.0, what: str = "condition") -> Any:
-    """Poll ``condition`` until it is truthy and return its value; fail after ``timeout`` s."""
+    """Poll ``condition`` until it is truthy and return its value; fail after ``timeout`` s.
+
+    ``condition`` may return an awaitable (``lambda: asyncio.to_thread(lab.health)``, an
+    ``async def``): its result is what counts."""
     deadline = time.monotonic() + timeout
-    while not (value := condition()):
+    while True:
+        value = condition()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not met within {timeout} s")
         await asyncio.sleep(0.01)
-    return value
 
 
 def count_comm_messages(widget_owner: Any) -> list[int]:
@@ -128,8 +138,50 @@ def count_comm_messages(widget_owner: Any) -> list[int]:
     return sent
 
 
+@dataclass
+class RenderLog:
+    """The renders of a live widget that changed something: when each happened (on the
+    clock its render loop throttles by: ``time.monotonic()``, which ``loop.time()`` reads)
+    and which model version it showed."""
+
+    times: list[float] = field(default_factory=list)
+    versions: list[Any] = field(default_factory=list)
+
+    def clear(self) -> None:
+        self.times.clear()
+        self.versions.clear()
+
+    def min_gap(self) -> float:
+        """The shortest time between two renders (infinite with fewer than two). Unlike a
+        rate over wall-clock time it cannot flake on a loaded machine: load only widens gaps."""
+        return min((b - a for a, b in itertools.pairwise(self.times)), default=float("inf"))
+
+    def shows(self, version: Any) -> bool:
+        """The last render showed ``version``: the widget has caught up with its model."""
+        return bool(self.versions) and self.versions[-1] == version
+
+
+def log_renders(widget: Any, version: Callable[[], Any]) -> RenderLog:
+    """Log each ``widget.render()`` that changed something, with ``version()`` at that moment.
+
+    Call it before the widget's render loop first runs (right after constructing the widget,
+    before any ``await``): the loop looks ``render`` up once, when it starts."""
+    log = RenderLog()
+    original = widget.render
+
+    def logging_render(force: bool = False) -> bool:
+        changed = bool(original(force))
+        if changed:
+            log.times.append(time.monotonic())
+            log.versions.append(version())
+        return changed
+
+    widget.render = logging_render
+    return log
+
+
 @pytest.fixture
-async def tap(lab: LabProcess) -> AsyncIterator[FrameTap]:
+async def tap(lab: LabServer) -> AsyncIterator[FrameTap]:
     """A frame tap in front of the module's lab server."""
     async with FrameTap.for_lab(lab) as t:
         yield t

@@ -25,14 +25,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from labserver.course import LabServer
 from labserver.frames import ClientFrameGuard, Frame, FrameError, Opcode
-from labserver.launcher import LabProcess
 from labserver.rawws import RawWebSocket, handshake_request
 
-from .adversarial import each_case_then_still_serves  # noqa: F401 - autouse: a second client is served after each case
 from .adversarial import (
     close_code_after,
     connection_ends,
+    each_case_then_still_serves,  # noqa: F401 - autouse: a second client is served after each case
     fresh_account,
     health,
     hostport,
@@ -58,26 +58,38 @@ BAD_SEQUENCES = {
     # RSV bits (section 5.2): RSV2 is in test_ws.py
     "rsv1_without_deflate": ([masked(Opcode.TEXT, b"{}", rsv1=True)], 1002),
     "rsv3": ([masked(Opcode.TEXT, b"{}", rsv3=True)], 1002),
-    "rsv1_on_a_continuation": ([masked(Opcode.TEXT, b"{", fin=False), masked(Opcode.CONTINUATION, b"}", rsv1=True)], 1002),
+    "rsv1_on_a_continuation": (
+        [masked(Opcode.TEXT, b"{", fin=False), masked(Opcode.CONTINUATION, b"}", rsv1=True)],
+        1002,
+    ),
     # fragmentation (section 5.4)
     "continuation_without_a_start": ([masked(Opcode.CONTINUATION, b"x")], 1002),
     "final_continuation_without_a_start": ([masked(Opcode.CONTINUATION, b"x", fin=False)], 1002),
     "new_text_while_fragmented": ([masked(Opcode.TEXT, b"ab", fin=False), masked(Opcode.TEXT, b"cd")], 1002),
-    "new_binary_while_fragmented": ([masked(Opcode.TEXT, b"ab", fin=False), masked(Opcode.BINARY, b"cd", fin=False)], 1002),
+    "new_binary_while_fragmented": (
+        [masked(Opcode.TEXT, b"ab", fin=False), masked(Opcode.BINARY, b"cd", fin=False)],
+        1002,
+    ),
     "fragmented_close": ([masked(Opcode.CLOSE, b"\x03\xe8", fin=False)], 1002),
     "fragmented_pong": ([masked(Opcode.PONG, b"x", fin=False)], 1002),
     "pong_over_125": ([masked(Opcode.PONG, b"x" * 126)], 1002),
     "close_over_125": ([masked(Opcode.CLOSE, b"\x03\xe8" + b"x" * 124)], 1002),
     # UTF-8 (section 8.1): checked over the whole message, not per fragment
     "invalid_utf8_split_across_fragments": (
-        [masked(Opcode.TEXT, b'{"type":"ping","payload":"\xe2\x82', fin=False), masked(Opcode.CONTINUATION, b'("}')], 1007),
+        [masked(Opcode.TEXT, b'{"type":"ping","payload":"\xe2\x82', fin=False), masked(Opcode.CONTINUATION, b'("}')],
+        1007,
+    ),
     "invalid_utf8_in_the_last_fragment": (
-        [masked(Opcode.TEXT, b'{"type":"ping",', fin=False), masked(Opcode.CONTINUATION, b'"payload":"\xc0\xaf"}')], 1007),
+        [masked(Opcode.TEXT, b'{"type":"ping",', fin=False), masked(Opcode.CONTINUATION, b'"payload":"\xc0\xaf"}')],
+        1007,
+    ),
     "utf16_surrogate_encoded_in_utf8": ([masked(Opcode.TEXT, b'"\xed\xa0\x80"')], 1007),
     "truncated_utf8_at_the_end": ([masked(Opcode.TEXT, b'{"type":"ping"}\xe2\x82')], 1007),
     # size (1009): the limit is on the reassembled message, not per frame
     "fragments_summing_over_the_limit": (
-        [masked(Opcode.TEXT, b"x" * 40_000, fin=False), masked(Opcode.CONTINUATION, b"x" * 30_000)], 1009),
+        [masked(Opcode.TEXT, b"x" * 40_000, fin=False), masked(Opcode.CONTINUATION, b"x" * 30_000)],
+        1009,
+    ),
     "length_claiming_exabytes": ([], 1009),  # raw bytes below
     # close frames (section 5.5.1, 7.4)
     "close_with_a_one_byte_body": ([masked(Opcode.CLOSE, b"\x03")], 1002),
@@ -88,7 +100,7 @@ for code in (0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535
 
 
 @pytest.mark.parametrize("name", sorted(BAD_SEQUENCES))
-def test_bad_frame_sequences_get_the_rfc_close_code(lab: LabProcess, name: str) -> None:
+def test_bad_frame_sequences_get_the_rfc_close_code(lab: LabServer, name: str) -> None:
     frames, expected = BAD_SEQUENCES[name]
     ws = raw_open(lab)
     try:
@@ -103,7 +115,7 @@ def test_bad_frame_sequences_get_the_rfc_close_code(lab: LabProcess, name: str) 
 
 
 @pytest.mark.parametrize("opcode", [*range(0x3, 0x8), *range(0xB, 0x10)], ids=hex)
-def test_every_reserved_opcode_is_1002(lab: LabProcess, opcode: int) -> None:
+def test_every_reserved_opcode_is_1002(lab: LabServer, opcode: int) -> None:
     ws = raw_open(lab)
     try:
         ws.sock.sendall(bytes([0x80 | opcode, 0x80 | 2]) + K + b"hi")
@@ -113,7 +125,7 @@ def test_every_reserved_opcode_is_1002(lab: LabProcess, opcode: int) -> None:
 
 
 @pytest.mark.parametrize("code", [1000, 1001, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4999])
-def test_valid_close_codes_get_a_normal_close(lab: LabProcess, code: int) -> None:
+def test_valid_close_codes_get_a_normal_close(lab: LabServer, code: int) -> None:
     ws = raw_open(lab)
     try:
         ws.send_frame(close_frame(code, "au revoir \u2764".encode()))
@@ -122,7 +134,7 @@ def test_valid_close_codes_get_a_normal_close(lab: LabProcess, code: int) -> Non
         ws.close()
 
 
-def test_an_empty_close_frame_is_answered_1000(lab: LabProcess) -> None:
+def test_an_empty_close_frame_is_answered_1000(lab: LabServer) -> None:
     ws = raw_open(lab)
     try:
         ws.send_frame(masked(Opcode.CLOSE))
@@ -134,22 +146,31 @@ def test_an_empty_close_frame_is_answered_1000(lab: LabProcess) -> None:
 # --- well-formed but unusual frames are fine --------------------------------------------------
 
 
-def test_valid_utf8_split_inside_a_character_and_pings_between_fragments(lab: LabProcess) -> None:
+def test_valid_utf8_split_inside_a_character_and_pings_between_fragments(lab: LabServer) -> None:
     ws = raw_open(lab)
     try:
-        ws.sock.sendall(b"".join(f.serialize() for f in [
-            masked(Opcode.TEXT, b'{"type":"ping","ref":1,"payload":"\xe2', fin=False),
-            masked(Opcode.PING, b"between"),  # control frames may come between fragments
-            masked(Opcode.CONTINUATION, b"\x82", fin=False),
-            masked(Opcode.PONG, b"unsolicited"),  # ignored
-            masked(Opcode.CONTINUATION, b'\xac"}'),
-        ]))
+        ws.sock.sendall(
+            b"".join(
+                f.serialize()
+                for f in [
+                    masked(Opcode.TEXT, b'{"type":"ping","ref":1,"payload":"\xe2', fin=False),
+                    masked(Opcode.PING, b"between"),  # control frames may come between fragments
+                    masked(Opcode.CONTINUATION, b"\x82", fin=False),
+                    masked(Opcode.PONG, b"unsolicited"),  # ignored
+                    masked(Opcode.CONTINUATION, b'\xac"}'),
+                ]
+            )
+        )
         ws.sock.settimeout(5)
         first, second = ws.recv_frame(), ws.recv_frame()
         assert first is not None and first.opcode is Opcode.PONG and first.payload == b"between"
         assert second is not None and second.opcode is Opcode.TEXT
-        assert json.loads(second.payload) | {"server_time": 0} == {"type": "pong", "ref": 1, "payload": "\u20ac",
-                                                                     "server_time": 0}
+        assert json.loads(second.payload) | {"server_time": 0} == {
+            "type": "pong",
+            "ref": 1,
+            "payload": "\u20ac",
+            "server_time": 0,
+        }
     finally:
         ws.close()
 
@@ -157,13 +178,16 @@ def test_valid_utf8_split_inside_a_character_and_pings_between_fragments(lab: La
 # --- compression: never negotiated ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("offer", [
-    "permessage-deflate",
-    "permessage-deflate; client_max_window_bits",
-    "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
-    "x-webkit-deflate-frame",
-])
-def test_compression_is_never_negotiated_and_rsv1_is_refused(lab: LabProcess, offer: str) -> None:
+@pytest.mark.parametrize(
+    "offer",
+    [
+        "permessage-deflate",
+        "permessage-deflate; client_max_window_bits",
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+        "x-webkit-deflate-frame",
+    ],
+)
+def test_compression_is_never_negotiated_and_rsv1_is_refused(lab: LabServer, offer: str) -> None:
     ws = raw_open(lab, extra={"Sec-WebSocket-Extensions": offer})
     try:
         assert "sec-websocket-extensions" not in ws.response.headers
@@ -180,7 +204,7 @@ def test_compression_is_never_negotiated_and_rsv1_is_refused(lab: LabProcess, of
 # --- endless fragments: bounded memory, then a close --------------------------------------------
 
 
-def test_endless_tiny_continuation_frames_end_in_1009_with_bounded_memory(lab: LabProcess) -> None:
+def test_endless_tiny_continuation_frames_end_in_1009_with_bounded_memory(lab: LabServer) -> None:
     before = health(lab)["rss_bytes"]
     ws = raw_open(lab)
     result: list[int | None] = []
@@ -205,7 +229,7 @@ def test_endless_tiny_continuation_frames_end_in_1009_with_bounded_memory(lab: L
     assert after - before < 16 * 2**20, f"RSS grew {(after - before) / 2**20:.1f} MiB"
 
 
-def test_endless_empty_continuation_frames_are_closed_1009(lab: LabProcess) -> None:
+def test_endless_empty_continuation_frames_are_closed_1009(lab: LabServer) -> None:
     """Empty fragments never grow the message, so no size limit stops them: the frame
     guard counts continuation frames and closes past the cap, with flat memory."""
     before = health(lab)["rss_bytes"]
@@ -225,7 +249,7 @@ def test_endless_empty_continuation_frames_are_closed_1009(lab: LabProcess) -> N
     assert after - before < 16 * 2**20, f"RSS grew {(after - before) / 2**20:.1f} MiB"
 
 
-def test_a_message_in_many_small_fragments_under_the_cap_is_fine(lab: LabProcess) -> None:
+def test_a_message_in_many_small_fragments_under_the_cap_is_fine(lab: LabServer) -> None:
     ws = raw_open(lab)
     try:
         ws.sock.sendall(masked(Opcode.TEXT, b'{"type":"ping","ref":"late"', fin=False).serialize())
@@ -241,7 +265,7 @@ def test_a_message_in_many_small_fragments_under_the_cap_is_fine(lab: LabProcess
 # --- a message split across TCP segments and handshake bytes -------------------------------------
 
 
-def test_frames_in_the_same_packet_as_the_handshake_are_checked(lab: LabProcess) -> None:
+def test_frames_in_the_same_packet_as_the_handshake_are_checked(lab: LabServer) -> None:
     host, port = hostport(lab)
     token = fresh_account(lab).token
     request = handshake_request(host, port, f"/ws?token={token}") + close_frame(1006).serialize()
@@ -253,13 +277,13 @@ def test_frames_in_the_same_packet_as_the_handshake_are_checked(lab: LabProcess)
         ws.close()
 
 
-def test_one_byte_at_a_time_is_fine(lab: LabProcess) -> None:
+def test_one_byte_at_a_time_is_fine(lab: LabServer) -> None:
     ws = raw_open(lab)
     try:
         ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for byte in masked(Opcode.TEXT, b'{"type":"ping","ref":"slow"}').serialize():
             ws.sock.sendall(bytes([byte]))
-            time.sleep(0.001)
+            time.sleep(0.001)  # not a wait: it makes each byte its own TCP segment, as the test intends
         ws.sock.settimeout(5)
         reply = ws.recv_frame()
         assert reply is not None and json.loads(reply.payload)["ref"] == "slow"
@@ -267,7 +291,7 @@ def test_one_byte_at_a_time_is_fine(lab: LabProcess) -> None:
         ws.close()
 
 
-async def test_the_server_still_serves_after_all_the_bad_frames(lab: LabProcess) -> None:
+async def test_the_server_still_serves_after_all_the_bad_frames(lab: LabServer) -> None:
     await still_serves(lab)
     body = health(lab)
     assert body["status"] == "ok"
@@ -287,7 +311,7 @@ def _random_frame(rng: random.Random) -> bytes:
     return bytes([first]) + wire[1:]
 
 
-async def test_random_frame_sequences_never_hurt_the_server(lab: LabProcess) -> None:
+async def test_random_frame_sequences_never_hurt_the_server(lab: LabServer) -> None:
     rng = random.Random(6455)
     codes: dict[int | None, int] = {}
 
@@ -298,7 +322,7 @@ async def test_random_frame_sequences_never_hurt_the_server(lab: LabProcess) -> 
             ws.sock.sendall(close_frame(1000).serialize())
             try:
                 code = close_code_after(ws, timeout=5)
-            except Exception:  # noqa: BLE001 - the server may reset after its close frame
+            except Exception:  # any: the server may reset after its close frame
                 code = -1
             codes[code] = codes.get(code, 0) + 1
         finally:
@@ -315,7 +339,9 @@ async def test_random_frame_sequences_never_hurt_the_server(lab: LabProcess) -> 
 
 header_bytes = st.builds(
     lambda first, second, ext: bytes([first, second]) + ext,
-    st.integers(0, 255), st.integers(0, 255), st.binary(max_size=12),
+    st.integers(0, 255),
+    st.integers(0, 255),
+    st.binary(max_size=12),
 )
 
 
@@ -356,7 +382,7 @@ def test_frame_guard_on_random_chunks_never_raises(chunks: list[bytes]) -> None:
     results = [guard.feed(chunk) for chunk in chunks]
     first = next((r for r in results if r is not None), None)
     if first is not None:  # once a violation, always that violation
-        assert results[results.index(first):] == [first] * (len(results) - results.index(first))
+        assert results[results.index(first) :] == [first] * (len(results) - results.index(first))
         assert guard.violation == first
 
 
@@ -381,7 +407,7 @@ def test_random_frame_sequences_through_guard_and_parser(frames: list[Frame], cu
     stream = b"".join(f.serialize() for f in frames)
     guard = ClientFrameGuard()
     points = sorted({min(c, len(stream)) for c in cuts})
-    pieces = [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)])]
+    pieces = [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)], strict=True)]
     flagged = [guard.feed(p) for p in pieces]
     first_unmasked = next((i for i, f in enumerate(frames) if f.masking_key is None), None)
     assert (guard.violation is not None) == (first_unmasked is not None)

@@ -14,25 +14,28 @@ import os
 import random
 import socket
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 import websockets
 
-from labserver.launcher import LabProcess
+from labserver.course import LabServer
 
 from .adversarial import MAPS, BlackholeProxy, hostport, local_port, maps_empty, still_serves, wait_health
 from .conftest import Client
 
 SOAK = os.environ.get("LABSERVER_SOAK") == "1"
 CYCLES = 5000 if SOAK else 1000
-FAST = {"rate": 5000, "burst": 5000}
+FAST: dict[str, Any] = {"rate": 5000, "burst": 5000}
 
 
-@pytest.mark.parametrize("cycles", [pytest.param(CYCLES, marks=[pytest.mark.slow] if SOAK else [])],
-                         ids=lambda n: f"{n}_cycles")
-async def test_connect_disconnect_cycles_leave_every_map_empty(tmp_path, cycles: int) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    "cycles", [pytest.param(CYCLES, marks=[pytest.mark.slow] if SOAK else [])], ids=lambda n: f"{n}_cycles"
+)
+async def test_connect_disconnect_cycles_leave_every_map_empty(tmp_path: Path, cycles: int) -> None:
     rng = random.Random(1006)
-    with LabProcess(tmp_path, ping_interval=1, auth_timeout=1, typing_ttl=30, **FAST) as lab:
+    with LabServer(tmp_path, ping_interval=1, auth_timeout=1, typing_ttl=30, **FAST) as lab:
         proxy = await BlackholeProxy(lab).start()
         accounts = [lab.account(f"cycler{i}") for i in range(25)]
         warm = await Client.connect(lab, accounts[0])  # warm the allocator before the baseline
@@ -80,13 +83,20 @@ async def test_connect_disconnect_cycles_leave_every_map_empty(tmp_path, cycles:
         for key in MAPS:
             assert after[key] == 0, (key, after, ways)
         growth = after["rss_bytes"] - before["rss_bytes"]
-        print(f"\n{cycles} cycles {ways} in {elapsed:.1f} s; RSS {before['rss_bytes'] / 2**20:.1f} -> "
-              f"{after['rss_bytes'] / 2**20:.1f} MiB")
+        print(
+            f"\n{cycles} cycles {ways} in {elapsed:.1f} s; RSS {before['rss_bytes'] / 2**20:.1f} -> "
+            f"{after['rss_bytes'] / 2**20:.1f} MiB"
+        )
         assert growth < 25 * 2**20, f"RSS grew {growth / 2**20:.1f} MiB over {cycles} cycles"
         await still_serves(lab)
 
 
-async def test_long_polls_on_rooms_that_stay_silent_leave_nothing_behind(lab: LabProcess) -> None:
+async def until_long_polls(lab: LabServer, count: int) -> None:
+    body = await wait_health(lab, lambda h: h.get("long_polls") == count, timeout=3)
+    assert body["long_polls"] == count, body
+
+
+async def test_long_polls_on_rooms_that_stay_silent_leave_nothing_behind(lab: LabServer) -> None:
     token = lab.account("poller").token
     rooms = [f"silent{i}" for i in range(12)]
 
@@ -102,10 +112,11 @@ async def test_long_polls_on_rooms_that_stay_silent_leave_nothing_behind(lab: La
     host, port = hostport(lab)
     for i in range(10):
         with socket.create_connection((host, port)) as sock:
-            sock.sendall(f"GET /api/rooms/abandoned{i}/poll?after=0&timeout=2 HTTP/1.1\r\nHost: x\r\n"
-                         f"Authorization: Bearer {token}\r\n\r\n".encode())
-            await asyncio.sleep(0.02)
-    assert (await asyncio.to_thread(lab.health))["long_polls"] == 10
-    body = await wait_health(lab, lambda h: h.get("long_polls") == 0, timeout=5)
+            sock.sendall(
+                f"GET /api/rooms/abandoned{i}/poll?after=0&timeout=3 HTTP/1.1\r\nHost: x\r\n"
+                f"Authorization: Bearer {token}\r\n\r\n".encode()
+            )
+            await until_long_polls(lab, i + 1)  # parked before its client goes away
+    body = await wait_health(lab, lambda h: h.get("long_polls") == 0, timeout=10)
     assert body["long_polls"] == 0, body
     await still_serves(lab)

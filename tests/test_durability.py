@@ -8,17 +8,20 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
-from labserver.launcher import LabProcess
+from labserver.course import LabServer
 
+from .adversarial import MAPS, maps_empty, wait_health
 from .conftest import Client
 
-FAST = {"rate": 5000, "burst": 5000}  # these tests measure durability, not the rate limit
+FAST: dict[str, Any] = {"rate": 5000, "burst": 5000}  # these tests measure durability, not the rate limit
 
 
-async def test_maps_return_to_empty_after_many_connections(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    with LabProcess(tmp_path, ping_interval=1, typing_ttl=30, **FAST) as lab:
+async def test_maps_return_to_empty_after_many_connections(tmp_path: Path) -> None:
+    with LabServer(tmp_path, ping_interval=1, typing_ttl=30, **FAST) as lab:
         accounts = [lab.account(f"cycler{i}") for i in range(20)]
         _, before = lab.request("GET", "/healthz")
 
@@ -34,19 +37,15 @@ async def test_maps_return_to_empty_after_many_connections(tmp_path) -> None:  #
 
         for start in range(0, 1500, 50):
             await asyncio.gather(*(cycle(i) for i in range(start, start + 50)))
-        for _ in range(50):
-            _, after = lab.request("GET", "/healthz")
-            if after["connections"] == 0 and after["typing"] == 0:
-                break
-            await asyncio.sleep(0.1)
-        for key in ("connections", "users_online", "rooms", "topics", "typing"):
+        after = await wait_health(lab, maps_empty, timeout=5)
+        for key in MAPS:
             assert after[key] == 0, (key, after)
         growth = after["rss_bytes"] - before["rss_bytes"]
         assert growth < 30 * 1024 * 1024, f"RSS grew {growth / 2**20:.1f} MiB over 1,500 cycles"
 
 
-async def test_slow_reader_is_dropped_and_others_get_everything(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    with LabProcess(tmp_path, send_buffer_limit=256 * 1024, **FAST) as lab:
+async def test_slow_reader_is_dropped_and_others_get_everything(tmp_path: Path) -> None:
+    with LabServer(tmp_path, send_buffer_limit=256 * 1024, **FAST) as lab:
         sender = await Client.connect(lab, lab.account("loud"))
         await sender.request("join", room="wide")
         readers = [await Client.connect(lab, lab.account(f"reader{i}")) for i in range(5)]

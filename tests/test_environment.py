@@ -5,13 +5,20 @@
 * .ci/run is `python3 course.py test`, and the README tells newcomers to use
   `python3 course.py lab` / `python3 course.py test`.
 * course.py stays standard-library only and runs on Python 3.11.
+* `python3 course.py test` and plain `pytest` run the same suite: course.py adds
+  nothing to pytest's command line, pyproject.toml's [tool.pytest.ini_options]
+  says what the suite is (tests/ and strict nbval over notebooks/).
 """
 
 import ast
+import importlib.util
 import re
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -34,9 +41,9 @@ def norm(name):
 
 def split_req(req):
     """'PyJWT >= 2.8' -> ('pyjwt', '>=2.8'). Markers (';') are not supported."""
-    assert ";" not in req, "environment markers can't be mirrored in conda: %r" % req
+    assert ";" not in req, f"environment markers can't be mirrored in conda: {req!r}"
     m = _REQ.match(req)
-    assert m, "can't parse requirement %r" % req
+    assert m, f"can't parse requirement {req!r}"
     return norm(m.group(1)), re.sub(r"\s+", "", m.group(2))
 
 
@@ -49,7 +56,7 @@ def pyproject_requirements(path):
     out = {}
     for req in reqs:
         name, spec = split_req(req)
-        assert name not in out, "%s listed twice in pyproject.toml" % name
+        assert name not in out, f"{name} listed twice in pyproject.toml"
         out[name] = spec
     return out
 
@@ -57,7 +64,7 @@ def pyproject_requirements(path):
 def parse_environment(text):
     """Tiny parser for our environment.yml: top-level scalars, the `channels`
     list, and the `dependencies` list with its nested `pip:` list."""
-    env = {"channels": [], "conda": [], "pip": []}
+    env: dict[str, Any] = {"channels": [], "conda": [], "pip": []}
     section = None
     pip_indent = None  # indent of the `- pip:` item while inside its list
     for raw in text.splitlines():
@@ -73,7 +80,7 @@ def parse_environment(text):
                 env[section] = value.strip()
             continue
         if not item.startswith("- "):
-            raise ValueError("unexpected line in environment.yml: %r" % raw)
+            raise ValueError(f"unexpected line in environment.yml: {raw!r}")
         value = item[2:].strip()
         if section == "channels":
             env["channels"].append(value)
@@ -86,14 +93,14 @@ def parse_environment(text):
                 pip_indent = None
                 env["conda"].append(value)
         else:
-            raise ValueError("list item outside a known section: %r" % raw)
+            raise ValueError(f"list item outside a known section: {raw!r}")
     return env
 
 
 def conda_spec(item):
     """'python=3.11' / 'pyjwt>=2.8' / 'pip' -> (name, spec)."""
     m = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*(.*)$", item)
-    assert m, "can't parse conda spec %r" % item
+    assert m, f"can't parse conda spec {item!r}"
     return norm(m.group(1)), re.sub(r"\s+", "", m.group(2))
 
 
@@ -104,15 +111,15 @@ def environment_problems(pyproject_path, environment_path):
     problems = []
 
     if env.get("name") != "websocket-course":
-        problems.append("name should be websocket-course, is %r" % env.get("name"))
+        problems.append(f"name should be websocket-course, is {env.get('name')!r}")
     if env["channels"] != ["conda-forge"]:
-        problems.append("channels should be [conda-forge], are %r" % env["channels"])
+        problems.append(f"channels should be [conda-forge], are {env['channels']!r}")
 
     conda = {}
     for item in env["conda"]:
         name, spec = conda_spec(item)
         if name in conda:
-            problems.append("%s listed twice in environment.yml" % name)
+            problems.append(f"{name} listed twice in environment.yml")
         conda[name] = spec
     pip = {}
     editable = False
@@ -124,7 +131,7 @@ def environment_problems(pyproject_path, environment_path):
         pip[name] = spec
 
     if conda.get("python") != "=3.11":
-        problems.append("python should be pinned to =3.11, is %r" % conda.get("python"))
+        problems.append(f"python should be pinned to =3.11, is {conda.get('python')!r}")
     if "pip" not in conda:
         problems.append("pip is missing from the conda dependencies")
     if not editable:
@@ -134,25 +141,23 @@ def environment_problems(pyproject_path, environment_path):
     for name, spec in sorted(want.items()):
         if name in pip:  # deliberately installed from PyPI
             if pip[name] != spec:
-                problems.append("pip %s: environment.yml has %r, pyproject.toml %r"
-                                % (name, pip[name], spec))
+                problems.append(f"pip {name}: environment.yml has {pip[name]!r}, pyproject.toml {spec!r}")
             continue
         cname = CONDA_NAMES.get(name, name)
         expected_conda.add(cname)
         if cname not in conda:
-            problems.append("%s (conda-forge: %s) missing from environment.yml"
-                            % (name, cname))
+            problems.append(f"{name} (conda-forge: {cname}) missing from environment.yml")
         elif conda[cname] != spec:
-            problems.append("%s: environment.yml has %r, pyproject.toml %r"
-                            % (cname, conda[cname], spec))
+            problems.append(f"{cname}: environment.yml has {conda[cname]!r}, pyproject.toml {spec!r}")
     for name in sorted(set(conda) - expected_conda):
-        problems.append("%s is in environment.yml but not in pyproject.toml" % name)
+        problems.append(f"{name} is in environment.yml but not in pyproject.toml")
     for name in sorted(set(pip) - set(want)):
-        problems.append("pip %s is in environment.yml but not in pyproject.toml" % name)
+        problems.append(f"pip {name} is in environment.yml but not in pyproject.toml")
     return problems
 
 
 # ------------------------------------------------------------------ tests ----
+
 
 def test_environment_yml_matches_pyproject():
     assert environment_problems(ROOT / "pyproject.toml", ROOT / "environment.yml") == []
@@ -165,16 +170,21 @@ def test_every_pyproject_requirement_is_checked():
     assert len(want) >= 13
 
 
-@pytest.mark.parametrize("perturb, expect", [
-    (lambda t: t.replace("websockets>=15", "websockets>=14"), "websockets"),
-    (lambda t: t.replace("  - nbval>=0.11\n", ""), "nbval"),
-    (lambda t: t.replace("  - pip:\n", "  - requests>=2\n  - pip:\n"), "requests"),
-    (lambda t: t.replace("playwright-python>=1.45", "playwright>=1.45"), "playwright"),
-    (lambda t: t.replace("python=3.11", "python=3.12"), "python"),
-    (lambda t: t.replace("      - -e .\n", "      - PyJWT>=2.8\n"), "-e ."),
-    (lambda t: t.replace("  - pyjwt>=2.8\n", "").replace(
-        "      - -e .\n", "      - -e .\n      - PyJWT>=2.7\n"), "pyjwt"),
-])
+@pytest.mark.parametrize(
+    "perturb, expect",
+    [
+        (lambda t: t.replace("websockets>=15", "websockets>=14"), "websockets"),
+        (lambda t: t.replace("  - nbval>=0.11\n", ""), "nbval"),
+        (lambda t: t.replace("  - pip:\n", "  - requests>=2\n  - pip:\n"), "requests"),
+        (lambda t: t.replace("playwright-python>=1.45", "playwright>=1.45"), "playwright"),
+        (lambda t: t.replace("python=3.11", "python=3.12"), "python"),
+        (lambda t: t.replace("      - -e .\n", "      - PyJWT>=2.8\n"), "-e ."),
+        (
+            lambda t: t.replace("  - pyjwt>=2.8\n", "").replace("      - -e .\n", "      - -e .\n      - PyJWT>=2.7\n"),
+            "pyjwt",
+        ),
+    ],
+)
 def test_drift_in_environment_yml_is_caught(tmp_path, perturb, expect):
     text = (ROOT / "environment.yml").read_text()
     changed = perturb(text)
@@ -213,8 +223,11 @@ def test_binder_apt_txt_lists_redis():
 
 
 def _commands(path):
-    return [line.strip() for line in Path(path).read_text().splitlines()
-            if line.strip() and not line.strip().startswith("#")]
+    return [
+        line.strip()
+        for line in Path(path).read_text().splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
 
 
 def test_ci_run_is_course_test():
@@ -242,6 +255,7 @@ def test_course_py_is_stdlib_only():
         if isinstance(node, ast.Import):
             imported |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            assert node.module is not None  # "from . import x" has level 1
             imported.add(node.module.split(".")[0])
     assert imported, "found no imports at all?"
     assert imported <= set(sys.stdlib_module_names), imported - set(sys.stdlib_module_names)
@@ -249,3 +263,76 @@ def test_course_py_is_stdlib_only():
 
 def test_course_py_parses_on_python_311():
     ast.parse((ROOT / "course.py").read_text(), feature_version=(3, 11))
+
+
+# ------------------------------------------------------ the test command ----
+
+
+def load_course_py() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("course", ROOT / "course.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def pytest_ini_options() -> dict[str, Any]:
+    options: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    return options
+
+
+def collect(argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start collecting, in the repository root, with ``argv`` (a command line)."""
+    return subprocess.Popen(
+        argv + ["--collect-only", "-q", "-p", "no:cacheprovider"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def node_ids(proc: subprocess.Popen[str]) -> tuple[list[str], int]:
+    """The node ids a ``collect()`` run printed, and its exit code."""
+    out, _ = proc.communicate(timeout=100)
+    ids = [line for line in out.splitlines() if line.split("::")[0].endswith((".py", ".ipynb"))]
+    return ids, proc.returncode
+
+
+def test_pytest_config_is_the_whole_suite_with_strict_nbval() -> None:
+    ini = pytest_ini_options()
+    assert ini["testpaths"] == ["tests", "notebooks"]
+    addopts = ini["addopts"]
+    assert "--nbval" in addopts and "--nbval-lax" not in addopts
+    sanitize = addopts[addopts.index("--nbval-sanitize-with") + 1]
+    assert (ROOT / sanitize).is_file(), sanitize
+    assert not any("--soak" in marker for marker in ini.get("markers", []))
+
+
+def test_course_py_test_adds_nothing_to_pytest() -> None:
+    course = load_course_py()
+    assert course.pytest_args([]) == ["-m", "pytest"]
+    assert course.pytest_args(["-q", "-k", "frames"]) == ["-m", "pytest", "-q", "-k", "frames"]
+
+
+def test_plain_pytest_collects_what_course_py_test_collects() -> None:
+    course = load_course_py()
+    plain_pytest = Path(sys.executable).with_name("pytest")
+    if not plain_pytest.exists():
+        pytest.skip(f"no pytest script next to {sys.executable}")
+    # Both at once: each collection takes several seconds.
+    readme = collect([sys.executable] + course.pytest_args([]), env=course.child_env())
+    plain = collect([str(plain_pytest)])
+    readme_ids, readme_rc = node_ids(readme)
+    plain_ids, plain_rc = node_ids(plain)
+    assert (plain_ids, plain_rc) == (readme_ids, readme_rc)
+    assert any(i.startswith("tests/") for i in readme_ids)
+    assert any(i.startswith("notebooks/") and ".ipynb::" in i for i in readme_ids)
+
+
+def test_a_path_after_dashdash_replaces_the_configured_paths() -> None:
+    course = load_course_py()
+    ids, rc = node_ids(collect([sys.executable] + course.pytest_args(["tests/test_frames.py"]), env=course.child_env()))
+    assert rc == 0 and ids, ids
+    assert all(i.startswith("tests/test_frames.py::") for i in ids), ids

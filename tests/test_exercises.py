@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -28,11 +28,13 @@ from labserver.course.exercises import (
     show,
 )
 from labserver.course.exercises import lesson00 as ex
+from labserver.course.lab import LabServer
 
 _names = iter(range(10**9))
+AnyProblem = TypeVar("AnyProblem", bound=Problem)
 
 
-def in_lesson(problem: Problem, key: str = "q1") -> Problem:
+def in_lesson(problem: AnyProblem, key: str = "q1") -> AnyProblem:
     """Add ``problem`` to a fresh lesson so messages call it ``ex.<key>``."""
     Lesson(f"test_lesson_{next(_names)}", "Test").add(key, problem)
     return problem
@@ -393,7 +395,7 @@ def _choice() -> ChoiceProblem:
             question="Which light means go?",
         ),
         "q5",
-    )  # type: ignore[return-value]
+    )
 
 
 @pytest.mark.parametrize("answer", ["b", "B", " b ", "b)", "(b)", "b.", "green", "GREEN", "b) green", "b green"])
@@ -419,7 +421,8 @@ def test_choice_unknown_answer(answer: Any, shown: str) -> None:
 
 def test_choice_not_attempted() -> None:
     assert repr(_choice().check()) == (
-        "Check: you have not answered yet. Pass the letter of your choice as a string, e.g. `'a'` to `ex.q5.check(...)`."
+        "Check: you have not answered yet. "
+        "Pass the letter of your choice as a string, e.g. `'a'` to `ex.q5.check(...)`."
     )
 
 
@@ -450,9 +453,7 @@ def _double() -> FunctionProblem:
     def double(x: int) -> int:
         return 2 * x
 
-    return in_lesson(
-        FunctionProblem([(1, 2), ((5,), 10), ((-3,), -6, "negative numbers too")], reference=double), "q6"
-    )  # type: ignore[return-value]
+    return in_lesson(FunctionProblem([(1, 2), ((5,), 10), ((-3,), -6, "negative numbers too")], reference=double), "q6")
 
 
 def test_function_right_answer() -> None:
@@ -688,7 +689,7 @@ class CountConnections(LiveProblem):
 def _live(lab: Any = None) -> CountConnections:
     q = in_lesson(CountConnections(), "q8")
     q.lab = lab
-    return q  # type: ignore[return-value]
+    return q
 
 
 async def test_live_check_async_against_a_lab() -> None:
@@ -753,7 +754,7 @@ async def test_live_problem_that_needs_no_answer() -> None:
         q.check()
 
 
-async def test_live_against_the_real_lab_server(lab, account, connect) -> None:  # type: ignore[no-untyped-def]
+async def test_live_against_the_real_lab_server(lab: LabServer, account: Any, connect: Any) -> None:
     alice = account()
     await connect(alice)
     await connect(alice)
@@ -845,8 +846,7 @@ def test_lesson00_not_attempted(key: str, reminder: str, placeholder: Any) -> No
 @pytest.mark.parametrize("answer", [(2, True), [2, True]])
 def test_lesson00_q1_right(answer: Any) -> None:
     assert repr(ex.q1.check(answer)) == (
-        "Correct: two tabs are two sockets in Alice's set; closing one leaves the set non-empty, "
-        "so she stays online."
+        "Correct: two tabs are two sockets in Alice's set; closing one leaves the set non-empty, so she stays online."
     )
 
 
@@ -868,7 +868,8 @@ def test_lesson00_q1_wrong_answers_are_explained(answer: Any, explanation: str) 
 def test_lesson00_q1_other_wrong_answers() -> None:
     assert repr(ex.q1.check((3, True))) == "Incorrect: that is not it. Stuck? `ex.q1.hint()`."
     assert repr(ex.q1.check(2)) == (
-        "Incorrect: your answer should be a tuple of 2 items, got 2. Pass a tuple `(sockets, online)`, e.g. `(3, False)`."
+        "Incorrect: your answer should be a tuple of 2 items, got 2. "
+        "Pass a tuple `(sockets, online)`, e.g. `(3, False)`."
     )
     assert repr(ex.q1.check((2, "yes"))) == (
         "Incorrect: item 2 should be a bool (True or False), got 'yes'. "
@@ -983,10 +984,10 @@ def test_lesson00_q3_hints_and_solution() -> None:
 def test_function_whose_body_is_still_ellipsis_is_not_attempted() -> None:
     from labserver.course.exercises import lesson00
 
-    def is_online(user_sockets, user_id):  # type: ignore[no-untyped-def]
+    def is_online(user_sockets, user_id):  # a student's untyped stub, as in the notebook
         ...
 
-    def written(user_sockets, user_id):  # type: ignore[no-untyped-def]
+    def written(user_sockets, user_id):
         return False
 
     assert lesson00.q3.check(is_online).status is Status.NOT_ATTEMPTED

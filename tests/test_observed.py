@@ -25,21 +25,53 @@ def snapshot(**fields: Any) -> dict[str, Any]:
         "sockets": [],
         "online": [],
         "rooms": {},
-        "stats": {"connections": 0, "users_online": 0, "rooms": 0, "topics": 0, "typing": 0,
-                  "messages_in": 0, "deliveries": 0, "dropped_slow": 0, "rss_bytes": 1},
+        "stats": {
+            "connections": 0,
+            "users_online": 0,
+            "rooms": 0,
+            "topics": 0,
+            "typing": 0,
+            "messages_in": 0,
+            "deliveries": 0,
+            "dropped_slow": 0,
+            "rss_bytes": 1,
+        },
     }
     return {**base, **fields}
 
 
-def routed(i: int = 0, sender: dict[str, Any] | None = ANN, room: str = "general", recipients: int = 3) -> dict[str, Any]:
-    return ev("routed", type="chat", to={"kind": "room", "name": room}, size=58, recipients=recipients,
-              seq=i + 1, preview=f"hello {i}", **{"from": sender})
+def routed(
+    i: int = 0, sender: dict[str, Any] | None = ANN, room: str = "general", recipients: int = 3
+) -> dict[str, Any]:
+    return ev(
+        "routed",
+        type="chat",
+        to={"kind": "room", "name": room},
+        size=58,
+        recipients=recipients,
+        seq=i + 1,
+        preview=f"hello {i}",
+        **{"from": sender},
+    )
 
 
 def stats(connections: int, **more: Any) -> dict[str, Any]:
-    return ev("stats", connections=connections, users_online=more.pop("users_online", 0), rooms=0, topics=0,
-              typing=0, messages_in=0, deliveries=0, dropped_slow=0, rss_bytes=1, messages_in_per_s=12.5,
-              deliveries_per_s=40.0, loop_lag_ms=0.8, **more)
+    return ev(
+        "stats",
+        connections=connections,
+        users_online=more.pop("users_online", 0),
+        rooms=0,
+        topics=0,
+        typing=0,
+        messages_in=0,
+        deliveries=0,
+        dropped_slow=0,
+        rss_bytes=1,
+        messages_in_per_s=12.5,
+        deliveries_per_s=40.0,
+        loop_lag_ms=0.8,
+        **more,
+    )
 
 
 def opened(sid: str, user: dict[str, Any] = ANN) -> dict[str, Any]:
@@ -52,16 +84,18 @@ def closed(sid: str, user: dict[str, Any] = ANN, code: int | None = 1000) -> dic
 
 def test_snapshot_builds_the_maps() -> None:
     m = ObservedState()
-    m.apply(snapshot(
-        sockets=[
-            {"socket_id": "s_a1", "user": ANN, "rooms": ["general", "random"]},
-            {"socket_id": "s_a2", "user": ANN, "rooms": ["general"]},
-            {"socket_id": "s_b1", "user": BOB, "rooms": []},
-        ],
-        online=[1, 2],
-        rooms={"general": [1], "random": [1]},  # the server's snapshot lists user ids per room
-        stats={"connections": 3, "users_online": 2},
-    ))
+    m.apply(
+        snapshot(
+            sockets=[
+                {"socket_id": "s_a1", "user": ANN, "rooms": ["general", "random"]},
+                {"socket_id": "s_a2", "user": ANN, "rooms": ["general"]},
+                {"socket_id": "s_b1", "user": BOB, "rooms": []},
+            ],
+            online=[1, 2],
+            rooms={"general": [1], "random": [1]},  # the server's snapshot lists user ids per room
+            stats={"connections": 3, "users_online": 2},
+        )
+    )
     assert m.sockets["s_a1"] == {"user": 1, "rooms": {"general", "random"}}
     assert m.user_sockets == {1: {"s_a1", "s_a2"}, 2: {"s_b1"}}
     assert m.usernames == {1: "ann", 2: "bob"}
@@ -111,14 +145,18 @@ def test_presence_events_alone() -> None:
 def test_room_membership_follows_socket_joined_left_and_close() -> None:
     m = ObservedState()
     m.apply(snapshot())
-    m.apply(batch(
-        opened("s_1"), opened("s_2"), opened("s_3", BOB),
-        ev("socket_joined", socket_id="s_1", user=ANN, room="general"),
-        ev("joined", user=ANN, room="general"),  # per user: carries nothing new
-        ev("socket_joined", socket_id="s_2", user=ANN, room="general"),
-        ev("socket_joined", socket_id="s_3", user=BOB, room="general"),
-        ev("socket_joined", socket_id="s_3", user=BOB, room="random"),
-    ))
+    m.apply(
+        batch(
+            opened("s_1"),
+            opened("s_2"),
+            opened("s_3", BOB),
+            ev("socket_joined", socket_id="s_1", user=ANN, room="general"),
+            ev("joined", user=ANN, room="general"),  # per user: carries nothing new
+            ev("socket_joined", socket_id="s_2", user=ANN, room="general"),
+            ev("socket_joined", socket_id="s_3", user=BOB, room="general"),
+            ev("socket_joined", socket_id="s_3", user=BOB, room="random"),
+        )
+    )
     assert m.rooms == {"general": {"s_1", "s_2", "s_3"}, "random": {"s_3"}}
     assert m.room_rows()[0] == {"room": "general", "sockets": 3, "members": [("ann", 2), ("bob", 1)]}
     m.apply(batch(ev("socket_left", socket_id="s_1", user=ANN, room="general")))
@@ -179,8 +217,15 @@ def test_unknown_and_malformed_events_are_ignored() -> None:
     m = ObservedState()
     m.apply(snapshot())
     v = m.version
-    assert not m.apply(batch({"ev": "future_kind", "x": 1}, {"no_ev": True}, "not a dict",  # type: ignore[arg-type]
-                             {"ev": "socket_opened"}, {"ev": "socket_joined", "socket_id": "nope", "room": "r"}))
+    assert not m.apply(
+        batch(
+            {"ev": "future_kind", "x": 1},
+            {"no_ev": True},
+            "not a dict",  # type: ignore[arg-type]
+            {"ev": "socket_opened"},
+            {"ev": "socket_joined", "socket_id": "nope", "room": "r"},
+        )
+    )
     assert m.version == v
     assert m.totals["ignored"] == 4  # the unknown kind, the missing ev, the string, the opened without fields
     assert m.sockets == {} and m.rooms == {}
@@ -222,11 +267,15 @@ def test_describe() -> None:
     m = ObservedState()
     assert m.describe() == "0 connections, 0 users online, rooms: none"
     m.apply(snapshot())
-    m.apply(batch(
-        opened("s_1"), opened("s_2"), opened("s_3", BOB),
-        *(ev("socket_joined", socket_id=s, user=ANN, room="general") for s in ("s_1", "s_2", "s_3")),
-        ev("socket_joined", socket_id="s_3", user=BOB, room="beta"),
-    ))
+    m.apply(
+        batch(
+            opened("s_1"),
+            opened("s_2"),
+            opened("s_3", BOB),
+            *(ev("socket_joined", socket_id=s, user=ANN, room="general") for s in ("s_1", "s_2", "s_3")),
+            ev("socket_joined", socket_id="s_3", user=BOB, room="beta"),
+        )
+    )
     assert m.describe() == "3 connections, 2 users online, rooms: beta(1), general(3)"
     m.apply(batch(closed("s_3", BOB), closed("s_2")))
     assert m.describe() == "1 connection, 1 user online, rooms: general(1)"
@@ -235,15 +284,16 @@ def test_describe() -> None:
     assert m.describe().endswith("rooms: general(1), r0(1), r1(1), r2(1), r3(1), +3 more")
 
 
-def test_applying_many_events_is_fast() -> None:
+def test_applying_a_batch_of_6000_events() -> None:
+    """How fast that is (O(events), ~10 ms here) is printed by benchmarks/observed_apply.py."""
     m = ObservedState()
     m.apply(snapshot())
     events = []
     for i in range(2000):
-        events += [opened(f"s_{i}", {"id": i, "username": f"u{i}"}),
-                   ev("socket_joined", socket_id=f"s_{i}", user={"id": i, "username": f"u{i}"}, room="general"),
-                   routed(i)]
-    start = time.perf_counter()
+        events += [
+            opened(f"s_{i}", {"id": i, "username": f"u{i}"}),
+            ev("socket_joined", socket_id=f"s_{i}", user={"id": i, "username": f"u{i}"}, room="general"),
+            routed(i),
+        ]
     m.apply(batch(*events))
-    assert time.perf_counter() - start < 0.5  # 6,000 events; O(events), typically ~10 ms
     assert len(m.sockets) == 2000 and len(m.rooms["general"]) == 2000 and len(m.flow) == 50
