@@ -14,64 +14,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
-from labserver.course.observed import ObservedState
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the events are built by the module's tests, in the tests package
 
-
-def crowd_arrives(users: int) -> list[dict[str, Any]]:
-    """Each user opens a socket, joins #general and says something: 3 events a user."""
-    now = time.time()
-    events: list[dict[str, Any]] = []
-    for i in range(users):
-        user = {"id": i, "username": f"u{i}"}
-        events += [
-            {"ev": "socket_opened", "t": now, "socket_id": f"s_{i}", "user": user},
-            {"ev": "socket_joined", "t": now, "socket_id": f"s_{i}", "user": user, "room": "general"},
-            {
-                "ev": "routed",
-                "t": now,
-                "type": "chat",
-                "from": user,
-                "to": {"kind": "room", "name": "general"},
-                "size": 58,
-                "recipients": i + 1,
-                "seq": i + 1,
-                "preview": f"hello {i}",
-            },
-        ]
-    return events
-
-
-def empty_snapshot() -> dict[str, Any]:
-    return {
-        "type": "snapshot",
-        "sockets": [],
-        "online": [],
-        "rooms": {},
-        "stats": {
-            "connections": 0,
-            "users_online": 0,
-            "rooms": 0,
-            "topics": 0,
-            "typing": 0,
-            "messages_in": 0,
-            "deliveries": 0,
-            "dropped_slow": 0,
-            "rss_bytes": 1,
-        },
-    }
+from labserver.course.observed import ObservedState  # noqa: E402
+from tests.test_observed import batch, crowd_arrives, snapshot  # noqa: E402
 
 
 def best_apply_seconds(events: list[dict[str, Any]], repeat: int) -> float:
     best = float("inf")
     for _ in range(repeat):
         state = ObservedState()
-        state.apply(empty_snapshot())
-        batch = {"type": "events", "events": events, "dropped": 0}
+        state.apply(snapshot())
+        message = batch(*events)
         start = time.perf_counter()
-        state.apply(batch)
+        state.apply(message)
         best = min(best, time.perf_counter() - start)
     return best
 

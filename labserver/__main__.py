@@ -60,6 +60,20 @@ def _port(text: str) -> int:
     return port
 
 
+# The numeric settings, each > 0: (flag, Settings field, int or float, what it is).
+_TUNABLES: tuple[tuple[str, str, Callable[[str], float], str], ...] = (
+    ("--ping-interval", "ping_interval", float, "seconds between pings"),
+    ("--auth-timeout", "auth_timeout", float, "seconds to authenticate"),
+    ("--token-ttl", "token_ttl", float, "token lifetime in seconds"),
+    ("--max-message-bytes", "max_message_bytes", int, "close 1009 above this"),
+    ("--rate", "rate_per_second", float, "messages/s per socket"),
+    ("--burst", "rate_burst", int, "burst per socket"),
+    ("--typing-ttl", "typing_ttl", float, "typing expiry in seconds"),
+    ("--send-buffer-limit", "send_buffer_limit", int, "bytes queued to a slow reader before it is dropped"),
+    ("--resume-limit", "resume_limit", int, "most messages a resume replays"),
+)
+
+
 def parse_args(argv: list[str] | None = None) -> tuple[Settings, bool]:
     """The server's settings, and whether to exit at EOF on stdin (a process matter, not a setting)."""
     defaults = Settings()
@@ -81,57 +95,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, bool]:
         metavar="ORIGIN",
         help="extra browser origin allowed to open WebSockets, e.g. http://localhost:8888; '*' allows any",
     )
-    p.add_argument(
-        "--ping-interval",
-        type=_positive(float),
-        default=defaults.ping_interval,
-        help="seconds between pings (default %(default)s)",
-    )
-    p.add_argument(
-        "--auth-timeout",
-        type=_positive(float),
-        default=defaults.auth_timeout,
-        help="seconds to authenticate (default %(default)s)",
-    )
-    p.add_argument(
-        "--token-ttl",
-        type=_positive(float),
-        default=defaults.token_ttl,
-        help="token lifetime in seconds (default %(default)s)",
-    )
-    p.add_argument(
-        "--max-message-bytes",
-        type=_positive(int),
-        default=defaults.max_message_bytes,
-        help="close 1009 above this (default %(default)s)",
-    )
-    p.add_argument(
-        "--rate",
-        type=_positive(float),
-        default=defaults.rate_per_second,
-        help="messages/s per socket (default %(default)s)",
-    )
-    p.add_argument(
-        "--burst", type=_positive(int), default=defaults.rate_burst, help="burst per socket (default %(default)s)"
-    )
-    p.add_argument(
-        "--typing-ttl",
-        type=_positive(float),
-        default=defaults.typing_ttl,
-        help="typing expiry in seconds (default %(default)s)",
-    )
-    p.add_argument(
-        "--send-buffer-limit",
-        type=_positive(int),
-        default=defaults.send_buffer_limit,
-        help="bytes queued to a slow reader before it is dropped (default %(default)s)",
-    )
-    p.add_argument(
-        "--resume-limit",
-        type=_positive(int),
-        default=defaults.resume_limit,
-        help="most messages a resume replays (default %(default)s)",
-    )
+    for flag, field, kind, text in _TUNABLES:
+        default = getattr(defaults, field)
+        metavar = flag.removeprefix("--").replace("-", "_").upper()
+        p.add_argument(
+            flag, dest=field, metavar=metavar, type=_positive(kind), default=default, help=f"{text} (default {default})"
+        )
     p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument(
         "--exit-on-stdin-eof",
@@ -148,15 +117,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, bool]:
         port=args.port,
         data_dir=args.data_dir,
         origins=tuple(args.origin),
-        ping_interval=args.ping_interval,
-        auth_timeout=args.auth_timeout,
-        token_ttl=args.token_ttl,
-        max_message_bytes=args.max_message_bytes,
-        rate_per_second=args.rate,
-        rate_burst=args.burst,
-        typing_ttl=args.typing_ttl,
-        send_buffer_limit=args.send_buffer_limit,
-        resume_limit=args.resume_limit,
+        **{field: getattr(args, field) for _, field, _, _ in _TUNABLES},
         admin_token=os.environ.get("LABSERVER_ADMIN_TOKEN") or None,
     ), args.exit_on_stdin_eof
 

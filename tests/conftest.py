@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import itertools
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -188,6 +189,35 @@ async def tap(lab: LabServer) -> AsyncIterator[FrameTap]:
 
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+# --- browser tests: Playwright driving Debian's Chromium (never `playwright install`) ---
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    # The machine's network is closed: no background calls home, no update checks.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+
+
+def require_browser() -> None:
+    """Skip the calling test module where Chromium or Playwright is missing; on CI, fail instead."""
+    missing = None if CHROMIUM.exists() else f"{CHROMIUM} is not installed (apt-get install chromium)"
+    if missing is None:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError as exc:
+            missing = f"playwright is not installed ({exc})"
+    if missing is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"browser tests cannot run on CI: {missing}", pytrace=False)
+    pytest.skip(missing, allow_module_level=True)
 
 
 def answer_cells(notebook: str) -> list[str]:

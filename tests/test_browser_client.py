@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,30 +23,13 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
+from .conftest import CHROMIUM, CHROMIUM_ARGS, require_browser
+
 SCREENSHOT = Path(__file__).resolve().parent.parent / "images" / "browser_client.png"
 
+require_browser()
 
-def _unavailable(why: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"browser tests cannot run on CI: {why}", pytrace=False)
-    pytest.skip(why, allow_module_level=True)
-
-
-if not CHROMIUM.exists():
-    _unavailable(f"{CHROMIUM} is not installed")
-try:
-    from playwright.sync_api import Browser, Dialog, Locator, Page, expect, sync_playwright
-except ImportError as exc:  # pragma: no cover - the test extra installs playwright
-    _unavailable(f"playwright is not installed ({exc})")
+from playwright.sync_api import Browser, Dialog, Locator, Page, expect, sync_playwright  # noqa: E402
 
 from labserver.course import Account, LabServer  # noqa: E402
 

@@ -22,28 +22,17 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from .conftest import CHROMIUM, CHROMIUM_ARGS, require_browser
+
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT = ROOT / "images" / "00_welcome_dashboard.png"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
 
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI") == "true":
-        raise RuntimeError(f"{CHROMIUM} is missing: CI must run the browser tests (apt-get install chromium)")
-    pytest.skip(f"{CHROMIUM} not installed", allow_module_level=True)
+require_browser()
 
-sync_api = pytest.importorskip("playwright.sync_api")
+import playwright.sync_api as sync_api  # noqa: E402
 
 
 def _free_port() -> int:
@@ -140,7 +129,7 @@ def test_welcome_lesson_runs_and_the_dashboard_goes_live(jupyterlab: tuple[str, 
     """Run the lesson cell by cell, as a student does, reading the dashboard after each."""
     url, _ = jupyterlab
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))

@@ -284,16 +284,23 @@ def test_describe() -> None:
     assert m.describe().endswith("rooms: general(1), r0(1), r1(1), r2(1), r3(1), +3 more")
 
 
+def crowd_arrives(users: int) -> list[dict[str, Any]]:
+    """Each user opens a socket, joins #general and says something: 3 events a user.
+    (benchmarks/observed_apply.py times applying these.)"""
+    events = []
+    for i in range(users):
+        user = {"id": i, "username": f"u{i}"}
+        events += [
+            opened(f"s_{i}", user),
+            ev("socket_joined", socket_id=f"s_{i}", user=user, room="general"),
+            routed(i),
+        ]
+    return events
+
+
 def test_applying_a_batch_of_6000_events() -> None:
     """How fast that is (O(events), ~10 ms here) is printed by benchmarks/observed_apply.py."""
     m = ObservedState()
     m.apply(snapshot())
-    events = []
-    for i in range(2000):
-        events += [
-            opened(f"s_{i}", {"id": i, "username": f"u{i}"}),
-            ev("socket_joined", socket_id=f"s_{i}", user={"id": i, "username": f"u{i}"}, room="general"),
-            routed(i),
-        ]
-    m.apply(batch(*events))
+    m.apply(batch(*crowd_arrives(2000)))
     assert len(m.sockets) == 2000 and len(m.rooms["general"]) == 2000 and len(m.flow) == 50

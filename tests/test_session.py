@@ -97,6 +97,14 @@ async def send(session: Session, **message: Any) -> None:
     await session.on_text(json.dumps(message))
 
 
+async def online(lab: Lab, *who: UserRef) -> list[tuple[Session, ListOutlet]]:
+    """One socket for each of ``who`` (a user named twice has two tabs), welcomes taken."""
+    sockets = [await connect(lab, user) for user in who]
+    for _, outlet in sockets:
+        outlet.take()
+    return sockets
+
+
 async def ann_and_bob_in(lab: Lab, room: str) -> tuple[Session, ListOutlet, Session, ListOutlet]:
     """Two users, one socket each, both joined to ``room``; their outlets emptied."""
     a, a_out = await connect(lab, await user(lab, "ann"))
@@ -297,11 +305,7 @@ async def test_a_chat_ends_its_senders_typing_indicator(lab: Lab) -> None:
 
 async def test_dms_reach_every_socket_of_both_users_with_the_recipient_named(lab: Lab) -> None:
     ann, bob = await user(lab, "ann"), await user(lab, "bob")
-    a, a_out = await connect(lab, ann)
-    b1, b1_out = await connect(lab, bob)
-    _, b2_out = await connect(lab, bob)
-    for out in (a_out, b1_out, b2_out):
-        out.take()
+    (a, a_out), (b1, b1_out), (_, b2_out) = await online(lab, ann, bob, bob)
     await send(a, type="dm", to=bob.id, text="psst", ref="d")
     dm, ack = a_out.take()
     room = f"dm:{min(ann.id, bob.id)}:{max(ann.id, bob.id)}"
@@ -339,11 +343,7 @@ async def test_presence_subscribers_see_users_come_and_go(lab: Lab) -> None:
 
 async def test_a_signal_goes_to_every_socket_of_the_user_or_to_the_one_named(lab: Lab) -> None:
     ann, bob = await user(lab, "ann"), await user(lab, "bob")
-    a, a_out = await connect(lab, ann)
-    b1, b1_out = await connect(lab, bob)
-    _, b2_out = await connect(lab, bob)
-    for out in (a_out, b1_out, b2_out):
-        out.take()
+    (a, a_out), (b1, b1_out), (_, b2_out) = await online(lab, ann, bob, bob)
     await send(a, type="signal", to=bob.id, kind="offer", data={"sdp": "v=0"}, ref=1)
     [signal] = b1_out.take()
     assert signal == {
