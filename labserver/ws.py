@@ -64,15 +64,17 @@ class SocketWriter:
         return self._ws.closed or self._transport.is_closing()
 
     def write(self, frame: bytes) -> bool:
-        if self.closing:  # closing, closed or lost: its handler will unregister it
+        # Runs once per recipient of every broadcast: the checks are inlined on purpose.
+        transport = self._transport
+        if self._ws.closed or transport.is_closing():  # closing, closed or lost: its handler unregisters it
             return False
-        queued = self._transport.get_write_buffer_size()
+        queued = transport.get_write_buffer_size()
         if queued > self._limit:
             # A reader this far behind would grow our memory and is dropped; it resumes later.
-            self._on_drop(self.socket_id or str(self._transport.get_extra_info("peername")), self.user, queued)
-            self._transport.abort()  # its handler's finally unregisters it on the next loop turn
+            self._on_drop(self.socket_id or str(transport.get_extra_info("peername")), self.user, queued)
+            transport.abort()  # its handler's finally unregisters it on the next loop turn
             return False
-        self._transport.write(frame)
+        transport.write(frame)
         return True
 
     async def close(self, code: int, reason: str) -> None:
