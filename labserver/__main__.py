@@ -2,9 +2,11 @@
 
 The first line on stdout names the URL it listens on, so a parent process (the
 notebook's ``start_lab``, the tests) can read the port chosen with ``--port 0``.
-SIGINT and SIGTERM close every socket with 1001 and exit 0; so does EOF on stdin
-with ``--exit-on-stdin-eof``, which is how a parent that dies (even by SIGKILL)
-takes its lab server with it, on every OS (see :mod:`labserver.launcher`).
+SIGINT and SIGTERM (and Ctrl+Break's SIGBREAK on Windows) close every socket with
+1001 and exit 0; so does EOF on stdin with ``--exit-on-stdin-eof``, which is how a
+parent that dies (even by SIGKILL) takes its lab server with it, on every OS (see
+:mod:`labserver.launcher`). Nothing here needs ``/proc`` or a Linux-only call: the
+same server runs on Windows, macOS and Linux desktops.
 """
 
 from __future__ import annotations
@@ -18,15 +20,17 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from . import __version__
 from .app import make_app
 from .config import Settings
+from .resources import raise_open_files_limit
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,7 +66,13 @@ def _port(text: str) -> int:
 
 # The numeric settings, each > 0: (flag, Settings field, int or float, what it is).
 _TUNABLES: tuple[tuple[str, str, Callable[[str], float], str], ...] = (
-    ("--ping-interval", "ping_interval", float, "seconds between pings"),
+    (
+        "--ping-interval",
+        "ping_interval",
+        float,
+        "seconds a socket may stay silent before the server pings it (PROTOCOL.md section 8); one that "
+        "answers nothing, no pong nor any other data, within half of that is dropped",
+    ),
     ("--auth-timeout", "auth_timeout", float, "seconds to authenticate"),
     ("--token-ttl", "token_ttl", float, "token lifetime in seconds"),
     ("--max-message-bytes", "max_message_bytes", int, "close 1009 above this"),
@@ -78,8 +88,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, bool]:
     """The server's settings, and whether to exit at EOF on stdin (a process matter, not a setting)."""
     defaults = Settings()
     p = _Parser(
-        prog="python -m labserver", description="The WebSocket course's lab server (REST + WebSocket on one port)."
+        prog="python -m labserver",
+        description="The WebSocket course's lab server (REST + WebSocket on one port).",
+        epilog="Environment: LABSERVER_ADMIN_TOKEN, if set, is the instructor's admin token. It turns on the "
+        "admin API (closing or aborting a student's connection live) and locks /observe, the live view of "
+        "the server, to clients that present it; without it the admin API answers 403 and /observe is open "
+        "to anyone. An environment variable rather than a flag, so that it does not show in the process list.",
     )
+    p.add_argument("--version", action="version", version=f"labserver {__version__}")
     p.add_argument("--host", default=defaults.host, help="interface to listen on (default %(default)s)")
     p.add_argument("--port", type=_port, default=defaults.port, help="port; 0 picks a free one (default %(default)s)")
     p.add_argument(
@@ -169,10 +185,52 @@ def stop_at_stdin_eof(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> N
     threading.Thread(target=watch, daemon=True, name="labserver-stdin-eof").start()
 
 
+# The signals that stop the server: SIGINT (Ctrl+C), SIGTERM, and Windows' SIGBREAK (Ctrl+Break).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGBREAK") if hasattr(signal, name))
+
+
+@contextlib.contextmanager
+def stop_on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> Iterator[None]:
+    """Set ``stop`` on SIGINT, SIGTERM or SIGBREAK while inside this block.
+
+    ``loop.add_signal_handler`` where the loop has it (Unix). Windows' event loops
+    do not (NotImplementedError): there ``signal.signal`` handlers do the same, handing
+    the work to the loop with ``call_soon_threadsafe``, which also wakes it. A signal
+    the OS does not let us handle is skipped. (Windows takes a SIGTERM handler but never
+    runs it for another process's "terminate", which is TerminateProcess: a parent stops
+    the server gracefully by closing its stdin, see :meth:`LabProcess.stop`.) The
+    previous handlers are put back on the way out."""
+    added: list[signal.Signals] = []
+    previous: dict[signal.Signals, Any] = {}
+
+    def handle(signum: int, frame: object) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop already closed: we are stopping anyway
+            loop.call_soon_threadsafe(stop.set)
+
+    try:
+        for sig in STOP_SIGNALS:
+            try:
+                loop.add_signal_handler(sig, stop.set)
+                added.append(sig)
+            except NotImplementedError:
+                try:
+                    previous[sig] = signal.signal(sig, handle)
+                except (OSError, ValueError):  # not settable on this OS
+                    pass
+        yield
+    finally:
+        for sig in added:
+            loop.remove_signal_handler(sig)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 async def serve(settings: Settings, *, exit_on_stdin_eof: bool = False) -> None:
     runner = web.AppRunner(make_app(settings), handle_signals=False, shutdown_timeout=5, access_log_class=AccessLogger)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+    # SO_REUSEADDR lets a restarted server take its port back at once on POSIX; on Windows it
+    # would let a second server bind a port that is in use (no "cannot listen" error): POSIX only.
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=os.name == "posix")
     try:
         await site.start()
     except OSError as exc:
@@ -184,17 +242,17 @@ async def serve(settings: Settings, *, exit_on_stdin_eof: bool = False) -> None:
     shown = f"[{host}]" if ":" in host else host
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):  # before the ready line: a parent may signal at once
-        loop.add_signal_handler(sig, stop.set)
-    if exit_on_stdin_eof:
-        stop_at_stdin_eof(loop, stop)
-    print(f"labserver listening on http://{shown}:{port} (WebSocket ws://{shown}:{port}/ws)", flush=True)
-    await stop.wait()
-    await runner.cleanup()  # on_shutdown closes every socket with 1001
+    with stop_on_signals(loop, stop):  # before the ready line: a parent may signal at once
+        if exit_on_stdin_eof:
+            stop_at_stdin_eof(loop, stop)
+        print(f"labserver listening on http://{shown}:{port} (WebSocket ws://{shown}:{port}/ws)", flush=True)
+        await stop.wait()
+        await runner.cleanup()  # on_shutdown closes every socket with 1001
 
 
 def main(argv: list[str] | None = None) -> None:
     settings, exit_on_stdin_eof = parse_args(argv)
+    raise_open_files_limit()  # every socket is a file: 256 by default on macOS, 1024 on many Linux desktops
     asyncio.run(serve(settings, exit_on_stdin_eof=exit_on_stdin_eof))
 
 

@@ -42,20 +42,12 @@ from .messages import (
 )
 from .observe import Observatory
 from .outlet import Outlet
+from .resources import cpu_seconds, rss_bytes
 from .store import AsyncStore, NewMessage, Post, RoomTaken, StoredMessage, User
 
 log = logging.getLogger("labserver")
 
 MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9_]{3,32})\b")
-
-
-def rss_bytes() -> int:
-    """Resident memory of this process (Linux), 0 where /proc is missing."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError):
-        return 0
 
 
 class Lab:
@@ -271,6 +263,7 @@ class Lab:
             "deliveries": self.deliveries,
             "dropped_slow": self.dropped_slow,
             "rss_bytes": rss_bytes(),
+            "cpu_s": round(cpu_seconds(), 3),  # since the process started; a rate is two samples apart
         }
 
     def snapshot(self) -> SnapshotMessage:

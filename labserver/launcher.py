@@ -12,14 +12,18 @@ SIGKILL, when no ``atexit`` runs), the operating system closes that end; the
 server reads EOF and shuts down as on SIGTERM (sockets closed with 1001, exit 0).
 The pipe is the only tie: the child runs in a process group of its own, so a
 Ctrl-C or a Jupyter "interrupt the kernel" meant for the parent does not stop it.
+
+The same pipe is how :meth:`LabProcess.stop` stops the server gracefully everywhere:
+closing it is the EOF a dying parent would cause. A signal would not do on Windows,
+where ``send_signal(SIGTERM)`` is TerminateProcess, as abrupt as a kill.
 """
 
 from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -30,6 +34,7 @@ from typing import Any, Self
 
 READY_PREFIX = "labserver listening on "
 EXIT_WITH_PARENT_FLAG = "--exit-on-stdin-eof"
+_TERMINATE_GRACE = 5.0  # seconds between terminate() and kill() when stdin's EOF did not stop the server
 
 # A signal meant for our process group (Ctrl-C in a terminal, JupyterLab's "interrupt the
 # kernel", jupyter_client killing the kernel's group) must not reach the lab server.
@@ -152,31 +157,46 @@ class LabProcess:
         return f"{url}?admin_token={self.admin_token}" if self.admin_token else url
 
     def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM (the server closes sockets with 1001 and exits 0); SIGKILL if it hangs."""
+        """Stop gracefully, on every OS: the server closes its sockets with 1001 and exits 0.
+
+        Closing the child's stdin does it (the EOF of ``--exit-on-stdin-eof``). Should the
+        server not be gone within ``timeout`` seconds, ``terminate()`` (SIGTERM on POSIX,
+        TerminateProcess on Windows), then ``kill()``. Returns the exit code."""
         proc = self.proc
         if proc is None:
             return None
         if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+            self._close_stdin(proc)
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                proc.terminate()
+                try:
+                    proc.wait(_TERMINATE_GRACE)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
         self._release(proc)
         return proc.returncode
 
     def kill(self) -> None:
-        """SIGKILL: no shutdown, no flush. What was acknowledged must survive this."""
+        """The hard stop (SIGKILL; TerminateProcess on Windows): no shutdown, no flush.
+
+        What the server acknowledged must survive this."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
             self._release(self.proc)
 
+    @staticmethod
+    def _close_stdin(proc: subprocess.Popen[str]) -> None:
+        if proc.stdin is not None and not proc.stdin.closed:
+            with contextlib.suppress(OSError):  # we never write, so nothing is left to flush; just in case
+                proc.stdin.close()
+
     def _release(self, proc: subprocess.Popen[str]) -> None:
         """Close our ends of the pipes of a process that has exited."""
-        if proc.stdin is not None:
-            proc.stdin.close()
+        self._close_stdin(proc)
         # The pump thread ends at EOF once the process is gone; then its pipe can close.
         thread = self._pump_thread
         if thread is not None:

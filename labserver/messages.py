@@ -362,10 +362,10 @@ class SnapshotMessage(ServerMessage):
     sockets: tuple[SocketView, ...]
     online: tuple[int, ...]
     rooms: Mapping[str, Sequence[int]]  # room -> ids of the users in it
-    stats: Mapping[str, int]
+    stats: Mapping[str, float]  # the counters of /healthz (Lab.stats)
 
     @classmethod
-    def of(cls, hub: Hub, stats: Mapping[str, int]) -> SnapshotMessage:
+    def of(cls, hub: Hub, stats: Mapping[str, float]) -> SnapshotMessage:
         sockets = tuple(SocketView(c.socket_id, c.user, tuple(sorted(c.rooms))) for c in hub.connections.values())
         rooms = {room: [u.id for u in hub.room_members(room)] for room in sorted(hub.rooms)}
         return cls(sockets, tuple(sorted(hub.user_sockets)), rooms, stats)

@@ -20,9 +20,10 @@ Event shapes (``ev`` names the kind; ``t`` is server time in seconds):
   dm, users, topic or socket), ``size`` (bytes), ``recipients`` (sockets written to
   here), ``seq`` (or null), ``preview`` (start of the text; null for DMs and signals);
 * ``slow_consumer``: ``socket_id``, ``user`` (dropped: its send buffer was full);
-* ``stats`` (every ``stats_interval``): ``connections``, ``users_online``, ``rooms``,
-  ``topics``, ``typing``, ``messages_in``, ``deliveries``, ``dropped_slow``,
-  ``rss_bytes``, ``messages_in_per_s``, ``deliveries_per_s``, ``loop_lag_ms``.
+* ``stats`` (every ``stats_interval``): the counters of ``/healthz`` (``connections``,
+  ``users_online``, ``rooms``, ``topics``, ``typing``, ``peers``, ``long_polls``,
+  ``messages_in``, ``deliveries``, ``dropped_slow``, ``rss_bytes``, ``cpu_s``) and
+  ``messages_in_per_s``, ``deliveries_per_s``, ``loop_lag_ms``.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import websockets
 
+import labserver as labserver_package
 from labserver.course import LabServer, RestClient
 from labserver.launcher import LabProcess, LabStartError
 
@@ -186,6 +187,30 @@ def test_help_exits_0(tmp_path: Path) -> None:
     assert "--exit-on-stdin-eof" in result.stdout
 
 
+def test_version_prints_the_package_version() -> None:
+    result = run("--version")
+    assert result.returncode == 0, result
+    assert result.stdout == f"labserver {labserver_package.__version__}\n"
+
+
+def test_help_names_the_admin_token_variable_and_what_it_enables() -> None:
+    text = " ".join(run("--help").stdout.split())  # argparse wraps lines: compare with spaces normalised
+    assert "LABSERVER_ADMIN_TOKEN" in text
+    assert "admin API" in text and "/observe" in text
+    assert "not show in the process list" in text
+
+
+def test_ping_interval_help_says_what_protocol_section_8_says() -> None:
+    text = " ".join(run("--help").stdout.split())
+    help_text = text.split("--ping-interval PING_INTERVAL")[-1].split("--auth-timeout", 1)[0]  # not the usage line
+    assert "before the server pings it" in help_text
+    assert "within half of that is dropped" in help_text
+    assert "PROTOCOL.md section 8" in help_text and "(default 20.0)" in help_text
+    protocol = " ".join((Path(labserver_package.__file__).parent / "PROTOCOL.md").read_text().split())
+    assert "sent nothing for `ping_interval` seconds, the server sends an RFC 6455 **ping frame**" in protocol
+    assert "within **half the interval**" in protocol
+
+
 def test_port_in_use_gives_a_one_line_error(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -225,6 +250,52 @@ def test_lab_process_stop_is_graceful(tmp_path: Path) -> None:
     assert not lab.running
     assert lab.proc is not None and lab.proc.stdin is not None and lab.proc.stdin.closed  # no fd left behind
     assert os.path.exists(tmp_path / "data" / "lab.sqlite3")
+
+
+def _no_signals(proc: subprocess.Popen[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every way of signalling ``proc`` fail the test: on Windows they are all TerminateProcess."""
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("stop() signalled the server: on Windows that is TerminateProcess, not graceful")
+
+    for name in ("send_signal", "terminate", "kill"):
+        monkeypatch.setattr(proc, name, refuse)
+
+
+async def test_lab_process_stop_closes_sockets_with_1001_without_a_signal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """stop() closes the server's stdin: graceful on every OS, where a signal would not be on Windows."""
+    lab = LabProcess(tmp_path / "data").start()
+    try:
+        assert lab.proc is not None
+        _no_signals(lab.proc, monkeypatch)
+        token = (await asyncio.to_thread(RestClient(lab.url).account, "stopper")).token
+        async with websockets.connect(f"{lab.ws_url}?token={token}") as ws:
+            assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "welcome"
+            code = await asyncio.to_thread(lab.stop)
+            with pytest.raises(websockets.ConnectionClosed):
+                async with asyncio.timeout(10):
+                    while True:
+                        await ws.recv()
+            assert ws.close_code == 1001, (ws.close_code, ws.close_reason)
+        assert code == 0
+    finally:
+        monkeypatch.undo()
+        lab.close()
+
+
+def test_lab_process_stop_terminates_a_server_that_ignores_its_stdin(tmp_path: Path) -> None:
+    """Should EOF on stdin not stop the child within the timeout, stop() falls back to terminate()."""
+    lab = LabProcess(tmp_path / "data")
+    lab.proc = subprocess.Popen(
+        [sys.executable, "-c", "import time\nwhile True: time.sleep(1)"], stdin=subprocess.PIPE, text=True
+    )
+    assert lab.running
+    code = lab.stop(timeout=0.5)
+    assert not lab.running and code is not None and code != 0
+    assert lab.proc.stdin is not None and lab.proc.stdin.closed
+    lab.close()
 
 
 async def test_shutdown_answers_a_pending_long_poll_at_once(tmp_path: Path) -> None:

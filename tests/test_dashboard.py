@@ -129,6 +129,9 @@ async def test_shows_connections_users_and_rooms(lab: LabServer, dashboards: Any
     # stats arrive once a second: rates and the history
     await until(lambda: dash.state.history, timeout=3, what="a stats event")
     assert 'data-testid="loop-lag">' in dash.header.value
+    # the server's memory, and its CPU from two stats in a row (psutil: on every OS)
+    await until(lambda: dash.state.cpu_percent is not None, timeout=10, what="a second stats event")
+    await until(lambda: re.search(r"server RSS \d+\.\d MB \u00b7 CPU \d+%", dash.header.value), what="shown")
     assert not dash.errors
 
 
@@ -478,6 +481,19 @@ async def test_reconnects_quietly_and_resyncs(scripted: ScriptedObserve, dashboa
     await until(lambda: "3 events not shown" in dash.status_view.value, what="dropped shown")
     out, err = capfd.readouterr()
     assert out == "" and err == ""
+
+
+async def test_header_shows_the_servers_memory_and_cpu(scripted: ScriptedObserve, dashboards: Any) -> None:
+    scripted.snapshot = {**scripted.snapshot, "stats": {"connections": 0, "rss_bytes": 50 * 2**20, "cpu_s": 2.0}}
+    dash = dashboards(scripted)
+    await dash.ready()
+    await until(lambda: "server RSS 50.0 MB" in dash.header.value, what="memory shown")
+    assert "CPU" not in dash.header.value  # no rate from a snapshot alone
+    now = time.time()
+    for cpu_s, t in ((2.0, now), (2.5, now + 2)):  # half a second of CPU in two seconds: 25 %
+        stats = {"ev": "stats", "t": t, "connections": 0, "rss_bytes": 60 * 2**20, "cpu_s": cpu_s}
+        await scripted.push({"type": "events", "events": [stats], "dropped": 0})
+    await until(lambda: "server RSS 60.0 MB \u00b7 CPU 25%" in dash.header.value, what="memory and CPU shown")
 
 
 async def test_unreachable_lab_keeps_errors_and_prints_nothing(dashboards: Any, capfd: Any) -> None:

@@ -199,6 +199,32 @@ def test_history_is_one_sample_per_stats_event_and_bounded() -> None:
     assert "ev" not in m.stats and "t" not in m.stats
 
 
+def test_server_cpu_is_the_cpu_time_between_two_stats_over_the_time_between_them() -> None:
+    m = ObservedState()
+    m.apply(snapshot(stats={"connections": 0, "rss_bytes": 50_000_000, "cpu_s": 3.0}))
+    assert m.cpu_percent is None and m.stats["rss_bytes"] == 50_000_000
+    m.apply(batch({**stats(0, cpu_s=3.0), "t": 1_800_000_000.0}))
+    assert m.cpu_percent is None  # one sample is not yet a rate
+    m.apply(batch({**stats(0, cpu_s=3.25), "t": 1_800_000_001.0}))
+    assert m.cpu_percent == 25.0
+    m.apply(batch({**stats(0, cpu_s=4.75), "t": 1_800_000_002.0}))
+    assert m.cpu_percent == 150.0  # more than one core busy, as top counts
+    assert m.stats["cpu_s"] == 4.75
+
+    # A snapshot may come from a restarted server, whose CPU time starts again from zero.
+    m.apply(snapshot(stats={"connections": 0, "cpu_s": 0.4}))
+    m.apply(batch({**stats(0, cpu_s=0.5), "t": 1_800_000_010.0}))
+    assert m.cpu_percent == 150.0  # the figure from before; no rate across the restart
+    m.apply(batch({**stats(0, cpu_s=0.6), "t": 1_800_000_011.0}))
+    assert m.cpu_percent == 10.0
+
+    # A server that sends no cpu_s (an older one), and nonsense, leave the figure alone.
+    m.apply(batch(stats(0)))
+    m.apply(batch({**stats(0, cpu_s="lots"), "t": 1_800_000_012.0}))
+    m.apply(batch({**stats(0, cpu_s=0.1), "t": 1_800_000_013.0}))  # CPU time went back: not a rate
+    assert m.cpu_percent == 10.0
+
+
 def test_version_increments_on_every_change() -> None:
     m = ObservedState()
     versions = [m.version]

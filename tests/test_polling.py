@@ -4,26 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import math
+from typing import cast
 
 import aiohttp
 import matplotlib
 import pytest
 
 from labserver.course import LabServer, polling, polling_plots
+from labserver.course.lab import LabLike
 from labserver.course.polling import (
     ByteMeter,
     Group,
     GroupResult,
+    RunResult,
     Scenario,
     counting_session,
     expected_useless_fraction,
+    experiments,
+    fit_sizes,
     measure,
+    scaling_note,
 )
+from labserver.course.polling.capacity import HEADROOM, HEADROOM_SHARE, receiver_budget
 from labserver.wire import Traffic
 
 from .conftest import until
 
 matplotlib.use("Agg")
+
+NO_LAB = cast(LabLike, object())  # for experiments whose measure() is replaced: they never reach a lab
 
 
 # --- pure parts ----------------------------------------------------------------------------
@@ -82,6 +91,76 @@ def test_group_result_figures() -> None:
     assert "requests/s" in result.summary() and "short polling, T=0.5 s" in result.summary()
     empty = GroupResult(Group("websocket", 1), 1.0, 0.0, 0, 0, 0, 0, Traffic(), Traffic(), (), 0, 0)
     assert math.isnan(empty.bytes_per_message) and empty.useless_fraction == 0 and math.isnan(empty.latency_median)
+
+
+# --- fitting the receivers to the open files left (no sockets) ---------------------------------
+
+
+def test_receiver_budget_leaves_headroom() -> None:
+    assert receiver_budget(None) is None  # no limit (Windows)
+    assert receiver_budget(1000) == int((1000 - HEADROOM) * (1 - HEADROOM_SHARE))
+    assert receiver_budget(HEADROOM) == 0 and receiver_budget(5) == 0
+
+
+def test_sizes_are_fitted_to_the_open_files_left() -> None:
+    lesson = (10, 100, 1000)
+    shared = (4, 4, 1)  # 10 and 100 receivers run four approaches at once; 1,000 one at a time
+    assert fit_sizes(lesson, None, at_once=shared) == lesson
+    assert fit_sizes(lesson, 20_000, at_once=shared) == lesson  # a raised limit: nothing changes
+    budget = receiver_budget(1000)
+    assert budget is not None and 400 < budget < 1000
+    assert fit_sizes(lesson, 1000, at_once=shared) == (10, 100, budget)
+    small = receiver_budget(300)
+    assert small is not None and small < 400
+    assert fit_sizes(lesson, 300, at_once=shared) == (10, small // 4, small)  # four groups share the budget
+    assert fit_sizes((1000,), 0) == (1,)  # never below one receiver
+    assert fit_sizes((5,), 0, at_once=0) == (1,)
+    with pytest.raises(ValueError):
+        fit_sizes(lesson, 1000, at_once=(4, 1))
+
+
+def test_the_scaling_note_is_one_line_and_only_when_something_shrank() -> None:
+    assert scaling_note((10, 100, 1000), (10, 100, 1000), 900) is None
+    note = scaling_note((10, 100, 1000), (10, 53, 212), 300)
+    assert note is not None and "\n" not in note
+    assert note.startswith("Note: ") and "only 300 more files" in note
+    assert "100 \u2192 53" in note and "1,000 \u2192 212" in note and "10 \u2192" not in note
+
+
+async def test_compare_fits_its_sizes_and_says_so_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scenarios: list[Scenario] = []
+
+    async def no_run(lab: object, scenario: Scenario) -> RunResult:  # records what would run, measures nothing
+        scenarios.append(scenario)
+        nothing = Traffic()
+        results = tuple(
+            GroupResult(g, scenario.window, scenario.message_rate, 0, 0, 0, 0, nothing, nothing, (), 0, 0)
+            for g in scenario.groups
+        )
+        return RunResult(scenario, "room", 0, results)
+
+    monkeypatch.setattr(experiments, "measure", no_run)
+    monkeypatch.setattr(experiments, "free_descriptors", lambda: 300)
+    small = receiver_budget(300)
+    assert small is not None
+    await polling.compare(NO_LAB, sizes=(10, 100, 1000))
+    # Still batched by the sizes asked for: 10 and 100 share a room; 1,000 (now fewer) one approach a run.
+    assert [tuple(g.receivers for g in s.groups) for s in scenarios] == [(10,) * 4, (small // 4,) * 4] + [(small,)] * 4
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and out.startswith("Note: ") and f"1,000 \u2192 {small}" in out
+
+    scenarios.clear()
+    monkeypatch.setattr(experiments, "free_descriptors", lambda: 20_000)
+    await polling.quiet_room(NO_LAB, receivers=1000)
+    await polling.interval_sweep(NO_LAB)
+    assert [sum(g.receivers for g in s.groups) for s in scenarios] == [1000, 50]
+    assert capsys.readouterr().out == ""  # room enough: the lesson's outputs are unchanged
+
+    monkeypatch.setattr(experiments, "free_descriptors", lambda: None)  # Windows: no limit to fit
+    await polling.quiet_room(NO_LAB, receivers=1000)
+    assert scenarios[-1].groups[0].receivers == 1000 and capsys.readouterr().out == ""
 
 
 # --- byte counting -------------------------------------------------------------------------

@@ -509,14 +509,16 @@ class Dashboard(widgets.VBox):
             f'<b data-testid="{tid}">{_esc(value)}</b><span class="lab-dash-muted">{label}</span>'
             for tid, value, label in rates
         )
-        rss = stats.get("rss_bytes")
-        rss_text = f" \u00b7 server RSS {human_bytes(rss)}" if isinstance(rss, int) and rss else ""
+        rss, cpu = stats.get("rss_bytes"), s.cpu_percent
+        server = [f"server RSS {human_bytes(rss)}"] if isinstance(rss, int) and rss else []
+        server += [f"CPU {cpu:.0f}%"] if cpu is not None else []
+        server_text = "".join(f" \u00b7 {part}" for part in server)
         return (
             '<div class="lab-dash lab-dash-head">'
             f'<div><div class="lab-dash-big" data-testid="connections">{len(s.sockets)}</div>'
             '<div class="lab-dash-muted">open connections</div></div>'
             f'<div>{sparkline_svg(history)}<div class="lab-dash-muted">last {len(s.history)} s'
-            f"{_esc(rss_text)}</div></div>"
+            f"{_esc(server_text)}</div></div>"
             f'<div class="lab-dash-rates">{rows}</div>'
             "</div>"
         )

@@ -58,6 +58,9 @@ class ObservedState:
     * ``flow``: the last ``FLOW_LENGTH`` routed messages, oldest first
     * ``history``: connection counts, one per ``stats`` event, oldest first
     * ``stats``: the latest numbers (the snapshot's, then each ``stats`` event's)
+    * ``cpu_percent``: the server's CPU use between the last two ``stats`` events, from
+      their ``cpu_s`` and ``t`` (100 = one core busy the whole time, as ``top`` counts);
+      None until two have come since the last snapshot
     * ``totals``: counters since creation (``dropped`` = events the server left out)
     """
 
@@ -70,6 +73,8 @@ class ObservedState:
         self.flow: deque[dict[str, Any]] = deque(maxlen=flow_length)
         self.history: deque[int] = deque(maxlen=history_length)
         self.stats: dict[str, Any] = {}
+        self.cpu_percent: float | None = None
+        self._cpu_sample: tuple[float, float] | None = None  # (cpu_s, t) of the last stats event
         self.recent_closes: deque[dict[str, Any]] = deque(maxlen=RECENT_CLOSES)
         self.recently_offline: OrderedDict[int, float | None] = OrderedDict()  # user id -> when, newest last
         self.totals: dict[str, int] = {
@@ -164,6 +169,7 @@ class ObservedState:
         stats = message.get("stats")
         if isinstance(stats, dict):
             self.stats.update(stats)
+        self._cpu_sample = None  # a snapshot may come from a restarted server, whose CPU time starts again
         self._mismatches = 0
         self.totals["snapshots"] += 1
         self.version += 1
@@ -308,6 +314,7 @@ class ObservedState:
 
     def _stats(self, ev: dict[str, Any]) -> bool:
         self.stats.update({k: v for k, v in ev.items() if k not in ("ev", "t")})
+        self._sample_cpu(ev.get("cpu_s"), ev.get("t"))
         connections = ev.get("connections")
         if isinstance(connections, int):
             self.history.append(connections)
@@ -318,6 +325,14 @@ class ObservedState:
             else:
                 self._mismatches = 0
         return True
+
+    def _sample_cpu(self, cpu_s: Any, t: Any) -> None:
+        """CPU use as a rate: the CPU seconds the server spent between two stats, per second of time."""
+        if not (isinstance(cpu_s, int | float) and isinstance(t, int | float)):
+            return
+        previous, self._cpu_sample = self._cpu_sample, (float(cpu_s), float(t))
+        if previous is not None and t > previous[1] and cpu_s >= previous[0]:
+            self.cpu_percent = round(100 * (cpu_s - previous[0]) / (t - previous[1]), 1)
 
     # --- reading --------------------------------------------------------------------
 

@@ -37,10 +37,13 @@ One module per job, all re-exported here:
 * :mod:`.runner`: :func:`measure`, the asyncio code that drives the live lab.
 * :mod:`.experiments`: the lesson's experiments, :func:`anatomy_of_a_poll`,
   :func:`quiet_room`, :func:`compare` and :func:`interval_sweep`.
+* :mod:`.capacity`: how many receivers fit in the open files this process has
+  left (:func:`fit_sizes`, :func:`scaling_note`); pure.
 """
 
 from __future__ import annotations
 
+from .capacity import fit_sizes, scaling_note
 from .experiments import anatomy_of_a_poll, compare, interval_sweep, quiet_room
 from .meter import ByteMeter, CountingSocket, counting_session
 from .results import GroupResult, PollAnatomy, RunResult, rows, select, table
@@ -75,10 +78,12 @@ __all__ = [
     "expected_latency",
     "expected_requests_per_s",
     "expected_useless_fraction",
+    "fit_sizes",
     "interval_sweep",
     "measure",
     "quiet_room",
     "rows",
+    "scaling_note",
     "select",
     "table",
 ]

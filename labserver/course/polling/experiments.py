@@ -5,6 +5,9 @@ approaches side by side, and latency against the polling interval.
 users polling a room where little happens), :func:`compare` (the four approaches
 for N = 10, 100, 1,000) and :func:`interval_sweep` (latency against the polling
 interval); each of the last three takes ``quick=True`` for CI (small N, 3 s windows).
+
+Each of those three first fits its numbers of receivers to the open files this
+process has left (:mod:`.capacity`), and says in one line when it had to scale them down.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from collections.abc import Sequence
 
 import aiohttp
 
+from ...resources import free_descriptors
 from ..lab import LabLike
+from .capacity import fit_sizes, scaling_note
 from .meter import ByteMeter, counting_session
 from .results import GroupResult, PollAnatomy
 from .runner import RECEIVER, measure
@@ -34,6 +39,16 @@ def _response_head(resp: aiohttp.ClientResponse) -> bytes:
     head = f"HTTP/{version.major}.{version.minor} {resp.status} {resp.reason}\r\n".encode("latin-1")
     head += b"".join(name + b": " + value + b"\r\n" for name, value in resp.raw_headers)
     return head + b"\r\n"
+
+
+def _fit(sizes: Sequence[int], at_once: int | Sequence[int] = 1) -> tuple[int, ...]:
+    """``sizes`` fitted to the open files left (printing one line if they had to shrink)."""
+    free = free_descriptors()
+    fitted = fit_sizes(sizes, free, at_once=at_once)
+    note = scaling_note(sizes, fitted, free)
+    if note is not None:
+        print(note)
+    return fitted
 
 
 async def anatomy_of_a_poll(lab: LabLike, room: str = "general", after: int = 0) -> PollAnatomy:
@@ -60,6 +75,7 @@ async def quiet_room(
     """The notes' claim: N users polling every T seconds in a room where little happens."""
     if quick:
         receivers, window = min(receivers, 50), min(window, 3.0)
+    (receivers,) = _fit([receivers])
     run = await measure(
         lab, Scenario((Group("short", receivers, interval=interval),), message_rate=message_rate, window=window)
     )
@@ -86,10 +102,12 @@ async def compare(
     """
     if quick:
         sizes, window = [n for n in sizes if n <= 20] or [10], min(window, 3.0)
+    together = [n < shared_below for n in sizes]  # decided on the sizes asked for, before any fitting
+    fitted = _fit(sizes, at_once=[len(APPROACHES) if shared else 1 for shared in together])
     results: list[GroupResult] = []
-    for n in sizes:
+    for n, shared in dict.fromkeys(zip(fitted, together, strict=True)):  # a tiny limit may make two alike
         groups = tuple(Group(a, n, interval=interval) for a in APPROACHES)
-        batches = [groups] if n < shared_below else [(g,) for g in groups]
+        batches = [groups] if shared else [(g,) for g in groups]
         for batch in batches:
             run = await measure(lab, Scenario(batch, message_rate=message_rate, window=window))
             results.extend(run.groups)
@@ -108,6 +126,7 @@ async def interval_sweep(
     """Short polling at several intervals on the same room at once, plus WebSocket push as the floor."""
     if quick:
         intervals, window = [t for t in intervals if t <= 1.0] or [0.5], min(window, 3.0)
+    (receivers,) = _fit([receivers], at_once=len(intervals) + 1)
     groups = tuple(Group("short", receivers, interval=t) for t in intervals) + (Group("websocket", receivers),)
     run = await measure(lab, Scenario(groups, message_rate=message_rate, window=window))
     return list(run.groups)
