@@ -1,9 +1,15 @@
 """The ways into the course agree with each other.
 
 * environment.yml (conda/Binder) lists the same packages, with the same version
-  bounds, as pyproject.toml's dependencies plus its `course` and `test` extras.
-* .ci/run is `python3 course.py test`, and the README tells newcomers to use
-  `python3 course.py lab` / `python3 course.py test`.
+  bounds, as pyproject.toml's dependencies plus its `course` extra (the lessons;
+  no test-only package), and postBuild registers the kernel course.py registers.
+* constraints.txt pins every requirement of pyproject.toml, extras included, to a
+  version inside pyproject.toml's range.
+* .ci/run is `python3 course.py test`; the GitHub workflow runs the suite on
+  Ubuntu (Python 3.11 and 3.13) and a smoke test on Windows and macOS; the dev
+  container sets up the course; the README tells newcomers to use
+  `python3 course.py lab` / `python3 course.py test` (`py course.py ...` on
+  Windows), and its Binder badge opens lesson 00 of the repository pyproject.toml names.
 * course.py stays standard-library only and runs on Python 3.11.
 * `python3 course.py test` and plain `pytest` run the same suite: course.py adds
   nothing to pytest's command line, pyproject.toml's [tool.pytest.ini_options]
@@ -11,7 +17,10 @@
 """
 
 import ast
+import importlib
 import importlib.util
+import json
+import platform
 import re
 import subprocess
 import sys
@@ -21,12 +30,19 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+from labserver.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
-EXTRAS = ("course", "test")
+# environment.yml is for the lessons: pyproject.toml's dependencies and these extras.
+EXTRAS = ("course",)
+# Every extra of pyproject.toml, for what must be pinned in constraints.txt.
+ALL_EXTRAS = ("course", "test")
 # pip (PyPI) name -> conda-forge name, after normalisation, where they differ.
-CONDA_NAMES = {
+CONDA_NAMES: dict[str, str] = {
     "playwright": "playwright-python",
 }
 # Entries environment.yml has on top of pyproject.toml's.
@@ -47,11 +63,11 @@ def split_req(req):
     return norm(m.group(1)), re.sub(r"\s+", "", m.group(2))
 
 
-def pyproject_requirements(path):
+def pyproject_requirements(path, extras=EXTRAS):
     data = tomllib.loads(Path(path).read_text())
     project = data["project"]
     reqs = list(project.get("dependencies", []))
-    for extra in EXTRAS:
+    for extra in extras:
         reqs += project["optional-dependencies"][extra]
     out = {}
     for req in reqs:
@@ -165,18 +181,27 @@ def test_environment_yml_matches_pyproject():
 
 def test_every_pyproject_requirement_is_checked():
     want = pyproject_requirements(ROOT / "pyproject.toml")
-    for name in ("aiohttp", "pyjwt", "jupyterlab", "pytest", "nbval", "playwright"):
+    for name in ("aiohttp", "pyjwt", "jupyterlab", "ipykernel", "ipywidgets", "jupyter-server-proxy"):
         assert name in want
-    assert len(want) >= 13
+    assert len(want) >= 9
+
+
+def test_environment_yml_has_no_test_only_package():
+    test_only = set(pyproject_requirements(ROOT / "pyproject.toml", ("test",))) - set(
+        pyproject_requirements(ROOT / "pyproject.toml")
+    )
+    assert {"pytest", "nbval", "playwright", "mypy"} <= test_only
+    conda = {conda_spec(item)[0] for item in parse_environment((ROOT / "environment.yml").read_text())["conda"]}
+    assert not conda & {CONDA_NAMES.get(name, name) for name in test_only}
 
 
 @pytest.mark.parametrize(
     "perturb, expect",
     [
         (lambda t: t.replace("websockets>=15", "websockets>=14"), "websockets"),
-        (lambda t: t.replace("  - nbval>=0.11\n", ""), "nbval"),
+        (lambda t: t.replace("  - jupytext>=1.16\n", ""), "jupytext"),
         (lambda t: t.replace("  - pip:\n", "  - requests>=2\n  - pip:\n"), "requests"),
-        (lambda t: t.replace("playwright-python>=1.45", "playwright>=1.45"), "playwright"),
+        (lambda t: t.replace("  - pip:\n", "  - pytest>=8\n  - pip:\n"), "pytest"),
         (lambda t: t.replace("python=3.11", "python=3.12"), "python"),
         (lambda t: t.replace("      - -e .\n", "      - PyJWT>=2.8\n"), "-e ."),
         (
@@ -217,9 +242,13 @@ def test_hand_parser_agrees_with_yaml():
     assert [ours["pip"]] == pips
 
 
-def test_binder_apt_txt_lists_redis():
-    lines = (ROOT / "apt.txt").read_text().split()
-    assert "redis-server" in lines
+def test_binder_registers_the_kernel_course_py_registers():
+    course = load_course_py()
+    commands = _commands(ROOT / "postBuild")
+    assert "set -euo pipefail" in commands
+    installs = [line for line in commands if "ipykernel install" in line]
+    name, display_name = course.KERNEL_NAME, course.KERNEL_DISPLAY_NAME
+    assert installs == [f'python -m ipykernel install --sys-prefix --name {name} --display-name "{display_name}"']
 
 
 def _commands(path):
@@ -240,12 +269,190 @@ def test_ci_run_is_course_test():
 
 
 def test_readme_points_at_course_py():
-    readme = ROOT / "README.md"
-    if not readme.exists():
-        pytest.skip("no README.md yet")
-    text = readme.read_text()
+    text = (ROOT / "README.md").read_text()
     assert "python3 course.py lab" in text
     assert "python3 course.py test" in text
+    assert "py course.py lab" in text.replace("python3 course.py", "")  # Windows
+    assert "py course.py test" in text.replace("python3 course.py", "")
+    assert "python3 course.py kernel" in text  # JupyterHub
+
+
+# ---------------------------------------------------------- the repository ----
+
+
+def repository_slug() -> str:
+    """owner/name of the course's public repository: pyproject.toml's [project.urls] is its one home."""
+    url = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
+    match = re.fullmatch(r"https://github\.com/([\w.-]+/[\w.-]+)", url)
+    assert match, url
+    return match.group(1)
+
+
+def test_the_binder_badge_opens_lesson_00_of_the_repository_pyproject_names():
+    text = (ROOT / "README.md").read_text()
+    badges = re.findall(r"\(https://mybinder\.org/v2/gh/([^)]*)\)", text)
+    assert len(badges) == 1, badges
+    slug, _, rest = badges[0].partition("/HEAD?")
+    assert slug == repository_slug()
+    assert rest == "labpath=notebooks%2F00_welcome.ipynb"
+    assert (ROOT / "notebooks" / "00_welcome.ipynb").is_file()
+
+
+def test_the_readme_names_no_other_repository():
+    text = (ROOT / "README.md").read_text()
+    named = set(re.findall(r"(?:github\.com|/v2/gh)/([\w.-]+/[\w.-]+)", text))
+    assert named == {repository_slug()}, named
+
+
+def test_one_license_story():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT"
+    assert project["license-files"] == ["LICENSE"]
+    license_text = (ROOT / "LICENSE").read_text()
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## License\n", 1)[1].split("\n## ", 1)[0]
+    for text in (license_text, section):
+        assert "MIT License" in text
+        assert "CC BY 4.0" in text
+        for lesson_text in ("notebooks/", "lessons.md", "images/"):
+            assert lesson_text in text
+    assert "Permission is hereby granted, free of charge" in license_text
+
+
+# ------------------------------------------------------------- constraints ----
+
+
+def constraints(path: Path = ROOT / "constraints.txt") -> dict[str, Version]:
+    """{normalised name: pinned version} from a constraints file of `Name==version` lines."""
+    pins: dict[str, Version] = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s=;]+)", line)
+        assert match, f"not an exact pin: {line!r}"
+        name = norm(match.group(1))
+        assert name not in pins, f"{name} pinned twice"
+        pins[name] = Version(match.group(2))
+    return pins
+
+
+def constraint_problems(pyproject_path: Path, constraints_path: Path) -> list[str]:
+    """Every requirement of pyproject.toml (extras included) unpinned or pinned out of its range."""
+    project = tomllib.loads(pyproject_path.read_text())["project"]
+    requirements = list(project["dependencies"])
+    for extra in ALL_EXTRAS:
+        requirements += project["optional-dependencies"][extra]
+    pins = constraints(constraints_path)
+    problems = []
+    if norm(project["name"]) in pins:
+        problems.append(f"{project['name']} itself is pinned (it is installed from this checkout)")
+    for text in requirements:
+        req = Requirement(text)
+        pinned = pins.get(norm(req.name))
+        if pinned is None:
+            problems.append(f"{req.name} is not in constraints.txt")
+        elif not req.specifier.contains(pinned, prereleases=True):
+            problems.append(f"{req.name}=={pinned} is outside pyproject.toml's {req.specifier}")
+    return problems
+
+
+def test_every_requirement_is_pinned_inside_its_range():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert set(ALL_EXTRAS) == set(project["optional-dependencies"])
+    assert constraint_problems(ROOT / "pyproject.toml", ROOT / "constraints.txt") == []
+
+
+@pytest.mark.parametrize(
+    "perturb, expect",
+    [
+        (lambda t: re.sub(r"(?m)^aiohttp==.*$", "aiohttp==3.15.0", t), "aiohttp==3.15.0 is outside"),
+        (lambda t: re.sub(r"(?m)^nbval==.*\n", "", t), "nbval is not in"),
+        (lambda t: t + "labserver==0.1.0\n", "itself is pinned"),
+    ],
+)
+def test_constraint_drift_is_caught(tmp_path, perturb, expect):
+    text = (ROOT / "constraints.txt").read_text()
+    changed = perturb(text)
+    assert changed != text, "perturbation did not apply; update this test"
+    (tmp_path / "constraints.txt").write_text(changed)
+    problems = constraint_problems(ROOT / "pyproject.toml", tmp_path / "constraints.txt")
+    assert any(expect in p for p in problems), problems
+
+
+def test_constraints_are_what_course_py_constraints_writes_for_this_venv():
+    """The generator follows the requirement graph: every pin it writes is installed here, and it
+    reaches past the direct requirements (aiohttp's multidict, jupyterlab's jupyter_server)."""
+    from importlib import metadata
+
+    course = load_course_py()
+    where, lines = course.constraint_lines(sys.executable, course.INSTALLS["test"])
+    assert where == f"Python {sys.version_info[0]}.{sys.version_info[1]} on {platform.system()}"
+    pins = course.pins_by_name(lines)
+    for name, pin in pins.items():
+        assert pin == f"{metadata.metadata(name)['Name']}=={metadata.version(name)}"
+    assert {"aiohttp", "multidict", "jupyterlab", "jupyter-server", "pytest", "psutil"} <= set(pins)
+    assert "labserver" not in pins
+
+
+# --------------------------------------------------------- CI, dev container ----
+
+
+def workflow() -> dict[str, Any]:
+    yaml = importlib.import_module("yaml")  # PyYAML: in every course venv (jupyter-events needs it)
+    data: dict[str, Any] = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    return data
+
+
+def _runs(job: dict[str, Any]) -> list[str]:
+    return [" ".join(step["run"].split()) for step in job["steps"] if "run" in step]
+
+
+def test_ci_runs_the_suite_on_ubuntu_with_python_311_and_313():
+    jobs = workflow()["jobs"]
+    suite = jobs["suite"]
+    assert suite["runs-on"] == "ubuntu-latest"
+    assert suite["strategy"]["matrix"]["python-version"] == ["3.11", "3.13"]
+    (setup_python,) = [step for step in suite["steps"] if step.get("uses", "").startswith("actions/setup-python")]
+    assert setup_python["with"]["python-version"] == "${{ matrix.python-version }}"
+    assert "bash .ci/run" in _runs(suite)
+    assert suite["env"]["CI"] == "true"  # a missing chromium fails instead of skipping
+
+
+def test_ci_smoke_tests_windows_and_macos():
+    jobs = workflow()["jobs"]
+    smoke = jobs["smoke"]
+    assert smoke["runs-on"] == "${{ matrix.os }}"
+    assert smoke["strategy"]["matrix"]["os"] == ["windows-latest", "macos-latest"]
+    runs = _runs(smoke)
+    assert "python course.py setup --test --no-system" in runs
+    assert "$VENV_PYTHON tools/smoke.py" in runs
+    nbval = [run for run in runs if "--nbval" in run]
+    assert nbval == [
+        "$VENV_PYTHON -m pytest --nbval notebooks/00_welcome.ipynb --nbval-sanitize-with tests/nbval_sanitize.cfg "
+        '-p no:cacheprovider -o addopts=""'
+    ]
+    assert (ROOT / "tools" / "smoke.py").is_file()
+    oses = {jobs["suite"]["runs-on"]} | set(smoke["strategy"]["matrix"]["os"])
+    assert oses == {"ubuntu-latest", "windows-latest", "macos-latest"}
+
+
+def test_nothing_installs_redis_yet():
+    text = (ROOT / ".github" / "workflows" / "ci.yml").read_text()
+    assert "redis" not in text.lower()
+    assert not (ROOT / "apt.txt").exists()  # Binder's system packages: the lessons need none
+
+
+def test_the_dev_container_sets_up_the_course():
+    course = load_course_py()
+    container = json.loads((ROOT / ".devcontainer" / "devcontainer.json").read_text())
+    assert re.search(r"/python:[\w.-]*3\.11", container["image"]), container["image"]
+    assert container["postCreateCommand"] == "python3 course.py setup"
+    assert set(container["forwardPorts"]) == {8888, Settings().port}
+    vscode = container["customizations"]["vscode"]
+    assert {"ms-python.python", "ms-toolsai.jupyter"} <= set(vscode["extensions"])
+    interpreter = vscode["settings"]["python.defaultInterpreterPath"]
+    assert interpreter == "${containerWorkspaceFolder}/" + course.venv_python().relative_to(ROOT).as_posix()
 
 
 def test_course_py_is_stdlib_only():

@@ -2,7 +2,9 @@
 
 JupyterLab runs headless on a free port over a *copy* of the notebooks (running
 them autosaves outputs, which must not touch the committed ones). The test runs
-every cell and watches the dashboard's connection count rise as the crowd grows.
+every cell and watches the dashboard's connection count rise as the crowd grows. Its screenshot
+(images/00_welcome_dashboard.png in the README) goes to ``tmp_path``, or into images/ with
+``LABSERVER_WRITE_FIGURES=1`` (what ``python3 course.py figures`` sets).
 """
 
 from __future__ import annotations
@@ -22,13 +24,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .conftest import CHROMIUM, CHROMIUM_ARGS, require_browser
+from .conftest import CHROMIUM, CHROMIUM_ARGS, figure_path, require_browser
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 ROOT = Path(__file__).resolve().parent.parent
-SCREENSHOT = ROOT / "images" / "00_welcome_dashboard.png"
 
 require_browser()
 
@@ -125,7 +126,7 @@ def _run_cell_and_select_next(page: Page) -> bool:
     return bool(page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-cell-and-select-next')"))
 
 
-def test_welcome_lesson_runs_and_the_dashboard_goes_live(jupyterlab: tuple[str, Path]) -> None:
+def test_welcome_lesson_runs_and_the_dashboard_goes_live(jupyterlab: tuple[str, Path], tmp_path: Path) -> None:
     """Run the lesson cell by cell, as a student does, reading the dashboard after each."""
     url, _ = jupyterlab
     with sync_api.sync_playwright() as p:
@@ -153,6 +154,5 @@ def test_welcome_lesson_runs_and_the_dashboard_goes_live(jupyterlab: tuple[str, 
         assert counter is not None
         counter.scroll_into_view_if_needed()
         page.wait_for_timeout(3000)  # not a wait for something: the picture should show a few seconds of it
-        SCREENSHOT.parent.mkdir(exist_ok=True)
-        page.screenshot(path=str(SCREENSHOT))
+        page.screenshot(path=str(figure_path("00_welcome_dashboard.png", tmp_path)))
         browser.close()

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import psutil  # type: ignore[import-untyped]  # ships no type information
 import pytest
 import websockets
 from jupyter_client.manager import start_new_kernel
@@ -29,16 +30,11 @@ from .conftest import until
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
     # A zombie is dead for our purpose: whoever adopted it just has not reaped it yet.
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[1][0] != "Z"
-    except FileNotFoundError:
-        return not os.path.isdir("/proc/self")  # no /proc (macOS): os.kill answering is all we know
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _wait_dead(pid: int, what: str, timeout: float = 15.0) -> None:

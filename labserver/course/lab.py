@@ -9,19 +9,26 @@ exits when the pipe the kernel holds as its stdin closes (see :mod:`labserver.la
 
 When JupyterLab runs remotely (JupyterHub, Binder) the browser cannot reach
 ``127.0.0.1:PORT`` on the server; :attr:`LabServer.browser_url` then goes through
-jupyter-server-proxy at ``{JUPYTERHUB_SERVICE_PREFIX}proxy/{port}/``.
+jupyter-server-proxy at ``{JUPYTERHUB_SERVICE_PREFIX}proxy/{port}/``. When a part
+the browser needs is missing (that proxy behind a hub, the widgets' JupyterLab
+extension in a kernel), :func:`start_lab` says so once, in one line, and goes on.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from ..launcher import LabProcess
+from ..resources import raise_open_files_limit
 from .rest_client import DEFAULT_PASSWORD, Account, RestClient
 
-__all__ = ["LabLike", "LabServer", "proxy_prefix", "start_lab", "stop_lab"]
+__all__ = ["LabLike", "LabServer", "frontend_warnings", "proxy_prefix", "start_lab", "stop_lab"]
 
 
 class LabLike(Protocol):
@@ -106,6 +113,68 @@ class LabServer(LabProcess):
         )
 
 
+# --- what the student's browser needs besides the lab ------------------------------------------
+
+
+# Where each Jupyter part the browser needs leaves a file that a kernel in another
+# environment than JupyterLab's can still see: (Jupyter config or data path, file).
+_FOOTPRINTS = {
+    "jupyter_server_proxy": ("config", "jupyter_server_config.d/jupyter-server-proxy.json"),
+    "jupyterlab_widgets": ("data", "labextensions/@jupyter-widgets/jupyterlab-manager"),
+}
+
+
+def installed(module: str) -> bool:
+    """True if ``module`` is importable here, or its footprint is in a Jupyter path this kernel sees.
+
+    A hub's JupyterLab may run from an environment this kernel cannot see, hence warnings
+    that say "not found", and a part missing only there goes unsaid.
+    """
+    if importlib.util.find_spec(module) is not None:
+        return True
+    try:
+        from jupyter_core.paths import jupyter_config_path, jupyter_path
+    except ImportError:
+        return False
+    kind, footprint = _FOOTPRINTS.get(module, ("", ""))
+    dirs = jupyter_config_path() if kind == "config" else jupyter_path() if kind == "data" else []
+    return any(Path(d, footprint).exists() for d in dirs)
+
+
+def in_jupyter_kernel() -> bool:
+    """True inside a Jupyter kernel, where widgets are shown by the browser (not in a script or a test)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return getattr(shell, "kernel", None) is not None
+
+
+def frontend_warnings(env: Mapping[str, str], has: Callable[[str], bool], in_kernel: bool) -> list[str]:
+    """One line for each part of Jupyter the browser will miss, and what that breaks."""
+    warnings = []
+    if env.get("JUPYTERHUB_SERVICE_PREFIX") is not None and not has("jupyter_server_proxy"):
+        warnings.append(
+            "jupyter-server-proxy not found: behind this JupyterHub the lab's browser client link "
+            "(lab.browser_url, .../proxy/PORT/) will not open; install it where JupyterLab runs "
+            "(pip install jupyter-server-proxy) and restart your server."
+        )
+    if in_kernel and not has("jupyterlab_widgets"):
+        warnings.append(
+            "the widgets' JupyterLab extension (jupyterlab_widgets) not found: the live dashboard "
+            "will not show; install it where JupyterLab runs (pip install jupyterlab_widgets) and reload the page."
+        )
+    return warnings
+
+
+_warned: set[str] = set()
+
+
+def _warn_once_about_the_frontend() -> None:
+    for warning in frontend_warnings(os.environ, installed, in_jupyter_kernel()):
+        if warning not in _warned:
+            _warned.add(warning)
+            print(f"Warning: {warning}", file=sys.stderr, flush=True)
+
+
 _running: dict[str, Any] = {"lab": None, "key": None}
 
 
@@ -116,6 +185,9 @@ def start_lab(**options: Any) -> LabServer:
     ``start_lab(ping_interval=5, typing_ttl=2)``; ``data_dir`` keeps data between
     runs (default: a fresh temporary directory per lab).
     """
+    _warn_once_about_the_frontend()
+    # Every socket is a file (a macOS shell allows 256): raised before the server starts, which inherits it.
+    raise_open_files_limit()
     key = repr(sorted(options.items()))
     lab: LabServer | None = _running["lab"]
     if lab is not None and lab.running and _running["key"] == key:
