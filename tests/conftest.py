@@ -1,12 +1,21 @@
-"""Shared fixtures: a real lab server process per test module, and helpers to talk to it."""
+"""Shared fixtures: a real lab server process per test module, and helpers to talk to it.
+
+Also the session's guard on the working tree: its ``git status`` (with a hash of every
+listed file) is recorded when the session starts, and the test marked ``runs_last``
+(tests/test_worktree_unchanged.py), which every run orders after all others, fails if
+the run changed it. Tests write to ``tmp_path`` or git-ignored paths; the pictures in
+images/ are redrawn only by ``python3 course.py figures`` (see :func:`figure_path`).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import itertools
 import json
 import os
+import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -224,3 +233,61 @@ def answer_cells(notebook: str) -> list[str]:
     """The code cells of a committed lesson notebook that check an answer."""
     cells = nbformat.read(NOTEBOOKS / notebook, as_version=4).cells
     return [c.source for c in cells if c.cell_type == "code" and ".check(" in c.source]
+
+
+# --- pictures: written into images/ only by `python3 course.py figures` ---
+
+ROOT = Path(__file__).resolve().parent.parent
+WRITE_FIGURES = "LABSERVER_WRITE_FIGURES"  # set to 1 by tools/figures/screenshots.py
+
+
+def figure_path(name: str, tmp_path: Path) -> Path:
+    """Where a test saves the picture ``name``: ``images/name`` when ``LABSERVER_WRITE_FIGURES=1``
+    (``python3 course.py figures`` regenerates the committed pictures), else ``tmp_path``."""
+    return (ROOT / "images" if os.environ.get(WRITE_FIGURES) == "1" else tmp_path) / name
+
+
+# --- the run leaves the working tree as it found it ---
+
+WORKTREE_AT_START = pytest.StashKey[dict[str, str] | None]()
+
+
+def worktree_state(root: Path) -> dict[str, str] | None:
+    """``git status`` of ``root``: each changed or untracked path with its status and a hash of its
+    content (so that a file modified before and modified again shows); None outside a git checkout."""
+    try:
+        listed = subprocess.run(
+            ["git", "status", "--porcelain=v1", "-z", "--untracked-files=all"],
+            cwd=root,
+            capture_output=True,
+            check=True,
+        ).stdout.decode("utf-8", "surrogateescape")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    state = {}
+    fields = iter(listed.split("\0"))
+    for entry in fields:
+        if not entry:
+            continue
+        status, path = entry[:2], entry[3:]
+        if "R" in status or "C" in status:
+            path = f"{next(fields)} -> {path}"  # -z lists a rename's new path, then its old one
+        file = root / path.split(" -> ")[-1]
+        content = hashlib.sha256(file.read_bytes()).hexdigest()[:16] if file.is_file() else "-"
+        state[path] = f"{status} {content}"
+    return state
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "runs_last: run after every other test of the session")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[WORKTREE_AT_START] = worktree_state(ROOT)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """``runs_last`` tests last. Here rather than in ``pytest_collection_modifyitems``: there,
+    ``--ff`` and ``--nf`` reorder the items after any conftest's hook (their wrappers are
+    outermost); this runs once every plugin has chosen the order, before the first test."""
+    session.items.sort(key=lambda item: item.get_closest_marker("runs_last") is not None)

@@ -6,7 +6,8 @@ student would: sign up or log in over HTTP, then chat, typing, presence and
 notifications over the page's one WebSocket. Any JavaScript error, console error
 (CSP violations included) or ``alert()`` in a page fails the test.
 
-The last test regenerates images/browser_client.png, the screenshot in the README.
+The last test takes the README's screenshot, images/browser_client.png: into ``tmp_path``, or into
+images/ with ``LABSERVER_WRITE_FIGURES=1`` (what ``python3 course.py figures`` sets).
 
 Skipped when /usr/bin/chromium is missing, except on CI (``CI=true``), where that fails.
 """
@@ -23,9 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CHROMIUM, CHROMIUM_ARGS, require_browser
-
-SCREENSHOT = Path(__file__).resolve().parent.parent / "images" / "browser_client.png"
+from .conftest import CHROMIUM, CHROMIUM_ARGS, figure_path, require_browser
 
 require_browser()
 
@@ -282,7 +281,7 @@ def test_logout_revokes_the_token_and_shows_the_close(open_tab: Callable[[], Tab
     expect(tab.by("status")).to_have_attribute("data-state", "idle")
 
 
-def test_notifications_and_readme_screenshot(open_tab: Callable[[], Tab], lab: LabServer) -> None:
+def test_notifications_and_readme_screenshot(open_tab: Callable[[], Tab], lab: LabServer, tmp_path: Path) -> None:
     ada, grace = open_tab(), open_tab()
     sign_up(ada, "ada")
     sign_up(grace, "grace")
@@ -302,6 +301,6 @@ def test_notifications_and_readme_screenshot(open_tab: Callable[[], Tab], lab: L
 
     grace.by("composer-input").fill("On my way")
     expect(ada.by("typing")).to_have_text("grace is typing…")
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    ada.page.screenshot(path=str(SCREENSHOT))
-    assert SCREENSHOT.stat().st_size > 10_000
+    screenshot = figure_path("browser_client.png", tmp_path)
+    ada.page.screenshot(path=str(screenshot))
+    assert screenshot.stat().st_size > 10_000

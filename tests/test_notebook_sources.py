@@ -1,16 +1,20 @@
-"""Every committed lesson notebook is what its percent-format source builds, and nothing else.
+"""Every committed notebook is what its percent-format source builds, and nothing else.
 
-``notebooks/src/NN_topic.py`` is the lesson as written; ``notebooks/NN_topic.ipynb`` is that
-source executed by ``tools/build_notebooks.py``. A notebook edited by hand, or a source
-changed without a rebuild, fails here: the cells (order, type, source, tags and other
-metadata, ids) and the kernelspec must be exactly what jupytext reads from the source.
-No kernel runs; strict ``pytest --nbval`` checks the outputs.
+``notebooks/src/NN_topic.py`` is the lesson as written (``notebooks/src/index.py`` the start
+page); ``notebooks/NN_topic.ipynb`` is that source executed by ``tools/build_notebooks.py``.
+A notebook edited by hand, or a source changed without a rebuild, fails here: the cells
+(order, type, source, tags and other metadata, ids) and the kernelspec must be exactly what
+jupytext reads from the source. Every source names the course's kernel, and every lesson's
+first cell stops with a one-line message in a kernel without the course. No kernel runs;
+strict ``pytest --nbval`` checks the outputs.
 """
 
 from __future__ import annotations
 
 import copy
 import importlib.util
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -36,11 +40,13 @@ notebook_from_source: Callable[[Path], NotebookNode] = builder.notebook_from_sou
 read_notebook: Callable[[Path], NotebookNode] = builder.read_notebook
 differences: Callable[[NotebookNode, NotebookNode], list[str]] = builder.differences
 notebook_path: Callable[[Path], Path] = builder.notebook_path
-SOURCES: list[Path] = builder.lesson_sources()
+SOURCES: list[Path] = builder.notebook_sources()
+LESSONS: list[Path] = builder.lesson_sources()
 
 
-def test_there_are_lessons() -> None:
-    assert len(SOURCES) >= 4, SOURCES
+def test_there_are_lessons_and_an_index() -> None:
+    assert len(LESSONS) >= 4, LESSONS
+    assert SOURCES[0].name == "index.py" and SOURCES[1:] == LESSONS
 
 
 def test_every_notebook_has_a_source_and_every_source_a_notebook() -> None:
@@ -50,8 +56,10 @@ def test_every_notebook_has_a_source_and_every_source_a_notebook() -> None:
     assert sources - notebooks == set(), "sources never built: run tools/build_notebooks.py"
 
 
-def test_notebooks_src_holds_only_lesson_sources() -> None:
-    assert sorted(builder.SOURCES.glob("*.py")) == SOURCES, f"the builder reads only {builder.LESSON_PATTERN}"
+def test_notebooks_src_holds_only_notebook_sources() -> None:
+    assert sorted(builder.SOURCES.glob("*.py")) == sorted(SOURCES), (
+        f"the builder reads only index.py and {builder.LESSON_PATTERN}"
+    )
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda path: path.stem)
@@ -74,11 +82,15 @@ def test_committed_notebook_was_executed(source: Path) -> None:
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda path: path.stem)
-def test_source_opens_as_a_percent_notebook_with_a_python_kernel(source: Path) -> None:
+def test_source_opens_as_a_percent_notebook_with_the_course_kernel(source: Path) -> None:
     """What JupyterLab's jupytext sees: the header alone decides the format and the kernel."""
     notebook = jupytext.read(source)  # no format given: from the header, as JupyterLab does
     assert notebook.metadata["jupytext"]["text_representation"]["format_name"] == "percent"
-    assert notebook.metadata["kernelspec"] == {"name": "python3", "display_name": "Python 3", "language": "python"}
+    assert notebook.metadata["kernelspec"] == {
+        "name": "websocket-course",
+        "display_name": "WebSocket course",
+        "language": "python",
+    }
     built = notebook_from_source(source)
     assert [cell.cell_type for cell in notebook.cells] == [cell.cell_type for cell in built.cells]
 
@@ -92,6 +104,45 @@ def test_nbval_markers_are_cell_tags_not_comments(source: Path) -> None:
         if cell.cell_type == "code" and "NBVAL_" in cell.source
     ]
     assert marked == []
+
+
+# ------------------------------------------- a lesson checks its kernel first ----
+
+KERNEL_CHECK_START = 'import importlib.util\n\nif importlib.util.find_spec("labserver") is None:'
+
+
+def _kernel_check(source: Path) -> str:
+    """The first two paragraphs of the lesson's first code cell: the import and the check."""
+    first = next(cell for cell in notebook_from_source(source).cells if cell.cell_type == "code")
+    assert first.source.startswith(KERNEL_CHECK_START), f"{source.name}: the first code cell does not check its kernel"
+    return "\n\n".join(first.source.split("\n\n")[:2])
+
+
+def _run(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("source", LESSONS, ids=lambda path: path.stem)
+def test_without_the_course_the_first_cell_stops_with_one_line_saying_what_to_do(source: Path) -> None:
+    hidden = "import sys; sys.modules['labserver'] = None  # as in a kernel without the course\n"
+    stopped = _run(hidden + _kernel_check(source))
+    assert stopped.returncode == 1
+    assert stopped.stderr.splitlines()[-1] == (
+        "ModuleNotFoundError: Wrong kernel: run `python3 course.py kernel`, then choose Kernel > Change Kernel > "
+        f"{builder.KERNELSPEC['display_name']}."
+    )
+    assert _run(_kernel_check(source)).returncode == 0, "the course's kernel passes the check"
+
+
+def test_course_py_registers_the_kernel_the_notebooks_name() -> None:
+    spec = importlib.util.spec_from_file_location("course", ROOT / "course.py")
+    assert spec is not None and spec.loader is not None
+    course = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(course)
+    assert (course.KERNEL_NAME, course.KERNEL_DISPLAY_NAME) == (
+        builder.KERNELSPEC["name"],
+        builder.KERNELSPEC["display_name"],
+    )
 
 
 # ------------------------------------------------- the comparison can fail ----

@@ -6,9 +6,9 @@
 #       format_name: percent
 #       format_version: '1.3'
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: WebSocket course
 #     language: python
-#     name: python3
+#     name: websocket-course
 # ---
 
 # %% [markdown]
@@ -40,6 +40,11 @@
 # the notebook's kernel stops, the server stops with it.
 
 # %%
+import importlib.util
+
+if importlib.util.find_spec("labserver") is None:  # this kernel does not have the course installed
+    raise ModuleNotFoundError("Wrong kernel: run `python3 course.py kernel`, then choose Kernel > Change Kernel > WebSocket course.")
+
 from labserver.course import Crowd, Dashboard, LabClient, start_lab
 from labserver.course.exercises import lesson00 as ex
 
@@ -182,5 +187,8 @@ ex.q3.check(is_online)
 # server pushing beats the client asking.
 
 # %%
+await dashboard.stop()  # first, so that it keeps its last picture of the crowd
 await crowd.stop()
-await dashboard.stop()
+
+# %% [markdown]
+# [Course index](index.ipynb) · Next: [01 · Polling vs push](01_polling_vs_push.ipynb) →

@@ -6,9 +6,9 @@
 #       format_name: percent
 #       format_version: '1.3'
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: WebSocket course
 #     language: python
-#     name: python3
+#     name: websocket-course
 # ---
 
 # %% [markdown]
@@ -39,6 +39,11 @@
 # up a user, Alice, whose token (a JWT) we will need to get in.
 
 # %%
+import importlib.util
+
+if importlib.util.find_spec("labserver") is None:  # this kernel does not have the course installed
+    raise ModuleNotFoundError("Wrong kernel: run `python3 course.py kernel`, then choose Kernel > Change Kernel > WebSocket course.")
+
 import base64
 import hashlib
 import html
@@ -590,3 +595,6 @@ ex.q3.check(answer)
 #
 # Next: [03 · Frames on the wire](03_frames.ipynb), where the bytes
 # `81 7e 00 ...` get taken apart bit by bit.
+
+# %% [markdown]
+# ← Previous: [01 · Polling vs push](01_polling_vs_push.ipynb) · [Course index](index.ipynb) · Next: [03 · Frames on the wire](03_frames.ipynb) →

@@ -6,9 +6,9 @@
 #       format_name: percent
 #       format_version: '1.3'
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: WebSocket course
 #     language: python
-#     name: python3
+#     name: websocket-course
 # ---
 
 # %% [markdown]
@@ -42,6 +42,11 @@
 # through, and `labserver.tap` a proxy that shows every frame passing through it.
 
 # %%
+import importlib.util
+
+if importlib.util.find_spec("labserver") is None:  # this kernel does not have the course installed
+    raise ModuleNotFoundError("Wrong kernel: run `python3 course.py kernel`, then choose Kernel > Change Kernel > WebSocket course.")
+
 import asyncio
 import json
 
@@ -510,7 +515,7 @@ plt.show()
 # - *"A WebSocket adds a lot of overhead."* The opposite: after the one-time handshake, a
 #   small message costs 2 bytes of header from a server and 6 from a client.
 #
-# Next: [04 · Connection lifecycle](04_connection_lifecycle.ipynb): closing handshakes,
+# Next: **04 · Connection lifecycle** (not written yet): closing handshakes,
 # heartbeats, reconnecting and resuming.
 
 # %% [markdown]
@@ -586,3 +591,6 @@ inspector.stop()
 await carol.close()
 await bob.close()
 await tap.close()
+
+# %% [markdown]
+# ← Previous: [02 · The Upgrade handshake](02_the_upgrade_handshake.ipynb) · [Course index](index.ipynb) · Next: 04 · Connection lifecycle (not written yet)

@@ -1,0 +1,56 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: WebSocket course
+#     language: python
+#     name: websocket-course
+# ---
+
+# %% [markdown]
+# # WebSockets, hands-on: start here
+#
+# A course on WebSockets you *run*. Each lesson is a notebook that drives a live
+# **lab server**, a small social-media backend that ships with the course: you watch
+# connections, presence and messages move through it, type an HTTP Upgrade by hand,
+# read RFC 6455 frames byte by byte, and measure what polling costs.
+#
+# **How a lesson works.** Open it, check that the kernel (top right) is
+# **WebSocket course**, and run the cells from top to bottom (Shift+Enter). The first
+# cell starts the lab with `lab = start_lab()`; each part explains, then shows it live;
+# the exercises check themselves: `q1.check(answer)`, `q1.hint()`, `q1.solution()`.
+# If the first cell says *Wrong kernel*, run `python3 course.py kernel` in the course
+# folder, then choose *Kernel > Change Kernel > WebSocket course*.
+
+# %% [markdown]
+# ## Lessons
+#
+# | # | Lesson | Duration | Goals |
+# |---|--------|----------|-------|
+# | 00 | [Welcome: the lab, the dashboard, a crowd, two tabs](00_welcome.ipynb) | 20 min | start the lab; read its live dashboard; see that a connection is not a user (two tabs, one user, two sockets) |
+# | 01 | [Polling vs push](01_polling_vs_push.ipynb) | 45 min | measure why HTTP polling wastes requests and adds latency: short polling, long polling, WebSocket push and Server-Sent Events on the same room, for 10 to 1,000 users |
+# | 02 | [The Upgrade handshake](02_the_upgrade_handshake.ipynb) | 40 min | type an HTTP Upgrade on a raw TCP socket, read `101 Switching Protocols`, compute `Sec-WebSocket-Accept` (RFC 6455 section 4.2.2); why the upgrade shares the port with REST |
+# | 03 | [Frames on the wire](03_frames.ipynb) | 60 min | read RFC 6455 section 5 frames byte by byte: FIN, RSV, opcode, mask, 7/16/64-bit lengths, masking, fragmentation, control frames, close codes |
+#
+# Still to come (the lab server already does everything lessons 04 to 07 need; their notebooks are not written yet):
+#
+# | # | Lesson | Goals |
+# |---|--------|-------|
+# | 04 | Connection lifecycle | close codes and the closing handshake, heartbeats reaping dead peers, reconnect with backoff and jitter, `resume` so nothing is missed |
+# | 05 | Social features over one socket | chat with sequence numbers, typing indicators, presence, notifications and live counters pushed after REST actions |
+# | 06 | Auth, userId -> sockets, routing, persistence | JWTs, the user -> sockets map, routing to a room, a user or one socket, persisting before acknowledging |
+# | 07 | One event loop, thousands of sockets | why a connection is not a thread; what breaks a server: blocking code, heavy CPU, large payloads, slow readers |
+# | 08 | Scaling out with Redis pub/sub | two server processes, one broker between them, presence across processes |
+# | 09 | Socket.IO's extras, wss:// and WebRTC signaling | what Socket.IO adds and costs; TLS for `wss://`; WebRTC offer/answer/ICE relayed by the lab |
+# | 10 | Capstone | a small real-time social feature, end to end, with tests |
+#
+# The full syllabus, with each lesson's live demo and exercises, is in
+# [lessons.md](../lessons.md); how to install and run everything is in the
+# [README](../README.md).
+
+# %% [markdown]
+# Start with [00 · Welcome](00_welcome.ipynb) →
