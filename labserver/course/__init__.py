@@ -2,7 +2,7 @@
 
 ``start_lab()`` runs the lab server and returns its ``LabServer`` handle;
 ``RestClient`` makes blocking REST calls to a lab; ``LabClient`` is a reconnecting asyncio
-client; ``Crowd`` simulates many users; ``Dashboard`` shows the server live;
+client; ``Crowd`` simulates many users; ``Dashboard`` shows the server live; ``Progress`` is the bar of a long cell;
 ``labserver.course.exercises`` holds the checked exercises of each lesson.
 Widgets are imported on first use, so code without ipywidgets still imports this.
 """
@@ -23,6 +23,7 @@ _LAZY = {
     "Dashboard": ".dashboard",
     "ObservedState": ".observed",
     "FrameInspector": ".frame_inspector",
+    "Progress": ".progress",
 }
 
 __all__ = ["Account", "LabLike", "LabServer", "LabStartError", "RestClient", "start_lab", "stop_lab"]
