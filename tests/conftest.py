@@ -232,7 +232,7 @@ def require_browser() -> None:
 def answer_cells(notebook: str) -> list[str]:
     """The code cells of a committed lesson notebook that check an answer."""
     cells = nbformat.read(NOTEBOOKS / notebook, as_version=4).cells
-    return [c.source for c in cells if c.cell_type == "code" and ".check(" in c.source]
+    return [c.source for c in cells if c.cell_type == "code" and (".check(" in c.source or ".check_async(" in c.source)]
 
 
 # --- pictures: written into images/ only by `python3 course.py figures` ---

@@ -699,6 +699,23 @@ async def test_live_check_async_against_a_lab() -> None:
     assert (await q.check_async()).status is Status.NOT_ATTEMPTED
 
 
+async def test_live_unwritten_function_is_not_attempted() -> None:
+    """A student's ``async def my_client(lab): ...`` has not been started: never run it against the lab."""
+
+    async def my_client(lab: Any) -> None: ...
+
+    async def documented(lab: Any) -> None:
+        """Join general and say hello."""
+
+    async def written(lab: Any) -> int:
+        return 2
+
+    q = _live(FakeLab(2))
+    assert (await q.check_async(my_client)).status is Status.NOT_ATTEMPTED
+    assert (await q.check_async(documented)).status is Status.NOT_ATTEMPTED
+    assert (await q.check_async(written)).status is Status.INCORRECT
+
+
 async def test_live_check_in_a_running_loop_asks_to_await() -> None:
     with pytest.raises(AwaitRequired) as caught:
         _live(FakeLab(2)).check(2)

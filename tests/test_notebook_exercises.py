@@ -3,7 +3,10 @@ placeholder, so its verdict is "not attempted" (never a spoiler, never an error)
 
 from __future__ import annotations
 
+import ast
 import importlib
+import inspect
+import re
 from typing import Any
 
 import pytest
@@ -20,13 +23,22 @@ LESSONS = {  # notebook -> its exercise module and how many answer cells it has
 }
 
 
+async def run_cell(source: str, namespace: dict[str, Any]) -> None:
+    """Run a cell's source as IPython would, top-level ``await`` included."""
+    code = compile(source, "<cell>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    result = eval(code, namespace)
+    if inspect.iscoroutine(result):
+        await result
+
+
 @pytest.mark.parametrize("notebook", sorted(LESSONS))
-def test_answer_cells_hold_placeholders(notebook: str) -> None:
+async def test_answer_cells_hold_placeholders(notebook: str) -> None:
+    """Live checks too (``await ex.qN.check_async(...)``): with no answer they never reach the lab."""
     module, count = LESSONS[notebook]
     ex = importlib.import_module(f"labserver.course.exercises.{module}")
     cells = answer_cells(notebook)
     assert len(cells) == count
     for source in cells:
         namespace: dict[str, Any] = {"ex": ex}
-        exec(source.replace("ex.q", "verdict = ex.q"), namespace)
+        await run_cell(re.sub(r"^(await )?ex\.q", r"verdict = \g<0>", source, flags=re.MULTILINE), namespace)
         assert namespace["verdict"].status is Status.NOT_ATTEMPTED, source

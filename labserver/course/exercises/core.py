@@ -639,12 +639,28 @@ def _as_case(case: Any) -> Case:
 def _stub_body() -> None: ...
 
 
+def _documented_stub_body() -> None:
+    """A docstring and nothing else."""
+
+
+async def _async_stub_body() -> None: ...
+
+
+async def _documented_async_stub_body() -> None:
+    """A docstring and nothing else."""
+
+
+_STUB_CODES = frozenset(
+    stub.__code__.co_code for stub in (_stub_body, _documented_stub_body, _async_stub_body, _documented_async_stub_body)
+)
+
+
 def _is_stub(fn: Any) -> bool:
-    """True for a function whose whole body is ``...``, ``pass`` or a docstring."""
+    """True for a function (``async def`` too) whose whole body is ``...``, ``pass`` or a docstring."""
     code = getattr(fn, "__code__", None)
     if code is None:
         return False
-    return code.co_code == _stub_body.__code__.co_code and all(c is None or isinstance(c, str) for c in code.co_consts)
+    return code.co_code in _STUB_CODES and all(c is None or isinstance(c, str) for c in code.co_consts)
 
 
 class FunctionProblem(Problem):
@@ -782,6 +798,10 @@ class LiveProblem(Problem):
 
     lab: Any = None
     _await_reason = "this check talks to the lab server"
+
+    def _is_placeholder(self, answer: Any) -> bool:
+        # A function (or coroutine function) whose body is still ``...`` is not started yet.
+        return super()._is_placeholder(answer) or _is_stub(answer)
 
     def _needs_async(self, answer: Any) -> bool:
         return True
