@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dis
 import enum
 import html
 import inspect
@@ -636,23 +637,9 @@ def _as_case(case: Any) -> Case:
     return Case(tuple(args), case[1], case[2] if len(case) == 3 else "")
 
 
-def _stub_body() -> None: ...
-
-
-def _documented_stub_body() -> None:
-    """A docstring and nothing else."""
-
-
-async def _async_stub_body() -> None: ...
-
-
-async def _documented_async_stub_body() -> None:
-    """A docstring and nothing else."""
-
-
-_STUB_CODES = frozenset(
-    stub.__code__.co_code for stub in (_stub_body, _documented_stub_body, _async_stub_body, _documented_async_stub_body)
-)
+# What a function that does nothing compiles to, besides its set-up (RESUME, and the
+# generator start of an ``async def``): return None.
+_SETUP_OPS = frozenset({"RESUME", "RETURN_GENERATOR", "POP_TOP", "NOP", "COPY_FREE_VARS", "MAKE_CELL"})
 
 
 def _is_stub(fn: Any) -> bool:
@@ -660,7 +647,8 @@ def _is_stub(fn: Any) -> bool:
     code = getattr(fn, "__code__", None)
     if code is None:
         return False
-    return code.co_code in _STUB_CODES and all(c is None or isinstance(c, str) for c in code.co_consts)
+    ops = [(i.opname, i.argval) for i in dis.get_instructions(code) if i.opname not in _SETUP_OPS]
+    return ops in ([("LOAD_CONST", None), ("RETURN_VALUE", None)], [("RETURN_CONST", None)])
 
 
 class FunctionProblem(Problem):
