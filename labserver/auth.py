@@ -3,7 +3,11 @@
 Login happens over HTTP (``POST /api/login``); the token it returns is what a
 WebSocket presents, in the ``token`` query parameter or in a first ``auth``
 message. A WebSocket handshake cannot carry an ``Authorization`` header from a
-browser, which is why the token travels this way.
+browser, which is why the token travels this way. The login also sets the same
+token as an HttpOnly cookie (:data:`SESSION_COOKIE`), which the browser sends with
+the ``/ws`` handshake on its own; only ``/ws`` accepts it, and only after the
+Origin check (a cookie rides along with any page's request: cross-site WebSocket
+hijacking).
 
 Tokens are HS256 JWTs (RFC 7519) with ``sub`` (user id), ``name``, ``iat``,
 ``exp``, ``aud`` and ``iss``. Verification pins the algorithm, so a token whose
@@ -23,6 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
+
+SESSION_COOKIE = "lab_session"
+"""The cookie ``/api/login`` and ``/api/signup`` set (HttpOnly, SameSite=Lax, Path=/), accepted by ``/ws``."""
 
 AUDIENCE = "labserver"
 ISSUER = "labserver"

@@ -20,6 +20,24 @@ from urllib.parse import urlsplit
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # section 1.3
 SUPPORTED_VERSION = "13"
 
+SUBPROTOCOLS: tuple[str, ...] = ("lab.v1",)
+"""Subprotocols ``/ws`` speaks (section 1.9): ``lab.v1`` is the JSON protocol of PROTOCOL.md.
+The server answers one only when the client offered it, and omits the header otherwise
+(section 4.2.2, step 5.4 /subprotocol/)."""
+
+
+def select_subprotocol(offered: str | None, supported: Iterable[str] = SUBPROTOCOLS) -> str | None:
+    """The subprotocol to answer for a ``Sec-WebSocket-Protocol`` request header, or None.
+
+    The client lists its choices in order of preference, comma-separated; the server
+    picks the first it supports. Names are compared exactly (they are case-sensitive
+    tokens), and a server must never answer a name the client did not offer.
+    """
+    if not offered:
+        return None
+    known = set(supported)
+    return next((name for name in (part.strip() for part in offered.split(",")) if name in known), None)
+
 
 def accept_key(key: str) -> str:
     """``Sec-WebSocket-Accept`` for a client's ``Sec-WebSocket-Key`` (section 4.2.2, step 5.4)."""

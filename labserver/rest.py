@@ -19,7 +19,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from .appkeys import LAB, error_response, is_admin
-from .auth import AuthError, hash_password, verify_password
+from .auth import SESSION_COOKIE, AuthError, hash_password, verify_password
 from .envelope import MAX_TEXT_CHARS, ROOM_NAME, is_dm_room
 from .frames import CloseCode
 from .lab import Lab
@@ -128,9 +128,28 @@ async def current_user(request: web.Request, *, query_token: bool = False) -> Us
     return user
 
 
-def session_response(lab: Lab, user: User, status: int = 200) -> web.Response:
+def session_response(request: web.Request, user: User, status: int = 200) -> web.Response:
+    """The new token in the body, and the same token as the session cookie that ``/ws`` accepts.
+
+    HttpOnly: page scripts cannot read it (an XSS cannot steal it). SameSite=Lax: a
+    cross-site page's requests do not carry it (a same-site one, another port or a
+    sibling subdomain, still does: /ws checks Origin for that). Path=/: the cookie
+    goes to /ws too. Secure when the request came over TLS. Only /ws accepts the
+    cookie: the REST API wants ``Authorization: Bearer``, so no cross-site form can act
+    as the user (CSRF)."""
+    lab = request.app[LAB]
     token = lab.issuer.issue(user.id, user.username, now=time.time())
-    return web.json_response({"token": token, "user": UserRef.of(user).to_json()}, status=status)
+    response = web.json_response({"token": token, "user": UserRef.of(user).to_json()}, status=status)
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=int(lab.issuer.ttl),
+        path="/",
+        httponly=True,
+        samesite="Lax",
+        secure=request.secure,
+    )
+    return response
 
 
 # --- service -----------------------------------------------------------------------
@@ -165,7 +184,7 @@ async def signup(request: web.Request) -> web.Response:
         user = await lab.db.create_user(username, hashed, time.time())
     except UsernameTaken:
         raise api_error(409, "username_taken", f"username {username!r} is taken") from None
-    return session_response(lab, user, 201)
+    return session_response(request, user, 201)
 
 
 @routes.post("/api/login")
@@ -176,7 +195,7 @@ async def login(request: web.Request) -> web.Response:
     stored = user.password_hash if user else "scrypt$4096$8$1$AAAA$AAAA"  # same work either way
     if not await asyncio.to_thread(verify_password, password, stored) or user is None:
         raise api_error(401, "bad_credentials", "wrong username or password")
-    return session_response(lab, user)
+    return session_response(request, user)
 
 
 @routes.post("/api/logout")
@@ -187,7 +206,10 @@ async def logout(request: web.Request) -> web.Response:
     await lab.db.set_tokens_valid_after(user.id, time.time())
     sockets = list(lab.hub.user_sockets.get(user.id, ()))
     await asyncio.gather(*(c.sink.close(CloseCode.POLICY_VIOLATION, "logged out") for c in sockets))
-    return web.json_response({"closed_sockets": len(sockets)})
+    response = web.json_response({"closed_sockets": len(sockets)})
+    # The revocation above already makes the cookie's token useless; this also removes it from the browser.
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response
 
 
 @routes.get("/api/me")

@@ -16,10 +16,10 @@ from aiohttp import WSMsgType, web
 
 from .aiohttp_compat import LabWebSocketResponse
 from .appkeys import LAB, error_response, is_admin
-from .auth import AuthError, Claims
+from .auth import SESSION_COOKIE, AuthError, Claims
 from .envelope import Auth, EnvelopeError, ErrorCode, parse_client_message
 from .frames import CloseCode
-from .handshake import check_upgrade
+from .handshake import check_upgrade, select_subprotocol
 from .lab import Lab
 from .messages import AckMessage, ErrorMessage, UserRef
 from .session import Session
@@ -96,13 +96,18 @@ def _refusal(request: web.Request) -> web.Response | None:
     return error_response(refusal.status, refusal.code, refusal.message, dict(refusal.headers))
 
 
-async def _prepare(request: web.Request, lab: Lab) -> tuple[web.WebSocketResponse, SocketWriter]:
+async def _prepare(
+    request: web.Request, lab: Lab, subprotocol: str | None = None
+) -> tuple[web.WebSocketResponse, SocketWriter]:
     ws = LabWebSocketResponse(
         heartbeat=lab.settings.ping_interval,
         max_msg_size=lab.settings.max_message_bytes,
         # Off on purpose: a broadcast frame is encoded once for every recipient,
         # which per-connection deflate contexts would make impossible.
         compress=False,
+        # aiohttp answers the first offered name it knows: giving it only the one we chose
+        # (or none) makes it echo exactly that, and never a name the client did not offer.
+        protocols=(subprotocol,) if subprotocol else (),
     )
     await ws.prepare(request)
     assert request.transport is not None
@@ -119,8 +124,16 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
             authenticated = await lab.authenticate(token)
         except AuthError as exc:
             return error_response(401, "unauthorized", str(exc))
+    elif cookie := request.cookies.get(SESSION_COOKIE):
+        # The login's cookie, sent by the browser on its own: the Origin check above
+        # (in _refusal) is what stops another site's page from riding on it.
+        try:
+            authenticated = await lab.authenticate(cookie)
+        except AuthError as exc:
+            return error_response(401, "unauthorized", f"{SESSION_COOKIE} cookie: {exc}")
 
-    ws, writer = await _prepare(request, lab)
+    subprotocol = select_subprotocol(request.headers.get("Sec-WebSocket-Protocol"))
+    ws, writer = await _prepare(request, lab, subprotocol)
     lab.peers.add(writer)
     session: Session | None = None
     try:

@@ -6,7 +6,15 @@ import base64
 
 import pytest
 
-from labserver.handshake import Refusal, accept_key, check_upgrade, key_is_valid, origin_allowed
+from labserver.handshake import (
+    SUBPROTOCOLS,
+    Refusal,
+    accept_key,
+    check_upgrade,
+    key_is_valid,
+    origin_allowed,
+    select_subprotocol,
+)
 
 RFC_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 HOST = "localhost:8765"
@@ -209,3 +217,31 @@ def test_repeated_key_or_version_is_refused() -> None:
         refusal = check_upgrade(twice, [])
         assert refusal is not None and refusal.status == 400 and name in refusal.message
     assert check_upgrade(CIMultiDict(headers()), []) is None
+
+
+# --- subprotocol (RFC 6455 sections 1.9 and 4.2.2) ----------------------------------------
+
+
+def test_the_lab_speaks_one_subprotocol() -> None:
+    assert SUBPROTOCOLS == ("lab.v1",)
+
+
+@pytest.mark.parametrize(
+    ("offered", "answered"),
+    [
+        ("lab.v1", "lab.v1"),
+        ("chat, lab.v1", "lab.v1"),  # the first one the server knows, in the client's order
+        ("lab.v1 , chat", "lab.v1"),  # whitespace around the commas is not part of a name
+        ("chat", None),  # nothing in common: omit the header, never answer something else
+        ("LAB.V1", None),  # names are compared exactly
+        ("lab.v2, lab", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_select_subprotocol_answers_only_what_was_offered(offered: str | None, answered: str | None) -> None:
+    assert select_subprotocol(offered) == answered
+
+
+def test_select_subprotocol_follows_the_client_preference_among_several_supported() -> None:
+    assert select_subprotocol("b, a", ("a", "b")) == "b"

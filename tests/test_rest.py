@@ -847,3 +847,49 @@ async def test_server_sent_events_stream_the_room_and_resume_from_last_event_id(
         assert [e["id"] for e in again] == [live]
         async with session.get(f"{lab.url}/api/rooms/sse/events") as refused:
             assert refused.status == 401
+
+
+# --- the session cookie ---------------------------------------------------------------------
+
+
+def _cookie_attributes(set_cookie: str) -> tuple[str, str, dict[str, str]]:
+    """(name, value, {attribute in lower case: value}) of one Set-Cookie header."""
+    first, *attributes = (part.strip() for part in set_cookie.split(";"))
+    name, _, value = first.partition("=")
+    return name, value, {a.partition("=")[0].lower(): a.partition("=")[2] for a in attributes}
+
+
+@pytest.mark.parametrize("action", ["signup", "login"])
+def test_signup_and_login_set_an_httponly_lax_session_cookie(lab: LabServer, action: str) -> None:
+    username = f"cookie_{action}_{uuid.uuid4().hex[:8]}"
+    credentials = json.dumps({"username": username, "password": "lab-password"}).encode()
+    if action == "login":
+        raw_request(lab, "POST", "/api/signup", credentials, {"Content-Type": "application/json"})
+    status, headers, body = raw_request(
+        lab, "POST", f"/api/{action}", credentials, {"Content-Type": "application/json"}
+    )
+    assert status in (200, 201), body
+    name, value, attributes = _cookie_attributes(headers["set-cookie"])
+    assert name == "lab_session"
+    assert value == json.loads(body)["token"]  # the same token as in the body
+    assert "httponly" in attributes
+    assert attributes["samesite"] == "Lax"
+    assert attributes["path"] == "/"
+    assert int(attributes["max-age"]) > 0
+    assert "secure" not in attributes  # plain http here; set over TLS
+
+
+def test_the_rest_api_does_not_accept_the_cookie(lab: LabServer) -> None:
+    """Only /ws takes the cookie (after its Origin check); REST wants a Bearer header, so no CSRF."""
+    token = lab.account("cookie_rest").token
+    status, _, body = raw_request(lab, "GET", "/api/me", headers={"Cookie": f"lab_session={token}"})
+    assert status == 401, body
+
+
+def test_logout_removes_the_cookie(lab: LabServer) -> None:
+    token = lab.account("cookie_bye").token
+    status, headers, body = raw_request(lab, "POST", "/api/logout", headers={"Authorization": f"Bearer {token}"})
+    assert status == 200, body
+    name, value, attributes = _cookie_attributes(headers["set-cookie"])
+    assert name == "lab_session" and value in ("", '""')  # aiohttp writes an empty quoted value
+    assert attributes["max-age"] == "0" and attributes["path"] == "/"

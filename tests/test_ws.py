@@ -592,3 +592,130 @@ def test_http_text_with_a_lone_surrogate_is_a_400_and_does_not_fail_other_chats(
         urllib.request.urlopen(req, timeout=10)
     assert refused.value.code == 400 and b"surrogate" in refused.value.read()
     assert lab.request("POST", "/api/rooms/surr/messages", {"text": "fine"}, token=token)[0] == 201
+
+
+# --- subprotocol and extensions (RFC 6455 sections 1.9, 4.2.2 and 9) -------------------------
+
+
+@pytest.mark.parametrize(
+    ("offered", "answered"),
+    [("lab.v1", "lab.v1"), ("chat, lab.v1", "lab.v1"), ("chat, superchat", None), (None, None)],
+)
+def test_subprotocol_is_answered_only_when_offered(lab: LabServer, offered: str | None, answered: str | None) -> None:
+    host, port = _hostport(lab)
+    token = lab.account("subproto").token
+    request = handshake_request(
+        host,
+        port,
+        f"/ws?token={token}",
+        extra_headers={"Sec-WebSocket-Protocol": offered, "Sec-WebSocket-Extensions": "permessage-deflate"},
+    )
+    ws = RawWebSocket.connect(host, port, request)
+    try:
+        assert ws.response.status == 101
+        assert ws.response.headers.get("sec-websocket-protocol") == answered
+        assert "sec-websocket-extensions" not in ws.response.headers  # deflate offered, declined
+        welcome = ws.recv_frame()
+        assert welcome is not None and json.loads(welcome.payload)["type"] == "welcome"
+    finally:
+        ws.close()
+
+
+async def test_a_library_client_asking_for_lab_v1_gets_it(lab: LabServer) -> None:
+    token = lab.account("subproto_lib").token
+    async with websockets.connect(f"{lab.ws_url}?token={token}", subprotocols=["lab.v1"]) as ws:  # type: ignore[list-item]
+        assert ws.subprotocol == "lab.v1"
+        assert json.loads(await ws.recv())["type"] == "welcome"
+
+
+# --- the session cookie at the handshake -----------------------------------------------------
+
+
+def _login_cookie(lab: LabServer, username: str) -> tuple[str, str]:
+    """(token, value of the lab_session cookie) from a real login."""
+    lab.account(username)
+    host, port = _hostport(lab)
+    body = json.dumps({"username": username, "password": "lab-password"}).encode()
+    req = urllib.request.Request(
+        f"http://{host}:{port}/api/login", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        set_cookie = resp.headers["Set-Cookie"]
+        token = json.loads(resp.read())["token"]
+    name, _, rest = set_cookie.partition("=")
+    assert name == "lab_session"
+    return token, rest.partition(";")[0]
+
+
+def _cookie_handshake(lab: LabServer, cookie: str, origin: str | None, path: str = "/ws") -> RawWebSocket:
+    host, port = _hostport(lab)
+    headers = {"Cookie": f"lab_session={cookie}", "Origin": origin}
+    return RawWebSocket.connect(host, port, handshake_request(host, port, path, extra_headers=headers))
+
+
+def test_cookie_from_login_opens_a_socket_from_the_labs_own_origin(lab: LabServer) -> None:
+    token, cookie = _login_cookie(lab, "cookie_own")
+    assert cookie == token
+    host, port = _hostport(lab)
+    ws = _cookie_handshake(lab, cookie, f"http://{host}:{port}")
+    try:
+        assert ws.response.status == 101
+        welcome = ws.recv_frame()
+        assert welcome is not None
+        assert json.loads(welcome.payload)["user"]["username"] == "cookie_own"  # no auth message needed
+    finally:
+        ws.close()
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example", "http://127.0.0.1:1", "http://sub.127.0.0.1.nip.io"])
+def test_cookie_with_a_foreign_origin_is_403(lab: LabServer, origin: str) -> None:
+    """Cross-site WebSocket hijacking: the browser would attach the cookie; Origin gives the page away."""
+    _, cookie = _login_cookie(lab, "cookie_foreign")
+    ws = _cookie_handshake(lab, cookie, origin)
+    ws.close()
+    assert ws.response.status == 403
+    assert json.loads(ws.response.body)["error"] == "forbidden_origin"
+
+
+def test_bad_cookie_is_401_and_names_the_cookie(lab: LabServer) -> None:
+    ws = _cookie_handshake(lab, "not-a-token", None)
+    ws.close()
+    assert ws.response.status == 401
+    assert json.loads(ws.response.body)["message"].startswith("lab_session cookie: malformed token")
+
+
+def test_query_token_wins_over_the_cookie(lab: LabServer) -> None:
+    """The token path is unchanged: ?token= decides, whatever cookie comes along."""
+    _, cookie = _login_cookie(lab, "cookie_and_token")
+    other = lab.account("token_wins")
+    ws = _cookie_handshake(lab, cookie, None, f"/ws?token={other.token}")
+    try:
+        assert ws.response.status == 101
+        welcome = ws.recv_frame()
+        assert welcome is not None and json.loads(welcome.payload)["user"]["username"] == "token_wins"
+    finally:
+        ws.close()
+    bad = _cookie_handshake(lab, cookie, None, "/ws?token=")
+    bad.close()
+    assert bad.response.status == 401 and json.loads(bad.response.body)["message"] == "missing token"
+
+
+def test_empty_cookie_falls_back_to_first_message_auth(lab: LabServer) -> None:
+    ws = _cookie_handshake(lab, "", None)
+    try:
+        assert ws.response.status == 101
+        ws.send_text(json.dumps({"type": "join", "room": "x", "ref": "j"}))
+        error = ws.recv_frame()
+        assert error is not None and json.loads(error.payload)["code"] == "not_authenticated"
+    finally:
+        ws.close()
+
+
+def test_logout_invalidates_the_cookie(lab: LabServer) -> None:
+    token, cookie = _login_cookie(lab, "cookie_logout")
+    status, body = lab.request("POST", "/api/logout", None, token)
+    assert status == 200, body
+    ws = _cookie_handshake(lab, cookie, None)
+    ws.close()
+    assert ws.response.status == 401
+    assert json.loads(ws.response.body)["message"] == "lab_session cookie: token was revoked by a logout"
