@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from .frames import apply_mask
 from .wire import C2S, S2C, CapturedFrame, CapturedHead, CaptureError, ConnectionReader, Direction, Traffic, WireEvent
 
 __all__ = [
@@ -56,6 +57,7 @@ MAX_HEADS = 1_000  # captured HTTP heads kept
 MAX_ERRORS = 200
 MAX_CLOSED_CONNECTIONS = 10_000  # closed connections kept for per-connection counts
 READ_SIZE = 64 * 1024
+PACING_SLICE = 0.005  # seconds of link time per write when a bandwidth limit is set
 
 Event = CapturedFrame | CaptureError  # what subscribers are given
 
@@ -114,7 +116,10 @@ class FrameTap:
     """An asyncio TCP proxy on ``127.0.0.1`` (a free port) in front of ``upstream_host:upstream_port``.
 
     ``async with FrameTap(host, port) as tap`` starts it (or ``await tap.start()``)
-    and closes it at the end, aborting the connections still open. Read
+    and closes it at the end, aborting the connections still open. With
+    ``bytes_per_second``, each direction of each connection is a link of that
+    capacity (a slow network, for lesson 03's head-of-line blocking): bytes leave
+    the tap no faster, in order, as TCP would deliver them. Read
     :attr:`frames`, :attr:`heads` and :attr:`errors`, :meth:`connections` and
     :meth:`totals`, or :meth:`subscribe` to every frame as it is captured.
     Subscribers are called on the event loop, from inside the relay: they must be
@@ -130,7 +135,11 @@ class FrameTap:
         host: str = "127.0.0.1",
         port: int = 0,
         max_frames: int = MAX_FRAMES,
+        bytes_per_second: float | None = None,
     ) -> None:
+        if bytes_per_second is not None and bytes_per_second <= 0:
+            raise ValueError(f"bytes_per_second must be positive, got {bytes_per_second!r}")
+        self.bytes_per_second = bytes_per_second
         self.upstream_host = upstream_host
         self.upstream_port = int(upstream_port)
         self.host = host
@@ -230,6 +239,21 @@ class FrameTap:
     def errors(self) -> list[CaptureError]:
         """What could not be read (the relay went on)."""
         return list(self._errors)
+
+    def frame_bytes(self, connection_id: int, direction: Direction) -> bytes:
+        """The kept frames of one direction of one connection, as they were on the wire:
+        each frame's header, then its payload masked again with its key (section 5.3).
+
+        This is the byte stream a reader on that side was given after the 101, when no
+        frame of it has been dropped from :attr:`frames` (the last ``max_frames``)."""
+        parts: list[bytes] = []
+        for captured in self._frames:
+            if captured.connection_id == connection_id and captured.direction is direction:
+                frame = captured.frame
+                key = frame.masking_key
+                parts.append(captured.raw_header)
+                parts.append(frame.payload if key is None else apply_mask(frame.payload, key))
+        return b"".join(parts)
 
     def connections(self) -> list[ConnectionInfo]:
         """Every connection kept (all open ones and the last closed ones), oldest first."""
@@ -364,6 +388,8 @@ class FrameTap:
     ) -> None:
         """Relay one direction until EOF; pass a reset on to the other side."""
         try:
+            if self.bytes_per_second is not None:
+                await self._pump_paced(conn, direction, reader, writer, self.bytes_per_second)
             while data := await reader.read(READ_SIZE):
                 writer.write(data)  # relayed first: looking at it cannot delay it
                 self._record(conn.reader.receive_data(direction, data, self._now()))
@@ -372,3 +398,32 @@ class FrameTap:
                 writer.write_eof()  # half-close, as the sender did
         except (ConnectionError, OSError):
             conn.abort()
+
+    async def _pump_paced(
+        self,
+        conn: _Connection,
+        direction: Direction,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        rate: float,
+    ) -> None:
+        """Relay one direction until EOF through a link of ``rate`` bytes/s.
+
+        Bytes go on in slices of ``PACING_SLICE`` seconds of link time, each when the
+        link has finished the one before: what waits behind a large message waits as
+        long as the link needs to carry it (head-of-line blocking). While the tap
+        waits it reads no more, so TCP's flow control slows the sender, as a real
+        slow link would."""
+        loop = asyncio.get_running_loop()
+        step = max(256, int(rate * PACING_SLICE))
+        free_at = loop.time()  # when the link has carried everything written so far
+        while data := await reader.read(READ_SIZE):
+            for start in range(0, len(data), step):
+                piece = data[start : start + step]
+                free_at = max(free_at, loop.time()) + len(piece) / rate
+                writer.write(piece)
+                self._record(conn.reader.receive_data(direction, piece, self._now()))
+                await writer.drain()
+                delay = free_at - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)

@@ -409,6 +409,43 @@ async def test_no_reconnect_when_disabled(lab: LabServer, account: Any, connect:
     assert a.reconnects == 0 and "reconnect=False" in (a.closed_reason or "")
 
 
+# --- a vanished network ----------------------------------------------------------------------
+
+
+async def test_go_silent_is_noticed_only_by_the_heartbeat(lab: LabServer, account: Any, connect: Any) -> None:
+    """A pulled cable: no close frame, so the server finds out by its ping (1 s here) going unanswered."""
+    alice, bob = account(), account()
+    watcher = await connect(alice)
+    await watcher.send("subscribe", topic="presence")
+    b = await connect(bob)
+    await b.join("cable")
+    b.go_silent()
+    assert b.silent and b.connected  # the client itself notices nothing
+    offline = await watcher.wait_for(
+        lambda m: m["type"] == "presence" and m["user"]["id"] == b.user["id"] and not m["online"], timeout=10
+    )
+    assert offline["online"] is False
+    assert sockets_of(lab, bob) == []
+    assert b.connected and b.reconnects == 0  # still unaware: it never read the server's side going away
+    b.send_nowait("chat", room="cable", text="into the void")
+    assert b.dropped_sends == 1
+    await b.close()  # aborts: no close frame can get through a pulled cable
+    assert b.closed and b.reconnects == 0
+    with pytest.raises(ConnectionError):
+        b.go_silent()
+
+
+async def test_go_silent_sends_nothing(lab: LabServer, account: Any, connect: Any, monkeypatch: Any) -> None:
+    monkeypatch.setattr(client_module, "ACK_TIMEOUT", 0.3)
+    a = await connect(account())
+    await a.join("quiet")
+    a.go_silent()
+    with pytest.raises(TimeoutError):
+        await a.chat("quiet", "lost on the way")
+    status, body = lab.request("GET", "/api/rooms/quiet/messages", token=a.account.token)
+    assert status == 200 and body["messages"] == []
+
+
 # --- backoff --------------------------------------------------------------------------------
 
 

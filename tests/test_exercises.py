@@ -699,6 +699,12 @@ async def test_live_check_async_against_a_lab() -> None:
     assert (await q.check_async()).status is Status.NOT_ATTEMPTED
 
 
+async def test_live_problems_say_to_await_their_check() -> None:
+    q = _live(FakeLab(2))
+    assert "Check your answer with `await ex.q8.check_async(...)`" in q._repr_markdown_()
+    assert "`await ex.q8.check_async(...)`" in (await q.check_async()).message
+
+
 async def test_live_unwritten_function_is_not_attempted() -> None:
     """A student's ``async def my_client(lab): ...`` has not been started: never run it against the lab."""
 
@@ -830,7 +836,7 @@ def test_get_lesson_imports_lesson_modules() -> None:
 
 def test_lesson00_registry() -> None:
     assert ex.lesson.name == "lesson00"
-    assert list(ex.lesson.problems) == ["q1", "q2", "q3"]
+    assert list(ex.lesson.problems) == ["q1", "q2", "q3", "q4", "q5", "q6"]  # q4-q6: tests/test_exercises_lesson00.py
     assert (ex.lesson.q1, ex.lesson.q2, ex.lesson.q3) == (ex.q1, ex.q2, ex.q3)
     assert isinstance(ex.q1, ValueProblem)
     assert isinstance(ex.q2, ChoiceProblem)

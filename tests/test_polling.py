@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
+import re
 from typing import cast
 
 import aiohttp
@@ -342,3 +344,109 @@ async def test_quick_experiments_and_plots(lab: LabServer) -> None:
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+# --- the receivers the lesson shows are the ones that run --------------------------------------------
+
+
+class ListInbox:
+    """An inbox that keeps what a receiver delivers, one list per delivery."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[list[dict]] = []
+        self.errors: list[BaseException] = []
+
+    def deliver(self, messages: list[dict]) -> None:
+        self.deliveries.append(messages)
+
+    def failed(self, error: BaseException) -> None:
+        self.errors.append(error)
+
+    @property
+    def seqs(self) -> list[int]:
+        return [m["seq"] for batch in self.deliveries for m in batch]
+
+
+def test_the_runner_starts_the_receivers_the_lesson_shows() -> None:
+    """The lesson shows ``polling.short_poller`` and friends with show_source: they must be what measure() runs."""
+    from labserver.course.polling import runner
+    from labserver.course.source import show_source
+
+    for receiver in (
+        polling.short_poller,
+        polling.long_poller,
+        polling.open_websocket,
+        polling.websocket_receiver,
+        polling.sse_receiver,
+    ):
+        assert getattr(runner, receiver.__name__) is receiver
+        started = inspect.getsource(runner._Run._setup) + inspect.getsource(runner._Run._open_websocket)
+        assert re.search(rf"(partial\(\s*|await ){receiver.__name__}\b", started), receiver.__name__
+        assert len(repr(show_source(receiver)).splitlines()) <= 25, "short enough to read in a cell"
+
+
+async def test_each_receiver_delivers_each_message_once_in_order(lab: LabServer) -> None:
+    poster, reader = lab.account("recv_poster"), lab.account("recv_reader")
+    room = "receivers-test"
+    inboxes = {name: ListInbox() for name in ("short", "long", "websocket", "sse")}
+    async with (
+        aiohttp.ClientSession(base_url=lab.url, headers={"Authorization": f"Bearer {poster.token}"}) as post,
+        aiohttp.ClientSession(base_url=lab.url, headers={"Authorization": f"Bearer {reader.token}"}) as http,
+    ):
+        ws = await polling.open_websocket(http, reader.token, room)
+        stream = await http.get(f"/api/rooms/{room}/events", params={"after": 0})
+        tasks = [
+            asyncio.create_task(polling.short_poller(http, room, inboxes["short"], interval=0.1)),
+            asyncio.create_task(polling.long_poller(http, room, inboxes["long"], timeout=5)),
+            asyncio.create_task(polling.websocket_receiver(ws, room, inboxes["websocket"])),
+            asyncio.create_task(polling.sse_receiver(stream, room, inboxes["sse"])),
+        ]
+        await until(lambda: inboxes["short"].deliveries, what="a first poll, of the empty room")
+        for k in range(5):
+            async with post.post(f"/api/rooms/{room}/messages", json={"text": f"m{k}"}) as resp:
+                assert resp.status == 201
+        await until(lambda: all(len(i.seqs) == 5 for i in inboxes.values()), timeout=10, what="every delivery")
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await ws.close()
+        stream.close()
+        async with post.post(f"/api/rooms/{room}/messages", json={"text": "wake the long poll"}) as resp:
+            await resp.read()
+    for name, inbox in inboxes.items():
+        assert inbox.seqs == [1, 2, 3, 4, 5], name
+        assert not inbox.errors, name
+    assert inboxes["short"].deliveries[0] == [], "a short poll that finds nothing delivers an empty list (useless)"
+
+
+async def test_a_failing_poll_is_reported_and_the_poller_carries_on(lab: LabServer) -> None:
+    inbox = ListInbox()
+    async with aiohttp.ClientSession(base_url=lab.url) as http:  # no token: every poll is a 401
+        task = asyncio.create_task(polling.short_poller(http, "general", inbox, interval=0.05))
+        await until(lambda: len(inbox.errors) >= 2, what="two failed polls")
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert isinstance(inbox.errors[0], aiohttp.ClientResponseError) and inbox.errors[0].status == 401
+    assert inbox.deliveries == []
+
+
+def test_expectation_and_prediction_lines() -> None:
+    assert polling.expectation("requests/s", 995, 1000, within=0.2, relative=True) == (
+        "requests/s: measured 995, expected 1,000 +/- 20 %"
+    )
+    assert polling.expectation("wait", 651, 500, within=100, unit="ms").endswith(
+        "<- outside: a busy machine? run the cell again"
+    )
+    assert polling.expectation("wait", math.nan, 500, within=100, unit="ms").endswith("run the cell again")
+    assert polling.prediction("wait", 251, 250, ..., unit="ms") == (
+        "wait: measured 251 ms, theory 250 ms, your prediction (not made yet: fill it in above)"
+    )
+    assert polling.prediction("requests/s", 400, 400, 200) == (
+        "requests/s: measured 400, theory 400, your prediction 200 (+100% off)"
+    )
+
+
+async def test_short_polling_experiment(lab: LabServer) -> None:
+    r = await polling.short_polling(lab, receivers=5, interval=0.5, message_rate=2.0, window=2.0)
+    assert (r.approach, r.receivers, r.group.interval) == ("short", 5, 0.5)
+    assert r.exactly_once and not r.errors, r.summary()

@@ -18,7 +18,7 @@ from websockets.http11 import Response
 from websockets.uri import parse_uri
 
 from labserver.course import Account, LabServer
-from labserver.frames import Frame, Opcode, close_payload, parse_close, parse_header
+from labserver.frames import Frame, FrameReader, Opcode, close_payload, parse_close, parse_header
 from labserver.rawws import handshake_request
 from labserver.tap import (
     CapturedFrame,
@@ -556,3 +556,48 @@ def test_capture_error_and_frame_describe() -> None:
     )
     error = CaptureError(S2C, 4, "reserved opcode 0x3", b"\x83\x00", 1.0)
     assert error.describe() == "\u2190 #4 cannot read: reserved opcode 0x3"
+
+
+# --- capture access and a bandwidth limit (lesson 03) ------------------------------------------
+
+
+async def test_frame_bytes_are_the_bytes_each_side_was_given(tap: FrameTap, account: Any) -> None:
+    async with websockets.connect(f"{tap.ws_url}?token={account().token}", compression=None) as ws:
+        await ws.recv()
+        await request(ws, "join", room="bytes")
+        await ws.send("x" * 300)  # a 16-bit length, masked; answered with an error
+        await ws.ping(b"are you there?")
+        await request(ws, "ping")
+    await tap.wait_for(lambda c: c.direction is S2C and c.frame.opcode is Opcode.CLOSE)
+    conn = only_connection(tap)
+    up, down = tap.frame_bytes(conn.id, C2S), tap.frame_bytes(conn.id, S2C)
+    assert (len(up), len(down)) == (conn.traffic.ws_sent, conn.traffic.ws_received)
+    for data, direction in ((up, C2S), (down, S2C)):
+        assert data == b"".join(c.frame.serialize() for c in of(tap, conn.id, direction))
+        assert FrameReader().feed(data) == [c.frame for c in of(tap, conn.id, direction)]
+    assert tap.frame_bytes(conn.id + 1, C2S) == b""
+
+
+async def test_a_bandwidth_limit_paces_bytes_in_order_and_unchanged(lab: LabServer, account: Any) -> None:
+    rate = 400_000
+    big = json.dumps({"type": "ping", "ref": "big", "payload": "y" * 40_000})
+    async with FrameTap.for_lab(lab, bytes_per_second=rate) as slow:
+        assert slow.bytes_per_second == rate
+        async with websockets.connect(f"{slow.ws_url}?token={account().token}", compression=None) as ws:
+            await ws.recv()
+            await ws.send(big)
+            await ws.send(json.dumps({"type": "ping", "ref": "small"}))
+            answers = [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in range(2)]
+        assert [a["ref"] for a in answers] == ["big", "small"]  # in order: the small one waited
+        assert answers[0]["payload"] == "y" * 40_000
+        sent = [c for c in slow.frames if c.direction is C2S and c.frame.opcode is Opcode.TEXT]
+        big_up = next(c for c in sent if c.size > 40_000)
+        # A lower bound only (a loaded machine can only be slower): the big frame's last byte left
+        # the tap no sooner than the link could carry it after the handshake's first byte.
+        assert big_up.t - slow.connections()[0].opened >= 0.9 * big_up.size / rate
+        assert slow.errors == []
+
+
+def test_a_bandwidth_limit_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="bytes_per_second must be positive"):
+        FrameTap("127.0.0.1", 1, bytes_per_second=0)

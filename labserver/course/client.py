@@ -164,7 +164,8 @@ class LabClient:
     * ``reconnects``, ``duplicates`` (replayed chats skipped), ``dropped_sends``;
     * ``errors``: the last 50 exceptions from handlers, reconnection attempts
       and unsolicited server errors; ``resyncs``: ``resync`` answers to resume;
-    * ``closed_reason``: why the client stopped for good, else None.
+    * ``closed_reason``: why the client stopped for good, else None;
+    * ``silent``: :meth:`go_silent` was called (a pulled cable: see there).
     """
 
     def __init__(
@@ -196,6 +197,7 @@ class LabClient:
         self.errors: collections.deque[BaseException] = collections.deque(maxlen=ERRORS_KEPT)
         self.resyncs: collections.deque[Message] = collections.deque(maxlen=RESYNCS_KEPT)
         self.closed_reason: str | None = None
+        self.silent = False  # go_silent() was called: nothing goes in or out any more
 
         self._handlers: dict[str, list[Handler]] = {}
         self._pending: dict[str, tuple[str, asyncio.Future[Message]]] = {}  # ref -> (type, reply)
@@ -482,6 +484,33 @@ class LabClient:
                 waiter.set_exception(ConnectionError(f"{reason}; no more messages will arrive"))
         self._ready.set()
 
+    # --- faults ---------------------------------------------------------------------------
+
+    def go_silent(self) -> None:
+        """Behave like a client whose network vanished (a pulled cable, a laptop lid shut):
+        stop reading and writing on the connection, without closing it.
+
+        No close frame is sent and the TCP connection stays open, so nothing tells the
+        server that this client is gone; only its heartbeat finds out (PROTOCOL.md
+        section 8): after ``ping_interval`` seconds of silence it sends a ping, and
+        with no pong within half of that it drops the connection. The websockets
+        library answers a ping only while it reads, so pausing the transport's
+        reading is enough to stop the pongs; its own keepalive pings stop too.
+
+        The client does not notice either (nothing arrives, nothing fails): it stays
+        ``connected`` in its own eyes and never reconnects. What it sends is lost
+        (:meth:`send` times out without a reply, :meth:`send_nowait` counts a dropped
+        send). :meth:`close` then aborts the TCP connection instead of closing it.
+        """
+        ws = self.ws
+        if ws is None or self.closed:
+            raise ConnectionError(f"{self.name} is {self._state()}: nothing to silence")
+        self.silent = True
+        keepalive = ws.keepalive_task
+        if keepalive is not None:
+            keepalive.cancel()  # the client's own pings would be traffic the server hears
+        ws.transport.pause_reading()  # no reads: no pong, no close frame, no EOF noticed
+
     # --- handlers -------------------------------------------------------------------------
 
     def on(self, type: str, handler: Handler) -> Callable[[], None]:
@@ -521,7 +550,8 @@ class LabClient:
         self._pending[ref] = (type, future)
         try:
             try:
-                await ws.send(json.dumps({"type": type, **fields, "ref": ref}, separators=(",", ":")))
+                if not self.silent:  # silent: the bytes vanish on the way, as over a pulled cable
+                    await ws.send(json.dumps({"type": type, **fields, "ref": ref}, separators=(",", ":")))
             except ConnectionClosed as exc:
                 raise ConnectionError(f"connection lost before {type!r} could be sent") from exc
             try:
@@ -539,7 +569,7 @@ class LabClient:
         """Send without a ref and without waiting. Dropped (and counted in
         :attr:`dropped_sends`) while the client is not connected."""
         ws = self.ws
-        if not self.connected or ws is None:
+        if not self.connected or ws is None or self.silent:
             self.dropped_sends += 1
             return
         self._spawn(ws.send(json.dumps({"type": type, **fields}, separators=(",", ":"))), "send_nowait", is_send=True)
@@ -622,7 +652,9 @@ class LabClient:
         self.closed_reason = self.closed_reason or "closed by the client"
         current = asyncio.current_task()
         ws = self.ws
-        if ws is not None:
+        if ws is not None and self.silent:
+            ws.transport.abort()  # the cable is out: no close frame could get through
+        elif ws is not None:
             with contextlib.suppress(Exception):
                 await ws.close(1000)
         reader = self._reader

@@ -296,7 +296,7 @@ class Problem:
         if self.question:
             parts.append(self._question_markdown())
         parts.append(
-            f"Check your answer with `{self.ref}.check(...)`; stuck? `{self.ref}.hint()`, then `{self.ref}.solution()`."
+            f"Check your answer with `{self._check_call}`; stuck? `{self.ref}.hint()`, then `{self.ref}.solution()`."
         )
         return "\n\n".join(parts)
 
@@ -327,6 +327,11 @@ class Problem:
 
     # --- checking ---
 
+    @property
+    def _check_call(self) -> str:
+        """How a notebook checks this problem: ``ex.q1.check(...)``, or awaited for live checks."""
+        return f"{self.ref}.check(...)"
+
     def _is_placeholder(self, answer: Any) -> bool:
         for p in self.placeholders:
             if answer is p:
@@ -336,7 +341,7 @@ class Problem:
     def _not_attempted(self) -> Verdict:
         return Verdict(
             Status.NOT_ATTEMPTED,
-            f"you have not answered yet. Pass {self.answer_format} to `{self.ref}.check(...)`.",
+            f"you have not answered yet. Pass {self.answer_format} to `{self._check_call}`.",
         )
 
     def _needs_async(self, answer: Any) -> bool:
@@ -786,6 +791,10 @@ class LiveProblem(Problem):
 
     lab: Any = None
     _await_reason = "this check talks to the lab server"
+
+    @property
+    def _check_call(self) -> str:
+        return f"await {self.ref}.check_async(...)"
 
     def _is_placeholder(self, answer: Any) -> bool:
         # A function (or coroutine function) whose body is still ``...`` is not started yet.

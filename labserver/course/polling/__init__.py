@@ -34,9 +34,11 @@ One module per job, all re-exported here:
   :class:`PollAnatomy`) and tables of it; pure data.
 * :mod:`.meter`: bytes counted at the socket (:class:`CountingSocket`,
   :class:`ByteMeter`), HTTP and WebSocket apart (:class:`labserver.wire.Traffic`).
+* :mod:`.receivers`: the receivers themselves, a few lines each, exactly what runs
+  (:func:`short_poller`, :func:`long_poller`, :func:`websocket_receiver`, :func:`sse_receiver`).
 * :mod:`.runner`: :func:`measure`, the asyncio code that drives the live lab.
 * :mod:`.experiments`: the lesson's experiments, :func:`anatomy_of_a_poll`,
-  :func:`quiet_room`, :func:`compare` and :func:`interval_sweep`.
+  :func:`quiet_room`, :func:`short_polling`, :func:`compare` and :func:`interval_sweep`.
 * :mod:`.capacity`: how many receivers fit in the open files this process has
   left (:func:`fit_sizes`, :func:`scaling_note`); pure.
 """
@@ -44,9 +46,10 @@ One module per job, all re-exported here:
 from __future__ import annotations
 
 from .capacity import fit_sizes, scaling_note
-from .experiments import anatomy_of_a_poll, compare, interval_sweep, quiet_room
+from .experiments import anatomy_of_a_poll, compare, interval_sweep, quiet_room, short_polling
 from .meter import ByteMeter, CountingSocket, counting_session
-from .results import GroupResult, PollAnatomy, RunResult, rows, select, table
+from .receivers import Inbox, long_poller, open_websocket, short_poller, sse_receiver, websocket_receiver
+from .results import GroupResult, PollAnatomy, RunResult, expectation, prediction, rows, select, table
 from .runner import measure
 from .scenario import (
     APPROACHES,
@@ -69,6 +72,7 @@ __all__ = [
     "CountingSocket",
     "Group",
     "GroupResult",
+    "Inbox",
     "PollAnatomy",
     "RunResult",
     "Scenario",
@@ -78,12 +82,20 @@ __all__ = [
     "expected_latency",
     "expected_requests_per_s",
     "expected_useless_fraction",
+    "expectation",
     "fit_sizes",
     "interval_sweep",
+    "long_poller",
     "measure",
+    "open_websocket",
+    "prediction",
     "quiet_room",
     "rows",
     "scaling_note",
     "select",
+    "short_poller",
+    "short_polling",
+    "sse_receiver",
     "table",
+    "websocket_receiver",
 ]

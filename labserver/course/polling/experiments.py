@@ -25,7 +25,7 @@ from .results import GroupResult, PollAnatomy
 from .runner import RECEIVER, measure
 from .scenario import APPROACHES, Group, Scenario
 
-__all__ = ["anatomy_of_a_poll", "compare", "interval_sweep", "quiet_room"]
+__all__ = ["anatomy_of_a_poll", "compare", "interval_sweep", "quiet_room", "short_polling"]
 
 
 def _request_bytes(info: aiohttp.RequestInfo) -> bytes:
@@ -75,6 +75,13 @@ async def quiet_room(
     """The notes' claim: N users polling every T seconds in a room where little happens."""
     if quick:
         receivers, window = min(receivers, 50), min(window, 3.0)
+    return await short_polling(lab, receivers=receivers, interval=interval, message_rate=message_rate, window=window)
+
+
+async def short_polling(
+    lab: LabLike, *, receivers: int, interval: float, message_rate: float = 1.0, window: float = 3.0
+) -> GroupResult:
+    """``receivers`` short pollers, every ``interval`` seconds, on a room with ``message_rate`` messages/s."""
     (receivers,) = _fit([receivers])
     run = await measure(
         lab, Scenario((Group("short", receivers, interval=interval),), message_rate=message_rate, window=window)

@@ -18,7 +18,7 @@ from typing import Any
 from ...wire import Traffic
 from .scenario import Group, Scenario, expected_requests_per_s
 
-__all__ = ["GroupResult", "PollAnatomy", "RunResult", "rows", "select", "table"]
+__all__ = ["GroupResult", "PollAnatomy", "RunResult", "expectation", "prediction", "rows", "select", "table"]
 
 
 def _quantile(sorted_values: Sequence[float], q: float) -> float:
@@ -266,3 +266,46 @@ class PollAnatomy:
             f"+ {len(self.body)} B of body = {self.rebuilt.total} B; the socket counted "
             f"{self.counted.sent} B sent + {self.counted.received} B received"
         )
+
+
+def _num(value: float, digits: int) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def expectation(
+    what: str,
+    measured: float,
+    expected: float,
+    *,
+    within: float,
+    unit: str = "",
+    digits: int = 0,
+    relative: bool = False,
+) -> str:
+    """One line, the measurement next to what theory expects of it and how close it must be:
+    ``"requests/s: measured 995, expected 1,000 +/- 20 %"``. ``within`` is a fraction of
+    ``expected`` when ``relative``, else in the unit; a measurement outside it says so."""
+    unit_text = f" {unit}" if unit else ""
+    margin = within * abs(expected) if relative else within
+    plus_minus = f"{within:.0%}".replace("%", " %") if relative else f"{_num(within, digits)}{unit_text}"
+    line = (
+        f"{what}: measured {_num(measured, digits)}{unit_text}, "
+        f"expected {_num(expected, digits)}{unit_text} +/- {plus_minus}"
+    )
+    if math.isnan(measured) or abs(measured - expected) > margin:
+        line += "  <- outside: a busy machine? run the cell again"
+    return line
+
+
+def prediction(what: str, measured: float, theory: float, predicted: Any, *, unit: str = "", digits: int = 0) -> str:
+    """One line: the measurement, the theory, and the student's prediction (``...``: not made yet)."""
+    unit_text = f" {unit}" if unit else ""
+    if isinstance(predicted, int | float) and not isinstance(predicted, bool):
+        off = f" ({(measured - predicted) / predicted:+.0%} off)" if predicted else ""
+        yours = f"{_num(float(predicted), digits)}{unit_text}{off}"
+    else:
+        yours = "(not made yet: fill it in above)"
+    return (
+        f"{what}: measured {_num(measured, digits)}{unit_text}, theory {_num(theory, digits)}{unit_text}, "
+        f"your prediction {yours}"
+    )

@@ -8,13 +8,17 @@ message of the window has arrived everywhere (or the drain time is up), and
 turns what each group saw into a :class:`~.results.GroupResult`. Latency is the
 server's ``ts``, stamped when it stored the message, against the moment the
 receiver parsed it (one machine, one clock).
+
+The receivers themselves are the short, plain loops of :mod:`.receivers` (what
+lesson 01 shows): the runner gives each one an inbox that stamps and records what
+it delivers, counts bytes underneath them (:mod:`.meter`), and stops them by
+cancelling their tasks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import secrets
 import time
 from collections.abc import Callable, Coroutine
@@ -28,6 +32,7 @@ from ...wire import Traffic
 from ..lab import LabLike
 from ..rest_client import Account
 from .meter import ByteMeter, counting_session
+from .receivers import long_poller, open_websocket, short_poller, sse_receiver, websocket_receiver
 from .results import GroupResult, RunResult
 from .scenario import Group, Scenario
 
@@ -50,18 +55,39 @@ class _Recorder:
     received_at: list[float] = field(default_factory=list)  # loop time of each entry of ``received``
     errors: list[str] = field(default_factory=list)
 
-    def response(self, when: float, messages: list[dict[str, Any]]) -> None:
-        self.responses.append((when, not messages))
+    def inbox(self, receiver: int) -> _Inbox:
+        """The inbox receiver number ``receiver`` of this group delivers to."""
+        return _Inbox(self, receiver)
 
-    def message(self, receiver: int, message: dict[str, Any], when: float, wall: float) -> None:
-        seq, ts = message.get("seq"), message.get("ts")
-        if isinstance(seq, int) and isinstance(ts, int | float):
-            self.received.append((receiver, seq, float(ts), wall))
-            self.received_at.append(when)
-
-    def error(self, exc: BaseException) -> None:
+    def failed(self, exc: BaseException) -> None:
         if len(self.errors) < 20:
             self.errors.append(f"{type(exc).__name__}: {exc}"[:200])
+
+
+class _Inbox:
+    """One receiver's :class:`~.receivers.Inbox`: stamps each delivery with the time and records it."""
+
+    __slots__ = ("polls", "receiver", "recorder")
+
+    def __init__(self, recorder: _Recorder, receiver: int) -> None:
+        self.recorder = recorder
+        self.receiver = receiver
+        self.polls = recorder.group.approach in ("short", "long")  # one delivery per HTTP response
+
+    def deliver(self, messages: list[dict[str, Any]]) -> None:
+        loop_now, wall = asyncio.get_running_loop().time(), time.time()
+        rec = self.recorder
+        chat = [m for m in messages if m.get("text") != END_TEXT]  # the end-of-run wake-up is not a delivery
+        if self.polls:
+            rec.responses.append((loop_now, not chat))
+        for message in chat:
+            seq, ts = message.get("seq"), message.get("ts")
+            if isinstance(seq, int) and isinstance(ts, int | float):
+                rec.received.append((self.receiver, seq, float(ts), wall))
+                rec.received_at.append(loop_now)
+
+    def failed(self, error: BaseException) -> None:
+        self.recorder.failed(error)
 
 
 async def _sleep_until(loop: asyncio.AbstractEventLoop, when: float) -> None:
@@ -86,7 +112,6 @@ class _Run:
         self.streams: list[aiohttp.ClientResponse] = []  # the open SSE responses
         self.tasks: list[tuple[asyncio.Task[None], _Recorder]] = []
         self.producing: asyncio.Task[None] | None = None
-        self.stopping = False
         self.start_at = 0.0  # loop time receivers start
         self.t0 = 0.0  # loop time the window opens
         self.produced: set[int] = set()  # seqs of every message the producer posted
@@ -101,80 +126,6 @@ class _Run:
         self.sessions.append(session)
         return session
 
-    async def _short(self, rec: _Recorder, session: aiohttp.ClientSession, i: int) -> None:
-        g = rec.group
-        path = f"/api/rooms/{self.room}/messages"
-        after = 0
-        next_at = self.start_at + g.interval * i / g.receivers  # evenly staggered: clients are not in sync
-        while not self.stopping:
-            await _sleep_until(self.loop, next_at)
-            if self.stopping:
-                return
-            try:
-                async with session.get(path, params={"after": after}) as resp:
-                    resp.raise_for_status()
-                    body = await resp.json()
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                rec.error(exc)
-            else:
-                now, wall = self.loop.time(), time.time()
-                rec.response(now, body["messages"])
-                for message in body["messages"]:
-                    rec.message(i, message, now, wall)
-                after = max(after, int(body["last_seq"]))
-            next_at += g.interval  # a fixed schedule: late (a busy machine) means the next poll at once
-
-    async def _long(self, rec: _Recorder, session: aiohttp.ClientSession, i: int) -> None:
-        g = rec.group
-        path = f"/api/rooms/{self.room}/poll"
-        after = 0
-        while not self.stopping:
-            try:
-                async with session.get(path, params={"after": after, "timeout": g.timeout}) as resp:
-                    resp.raise_for_status()
-                    body = await resp.json()
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                rec.error(exc)
-                await asyncio.sleep(0.1)
-                continue
-            now, wall = self.loop.time(), time.time()
-            messages = [m for m in body["messages"] if m.get("text") != END_TEXT]
-            if self.stopping and len(messages) < len(body["messages"]):
-                return  # the end-of-run message: not a delivery, not a request of the window
-            rec.response(now, messages)
-            for message in messages:
-                rec.message(i, message, now, wall)
-            after = max(after, int(body["last_seq"]))
-
-    async def _open_websocket(
-        self, rec: _Recorder, session: aiohttp.ClientSession, gate: asyncio.Semaphore
-    ) -> aiohttp.ClientWebSocketResponse:
-        async with gate:
-            ws = await session.ws_connect("/ws", params={"token": self.receiver.token}, autoping=True)
-            welcome = await ws.receive_json(timeout=10)
-            if welcome.get("type") != "welcome":
-                raise RuntimeError(f"expected a welcome, got {welcome!r:.200}")
-            await ws.send_json({"type": "join", "room": self.room, "ref": "join"})
-            while True:  # the ack of the join (a member_joined may come first)
-                reply = await ws.receive_json(timeout=10)
-                if reply.get("ref") == "join":
-                    if reply.get("type") != "ack":
-                        raise RuntimeError(f"join refused: {reply!r:.200}")
-                    return ws
-
-    async def _websocket(self, rec: _Recorder, ws: aiohttp.ClientWebSocketResponse, i: int) -> None:
-        async for msg in ws:
-            if msg.type is not aiohttp.WSMsgType.TEXT:
-                continue
-            now, wall = self.loop.time(), time.time()
-            try:
-                message = msg.json()
-            except ValueError as exc:
-                rec.error(exc)
-                continue
-            if message.get("type") == "chat" and message.get("room") == self.room:
-                rec.message(i, message, now, wall)
-
     async def _open_stream(self, session: aiohttp.ClientSession, gate: asyncio.Semaphore) -> aiohttp.ClientResponse:
         """One SSE request; returns once the response head is in (the body streams on)."""
         async with gate:
@@ -187,56 +138,51 @@ class _Run:
             self.streams.append(resp)
             return resp
 
-    async def _sse(self, rec: _Recorder, resp: aiohttp.ClientResponse, i: int) -> None:
-        """Parse the event stream line by line, as a browser's EventSource does (data, id, comments)."""
-        data: list[str] = []
-        async for raw in resp.content:  # one line at a time, as the bytes arrive
-            line = raw.decode("utf-8").rstrip("\r\n")
-            if line:
-                if line.startswith(":"):
-                    continue  # a comment: ": keep-alive"
-                name, _, value = line.partition(":")
-                if name == "data":
-                    data.append(value.removeprefix(" "))
-                continue  # "id:" (what a reconnect would send as Last-Event-ID), "event:", "retry:"
-            if not data:
-                continue
-            now, wall = self.loop.time(), time.time()  # a blank line: the event is complete
-            payload, data = "\n".join(data), []
-            try:
-                message = json.loads(payload)
-            except ValueError as exc:
-                rec.error(exc)
-                continue
-            if message.get("text") == END_TEXT:
-                continue
-            if message.get("type") == "chat" and message.get("room") == self.room:
-                rec.message(i, message, now, wall)
-        if not self.stopping:
-            raise ConnectionError("the event stream ended")
+    async def _open_websocket(
+        self, session: aiohttp.ClientSession, gate: asyncio.Semaphore
+    ) -> aiohttp.ClientWebSocketResponse:
+        async with gate:
+            return await open_websocket(session, self.receiver.token, self.room)
 
     async def _setup(self) -> list[tuple[Callable[[], Coroutine[Any, Any, None]], _Recorder]]:
         """Open what must be open before the clock starts; return the receivers to start."""
         starters: list[tuple[Callable[[], Coroutine[Any, Any, None]], _Recorder]] = []
+        room = self.room
         for rec in self.recorders:
             g = rec.group
             if g.approach == "short":
                 session = self._session(rec)
-                starters += [(partial(self._short, rec, session, i), rec) for i in range(g.receivers)]
+                starters += [
+                    (
+                        partial(
+                            short_poller,
+                            session,
+                            room,
+                            rec.inbox(i),
+                            interval=g.interval,
+                            delay=g.interval * i / g.receivers,
+                        ),
+                        rec,
+                    )
+                    for i in range(g.receivers)
+                ]  # evenly staggered over the interval: real clients are not in step
             elif g.approach == "long":
                 session = self._session(rec, timeout=g.timeout + 30)
-                starters += [(partial(self._long, rec, session, i), rec) for i in range(g.receivers)]
+                starters += [
+                    (partial(long_poller, session, room, rec.inbox(i), timeout=g.timeout), rec)
+                    for i in range(g.receivers)
+                ]
             elif g.approach == "sse":
                 session = self._session(rec, timeout=3600)
                 gate = asyncio.Semaphore(CONNECT_CHUNK)
                 streams = await asyncio.gather(*(self._open_stream(session, gate) for _ in range(g.receivers)))
-                starters += [(partial(self._sse, rec, r, i), rec) for i, r in enumerate(streams)]
+                starters += [(partial(sse_receiver, r, room, rec.inbox(i)), rec) for i, r in enumerate(streams)]
             else:
                 session = self._session(rec, timeout=3600)
                 gate = asyncio.Semaphore(CONNECT_CHUNK)
-                sockets = await asyncio.gather(*(self._open_websocket(rec, session, gate) for _ in range(g.receivers)))
+                sockets = await asyncio.gather(*(self._open_websocket(session, gate) for _ in range(g.receivers)))
                 self.sockets.extend(sockets)
-                starters += [(partial(self._websocket, rec, ws, i), rec) for i, ws in enumerate(sockets)]
+                starters += [(partial(websocket_receiver, ws, room, rec.inbox(i)), rec) for i, ws in enumerate(sockets)]
         return starters
 
     # --- the producer ---
@@ -298,27 +244,23 @@ class _Run:
 
     async def _stop(self, producer: aiohttp.ClientSession) -> None:
         """Stop every receiver; keep what their tasks failed with."""
-        self.stopping = True
         for task, rec in self.tasks:
-            if rec.group.approach == "sse":
-                task.cancel()
+            if rec.group.approach != "websocket":
+                task.cancel()  # a poll in flight is abandoned: aiohttp closes its connection
         for stream in self.streams:
             stream.close()  # hang up: the server's stream ends at its next write
         if any(g.approach in ("long", "sse") for g in self.scenario.groups):
-            # Wake every parked long poll, or the server would hold each one until its timeout
-            # (and every hung-up event stream, which then finds its client gone).
+            # Wake every long poll still parked on the server, or it would hold each one until its
+            # timeout (and every hung-up event stream, which then finds its client gone).
             async with producer.post(f"/api/rooms/{self.room}/messages", json={"text": END_TEXT}) as resp:
                 await resp.read()
-        for task, rec in self.tasks:
-            if rec.group.approach != "websocket":
-                task.cancel()
         with contextlib.suppress(TimeoutError):  # a polite close for each socket, within reason
             async with asyncio.timeout(5):
                 await asyncio.gather(*(ws.close() for ws in self.sockets), return_exceptions=True)
         await asyncio.gather(*(task for task, _ in self.tasks), return_exceptions=True)
         for task, rec in self.tasks:
             if not task.cancelled() and task.exception() is not None:
-                rec.error(task.exception())  # type: ignore[arg-type]
+                rec.failed(task.exception())  # type: ignore[arg-type]
 
     async def _close(self, producer: aiohttp.ClientSession) -> None:
         for task in [*(task for task, _ in self.tasks), *([self.producing] if self.producing else [])]:
