@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from labserver.course.exercises import NOT_ANSWERED, FunctionProblem, Status, ValueProblem, get_lesson
+from labserver.course import LabServer
+from labserver.course.exercises import NOT_ANSWERED, FunctionProblem, LiveProblem, Status, ValueProblem, get_lesson
 from labserver.course.exercises import lesson01 as ex
 from labserver.course.polling import expected_latency, expected_requests_per_s
 
@@ -17,10 +20,11 @@ RIGHT = {name: expected for name, (expected, _) in ex.FEATURES.items()}
 
 def test_registry() -> None:
     assert get_lesson("lesson01") is ex.lesson
-    assert list(ex.lesson.problems) == ["q1", "q2", "q3"]
+    assert list(ex.lesson.problems) == ["q1", "q2", "q3", "q4"]
     assert isinstance(ex.q1, FunctionProblem)
     assert isinstance(ex.q2, ValueProblem)
     assert isinstance(ex.q3, ValueProblem)
+    assert isinstance(ex.q4, LiveProblem)
 
 
 @pytest.mark.parametrize("key", ["q1", "q2", "q3"])
@@ -194,3 +198,271 @@ def test_notebook_q3_template_has_exactly_the_features() -> None:
     namespace: dict[str, Any] = {"ex": ex}
     exec(source, namespace)
     assert list(namespace["answer"]) == list(ex.FEATURES)
+
+
+# --- q4: the student's poller, run against the live lab ----------------------------------------------
+# Each answer below is a poller a student could write; the check runs it on a fresh room of the real lab
+# while it posts 7 messages. The wrong ones carry one typical bug each. They run concurrently (each on
+# its own room), so the whole set takes one check's time.
+
+AUTH = "Authorization"
+
+
+async def right_short(http: Any, room: str, token: str, deliver: Any) -> None:
+    """Short polling, ``after`` moved on with ``last_seq`` (allowed: the room's newest seq)."""
+    after = 0
+    while True:
+        async with http.get(
+            f"/api/rooms/{room}/messages", params={"after": after}, headers={AUTH: f"Bearer {token}"}
+        ) as resp:
+            body = await resp.json()
+        for message in body["messages"]:
+            deliver(message)
+        after = body["last_seq"]
+        await asyncio.sleep(0.3)
+
+
+async def right_long(http: Any, room: str, token: str, deliver: Any) -> None:
+    after = 0
+    while True:
+        async with http.get(
+            f"/api/rooms/{room}/poll", params={"after": after, "timeout": 25}, headers={AUTH: f"Bearer {token}"}
+        ) as resp:
+            body = await resp.json()
+        for message in body["messages"]:
+            deliver(message)
+            after = message["seq"]
+
+
+async def no_token(http: Any, room: str, token: str, deliver: Any) -> None:
+    after = 0
+    while True:
+        async with http.get(f"/api/rooms/{room}/messages", params={"after": after}) as resp:
+            body = await resp.json()
+        for message in body["messages"]:
+            deliver(message)
+            after = message["seq"]
+        await asyncio.sleep(0.5)
+
+
+async def token_in_the_query(http: Any, room: str, token: str, deliver: Any) -> None:
+    """Handles the error itself (no crash): the check still names the 401."""
+    while True:
+        async with http.get(f"/api/rooms/{room}/messages", params={"after": 0, "token": token}) as resp:
+            if resp.status == 200:
+                for message in (await resp.json())["messages"]:
+                    deliver(message)
+        await asyncio.sleep(0.5)
+
+
+async def never_advances(http: Any, room: str, token: str, deliver: Any) -> None:
+    while True:
+        async with http.get(
+            f"/api/rooms/{room}/messages", params={"after": 0}, headers={AUTH: f"Bearer {token}"}
+        ) as resp:
+            body = await resp.json()
+        for message in body["messages"]:
+            deliver(message)
+        await asyncio.sleep(0.5)
+
+
+async def never_advances_but_dedups(http: Any, room: str, token: str, deliver: Any) -> None:
+    seen: set[int] = set()
+    while True:
+        async with http.get(f"/api/rooms/{room}/messages", headers={AUTH: f"Bearer {token}"}) as resp:
+            body = await resp.json()
+        for message in body["messages"]:
+            if message["seq"] not in seen:
+                seen.add(message["seq"])
+                deliver(message)
+        await asyncio.sleep(0.5)
+
+
+async def no_wait(http: Any, room: str, token: str, deliver: Any) -> None:
+    after = 0
+    while True:
+        async with http.get(
+            f"/api/rooms/{room}/messages", params={"after": after}, headers={AUTH: f"Bearer {token}"}
+        ) as resp:
+            body = await resp.json()
+        for message in body["messages"]:
+            deliver(message)
+            after = message["seq"]
+
+
+async def long_poll_timeout_zero(http: Any, room: str, token: str, deliver: Any) -> None:
+    after = 0
+    while True:
+        async with http.get(
+            f"/api/rooms/{room}/poll", params={"after": after, "timeout": 0}, headers={AUTH: f"Bearer {token}"}
+        ) as resp:
+            body = await resp.json()
+        for message in body["messages"]:
+            deliver(message)
+            after = message["seq"]
+
+
+async def first_only(http: Any, room: str, token: str, deliver: Any) -> None:
+    """Delivers one message per answer but moves ``after`` past all of them: the bursts lose messages."""
+    after = 0
+    while True:
+        async with http.get(
+            f"/api/rooms/{room}/messages", params={"after": after}, headers={AUTH: f"Bearer {token}"}
+        ) as resp:
+            body = await resp.json()
+        if body["messages"]:
+            deliver(body["messages"][0])
+        after = body["last_seq"]
+        await asyncio.sleep(0.5)
+
+
+async def off_by_one(http: Any, room: str, token: str, deliver: Any) -> None:
+    after = 0
+    while True:
+        async with http.get(
+            f"/api/rooms/{room}/messages", params={"after": after}, headers={AUTH: f"Bearer {token}"}
+        ) as resp:
+            body = await resp.json()
+        for message in body["messages"]:
+            deliver(message)
+            after = message["seq"] - 1
+        await asyncio.sleep(0.5)
+
+
+async def too_slow(http: Any, room: str, token: str, deliver: Any) -> None:
+    after = 0
+    while True:
+        async with http.get(
+            f"/api/rooms/{room}/messages", params={"after": after}, headers={AUTH: f"Bearer {token}"}
+        ) as resp:
+            body = await resp.json()
+        for message in body["messages"]:
+            deliver(message)
+            after = message["seq"]
+        await asyncio.sleep(4)
+
+
+async def polls_once(http: Any, room: str, token: str, deliver: Any) -> None:
+    async with http.get(f"/api/rooms/{room}/messages", headers={AUTH: f"Bearer {token}"}) as resp:
+        for message in (await resp.json())["messages"]:
+            deliver(message)
+
+
+async def delivers_lists(http: Any, room: str, token: str, deliver: Any) -> None:
+    after = 0
+    while True:
+        async with http.get(
+            f"/api/rooms/{room}/messages", params={"after": after}, headers={AUTH: f"Bearer {token}"}
+        ) as resp:
+            body = await resp.json()
+        if body["messages"]:
+            deliver(body["messages"])
+        after = body["last_seq"]
+        await asyncio.sleep(0.5)
+
+
+async def newest_first(http: Any, room: str, token: str, deliver: Any) -> None:
+    after = 0
+    while True:
+        async with http.get(
+            f"/api/rooms/{room}/messages", params={"after": after}, headers={AUTH: f"Bearer {token}"}
+        ) as resp:
+            body = await resp.json()
+        for message in reversed(body["messages"]):
+            deliver(message)
+        after = body["last_seq"]
+        await asyncio.sleep(0.5)
+
+
+async def crashes(http: Any, room: str, token: str, deliver: Any) -> None:
+    async with http.get(f"/api/rooms/{room}/messages", headers={AUTH: f"Bearer {token}"}) as resp:
+        body = await resp.json()
+    deliver(body["message"])  # a typo: the key is "messages"
+
+
+async def wrong_path(http: Any, room: str, token: str, deliver: Any) -> None:
+    while True:
+        async with http.get(f"/api/room/{room}/messages", headers={AUTH: f"Bearer {token}"}) as resp:
+            await resp.read()
+        await asyncio.sleep(0.5)
+
+
+async def own_session(http: Any, room: str, token: str, deliver: Any) -> None:
+    await asyncio.sleep(10)  # never uses the session it was given
+
+
+def sync_poller(http: Any, room: str, token: str, deliver: Any) -> None:
+    deliver({})  # a plain def: it cannot await a request
+
+
+async def three_arguments(http: Any, room: str, token: str) -> None:
+    await asyncio.sleep(0)
+
+
+WRONG: dict[Any, tuple[Status, str]] = {  # answer -> the verdict's status and a phrase its message must hold
+    no_token: (Status.INCORRECT, "401 unauthorized"),
+    token_in_the_query: (Status.INCORRECT, "Authorization: Bearer"),
+    never_advances: (Status.INCORRECT, "sent `after=0`"),
+    never_advances_but_dedups: (Status.INCORRECT, "sent no `after`"),
+    no_wait: (Status.INCORRECT, "hammering the server"),
+    long_poll_timeout_zero: (Status.INCORRECT, "give it a `timeout` above 0"),
+    first_only: (Status.INCORRECT, "deliver every message"),
+    off_by_one: (Status.INCORRECT, "was delivered 2 times"),
+    too_slow: (Status.INCORRECT, "too slow"),
+    polls_once: (Status.INCORRECT, "`while True:`"),
+    delivers_lists: (Status.INCORRECT, "call it once per message"),
+    newest_first: (Status.INCORRECT, "out of order"),
+    crashes: (Status.ERROR, "`crashes` raised KeyError: 'message' after 1 request(s)"),
+    wrong_path: (Status.INCORRECT, "`404`"),
+    own_session: (Status.INCORRECT, "no request reached the lab"),
+    sync_poller: (Status.INCORRECT, "async def sync_poller(http, room, token, deliver):"),
+    three_arguments: (Status.INCORRECT, "must take four arguments"),
+}
+
+
+def test_q4_teaches() -> None:
+    assert ex.q4.title and ex.q4.question and len(ex.q4._hints()) == 2
+    assert "async def poll_room(http, room, token, deliver):" in ex.q4.solution_text
+    assert "def _solution_source" not in ex.q4.solution_text and '"""' not in ex.q4.solution_text
+    assert "`await ex.q4.check_async(poll_room)`" in ex.q4._repr_markdown_()
+    assert repr(ex.q4.hint()).startswith("Hint 1/2") and repr(ex.q4.solution()).startswith("Solution:")
+
+
+async def test_q4_stub_is_not_attempted_without_touching_the_lab() -> None:
+    async def poll_room(http: Any, room: str, token: str, deliver: Any) -> None: ...
+
+    ex.q4.lab = object()  # not a lab: a stub must never get as far as using it
+    try:
+        for answer in (poll_room, ..., None):
+            verdict = await ex.q4.check_async(answer)
+            assert verdict.status is Status.NOT_ATTEMPTED
+            assert "await ex.q4.check_async(poll_room)" in verdict.message
+    finally:
+        ex.q4.lab = None
+
+
+@pytest.fixture
+def q4(lab: LabServer) -> Iterator[Any]:
+    lab.account(ex.Q4_PRODUCER), lab.account(ex.Q4_POLLER)  # signed up once, before the checks run at once
+    ex.q4.lab = lab
+    yield ex.q4
+    ex.q4.lab = None
+
+
+async def test_q4_the_model_answer_and_other_right_ones_pass(q4: Any) -> None:
+    verdicts = await asyncio.gather(*(q4.check_async(a) for a in (ex.poll_room, right_short, right_long)))
+    for verdict in verdicts:
+        assert verdict.status is Status.CORRECT, verdict
+        assert "every message arrived once and in order" in verdict.message
+    assert "Short polling" in verdicts[0].message and "Long polling" in verdicts[2].message
+
+
+async def test_q4_typical_bugs_get_a_message_that_names_them(q4: Any) -> None:
+    answers = list(WRONG)
+    verdicts = await asyncio.gather(*(q4.check_async(a) for a in answers))
+    wrong = {
+        a.__name__: v
+        for a, v in zip(answers, verdicts, strict=True)
+        if (v.status, True) != (WRONG[a][0], WRONG[a][1] in v.message)
+    }
+    assert not wrong, wrong

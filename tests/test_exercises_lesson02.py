@@ -28,10 +28,10 @@ def _solution_code(problem: Any) -> str:
     return match.group(1)
 
 
-def test_lesson_is_registered_with_three_problems() -> None:
+def test_lesson_is_registered_with_four_problems() -> None:
     lesson = get_lesson("lesson02")
     assert lesson is ex.lesson
-    assert list(lesson.problems) == ["q1", "q2", "q3"]
+    assert list(lesson.problems) == ["q1", "q2", "q3", "q4"]
     for problem in lesson:
         assert problem.title and problem.question and problem.hint_text and problem.solution_text
 
@@ -347,3 +347,111 @@ def test_notebook_q3_template_has_exactly_the_situations() -> None:
     namespace: dict[str, Any] = {"ex": ex}
     exec(source, namespace)
     assert list(namespace["answer"]) == list(ex.SITUATIONS)
+
+
+# --- q4: broken handshakes sent to the live lab -------------------------------------------------
+
+
+def _q4_solution() -> Any:
+    namespace: dict[str, Any] = {}
+    exec(_solution_code(ex.q4), namespace)
+    return namespace["broken_handshake"]
+
+
+@pytest.fixture
+def q4(lab: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setattr(ex.q4, "lab", lab)
+    return ex.q4
+
+
+def _changed(**overrides: Any) -> Any:
+    """The solution with some flaws' answers replaced: ``{flaw: (request transform, prediction or None)}``."""
+    solution = _q4_solution()
+
+    def broken_handshake(flaw: str, host: str, port: int, token: str) -> Any:
+        request, predicted = solution(flaw, host, port, token)
+        if flaw in overrides:
+            transform, prediction = overrides[flaw]
+            request = transform(request) if transform else request
+            predicted = predicted if prediction is None else prediction
+        return request, predicted
+
+    return broken_handshake
+
+
+async def test_q4_solution_passes_against_the_lab(q4: Any) -> None:
+    verdict = await q4.check_async(_q4_solution())
+    assert verdict.status is Status.CORRECT, verdict.message
+    assert "none 101, version 426, key 400, token 401, cross-site 403" in verdict.message
+
+
+def test_q4_flaw_statuses_are_the_labs() -> None:
+    assert ex.FLAW_STATUS == {"none": 101, "version": 426, "key": 400, "token": 401, "cross-site": 403}
+    assert list(ex.FLAWS) == list(ex.FLAW_STATUS)
+
+
+async def test_q4_stub_is_not_attempted(q4: Any) -> None:
+    def broken_handshake(flaw: str, host: str, port: int, token: str) -> Any: ...
+
+    verdict = await q4.check_async(broken_handshake)
+    assert verdict.status is Status.NOT_ATTEMPTED
+    assert "`await ex.q4.check_async(...)`" in verdict.message
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        # Predictions students really make: a bare 400 for the version, 401 for the cross-site page.
+        ({"version": (None, 400)}, "'version': you predicted 400, the lab answered 426"),
+        ({"cross-site": (None, 401)}, "'cross-site': you predicted 401, the lab answered 403: the Origin check"),
+        ({"token": (None, 403), "key": (None, 426)}, "3 of 5 predictions right"),
+        ({"none": (None, 200)}, "'none': you predicted 200, the lab answered 101"),
+        ({"none": (None, "101")}, "predict a status code as an int"),
+        ({"none": (None, ...)}, "'none': no prediction yet (the lab answered 101)"),
+        # Requests broken in the wrong way (or not at all).
+        ({"version": (lambda r: r.replace(b"Version: 8", b"Version: 13"), None)}, "the right version"),
+        (
+            {
+                "key": (
+                    lambda r: r.replace(b"\r\nHost", b"\r\nSec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\nHost"),
+                    None,
+                )
+            },
+            "its `Sec-WebSocket-Key` is fine",
+        ),
+        ({"token": (lambda r: r.replace(b"not-a-token", b"").replace(b"?token=", b""), None)}, "it has no `?token=`"),
+        ({"cross-site": (lambda r: r.replace(b"GET /ws ", b"GET /ws?token=x "), None)}, "it still has `?token=`"),
+        ({"cross-site": (lambda r: r.replace(b"http://evil.example", b"http://PLACEHOLDER"), None)}, None),
+        ({"cross-site": (lambda r: r.replace(b"Cookie", b"X-Cookie"), None)}, "Cookie: lab_session=<the token>"),
+        ({"none": (lambda r: r.replace(b"\r\n", b"\n"), None)}, "HTTP ends every line with `\\r\\n`"),
+        ({"none": (lambda r: r[:-2], None)}, "does not end with an empty line"),
+        ({"none": (lambda r: r.decode(), None)}, "finish with `.encode()`"),
+        ({"none": (lambda r: r.replace(b"Upgrade\r\n", b"keep-alive\r\n"), None)}, "`Connection: Upgrade` is missing"),
+        ({"none": (lambda r: r.replace(b"GET", b"POST"), None)}, "must be `GET /ws... HTTP/1.1`"),
+        (
+            {"version": (lambda r: r + b"", None), "none": (lambda r: r.replace(b"Version: 13", b"Version: 8"), None)},
+            "keep that for flaw 'version'",
+        ),
+    ],
+)
+async def test_q4_wrong_answers_say_what_is_wrong(q4: Any, overrides: dict[str, Any], says: str | None) -> None:
+    if says is None:  # the cross-site request with the lab's own origin
+        host_port = q4.lab.url.removeprefix("http://")
+        overrides = {"cross-site": (lambda r: r.replace(b"evil.example", host_port.encode()), None)}
+        says = "that is the lab's own page"
+    verdict = await q4.check_async(_changed(**overrides))
+    assert verdict.status is Status.INCORRECT, verdict.message
+    assert says in verdict.message, verdict.message
+
+
+async def test_q4_a_function_that_raises_or_returns_the_wrong_shape(q4: Any) -> None:
+    def raises(flaw: str, host: str, port: int, token: str) -> Any:
+        raise KeyError(flaw)
+
+    def bytes_only(flaw: str, host: str, port: int, token: str) -> Any:
+        return _q4_solution()(flaw, host, port, token)[0]
+
+    verdict = await q4.check_async(raises)
+    assert verdict.status is Status.INCORRECT and "raised KeyError" in verdict.message
+    verdict = await q4.check_async(bytes_only)
+    assert verdict.status is Status.INCORRECT and "(request_bytes, predicted_status)" in verdict.message

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from labserver.course import LabServer
 from labserver.course.exercises import (
     NOT_ANSWERED,
     ChoiceProblem,
@@ -16,23 +20,24 @@ from labserver.course.exercises import (
 )
 from labserver.course.exercises import lesson03 as ex
 from labserver.frames import Frame, Opcode, apply_mask, parse_header
+from labserver.wire import Direction
 
 KEY = bytes.fromhex("37fa213d")
 
 
 def test_registry() -> None:
     assert get_lesson("lesson03") is ex.lesson
-    assert list(ex.lesson.problems) == ["q1", "q2", "q3", "q4", "q5", "q6"]
+    assert list(ex.lesson.problems) == ["q1", "q2", "q3", "q4", "q5", "q6", "q7"]
     assert isinstance(ex.q1, ValueProblem) and isinstance(ex.q2, ValueProblem)
     assert isinstance(ex.q3, FunctionProblem)
     assert all(isinstance(q, ChoiceProblem) for q in (ex.q4, ex.q5, ex.q6))
 
 
-@pytest.mark.parametrize("key", ["q1", "q2", "q3", "q4", "q5", "q6"])
+@pytest.mark.parametrize("key", ["q1", "q2", "q3", "q4", "q5", "q6", "q7"])
 def test_every_problem_teaches(key: str) -> None:
     q = ex.lesson[key]
     assert q.title and q.question and q._hints() and q.solution_text
-    assert f"`ex.{key}.check(...)`" in q._repr_markdown_()
+    assert f"`{q._check_call}`" in q._repr_markdown_()
     assert repr(q.hint()).startswith("Hint")
     assert repr(q.solution()).startswith("Solution:")
 
@@ -287,3 +292,233 @@ def test_every_wrong_close_code_is_explained(key: str) -> None:
             assert "not this one" not in q.check(letter).message, (key, letter)
     assert q.check("1007").status is Status.INCORRECT  # a bare number is not an option
     assert "- **e)** 1007 invalid payload data" in q._repr_markdown_()
+
+
+# --- q7: a frame reader, run on traffic captured live through a tap ---------------------------
+
+
+def read_frames(chunks: Iterable[bytes]) -> Iterator[tuple[bool, int, bytes]]:
+    """A student's right answer, written independently of the reference."""
+    buffer = b""
+    for chunk in chunks:
+        buffer += chunk
+        while True:
+            header = parse_header(buffer)
+            if header is None or len(buffer) < header.frame_size:
+                break
+            payload = buffer[header.size : header.frame_size]
+            if header.masking_key is not None:
+                payload = apply_mask(payload, header.masking_key)
+            buffer = buffer[header.frame_size :]
+            yield header.fin, header.opcode, payload
+
+
+def _buggy(
+    *,
+    unmask: bool = True,
+    endian: str = "big",
+    long_code: int = 8,
+    keep_leftover: bool = True,
+    whole_byte: bool = False,
+) -> Any:
+    """The reader with one typical bug switched on."""
+
+    def reader(chunks: Iterable[bytes]) -> Iterator[tuple[bool, int, bytes]]:
+        buffer = bytearray()
+        for chunk in chunks:
+            buffer += chunk
+            while len(buffer) >= 2:
+                code = buffer[1] & 0x7F
+                at, length = 2, code
+                if code == 126:
+                    length, at = int.from_bytes(buffer[2:4], endian), 4  # type: ignore[arg-type]
+                elif code == 127:
+                    length, at = int.from_bytes(buffer[2 : 2 + long_code], "big"), 2 + long_code
+                masked = bool(buffer[1] & 0x80)
+                key = bytes(buffer[at : at + 4]) if masked else b""
+                at += len(key)
+                if len(buffer) < at + length or len(buffer) < at:
+                    break
+                payload = bytes(buffer[at : at + length])
+                if masked and unmask:
+                    payload = apply_mask(payload, key)
+                opcode = buffer[0] if whole_byte else buffer[0] & 0x0F
+                fin = bool(buffer[0] & 0x80)
+                if keep_leftover:
+                    del buffer[: at + length]
+                else:
+                    buffer.clear()  # the bug: the rest of the read is thrown away
+                yield fin, opcode, payload
+
+    return reader
+
+
+def one_read_one_frame(chunks: Iterable[bytes]) -> Iterator[tuple[bool, int, bytes]]:
+    """Every read is taken for exactly one whole frame."""
+    for chunk in chunks:
+        parsed = Frame.parse(chunk)
+        if parsed is not None:
+            yield parsed[0].fin, parsed[0].opcode, parsed[0].payload
+
+
+def one_frame_per_read_no_while(chunks: Iterable[bytes]) -> Iterator[tuple[bool, int, bytes]]:
+    """Buffers, but parses one frame at most per read, by hand, with no length checks."""
+    buffer = b""
+    for chunk in chunks:
+        buffer = chunk  # the bug: forgets what the last read left
+        length = buffer[1] & 0x7F
+        yield bool(buffer[0] & 0x80), buffer[0] & 0x0F, buffer[2 : 2 + length]
+
+
+@pytest.fixture
+def live_q7(lab: LabServer, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setattr(ex.q7, "lab", lab)
+    return ex.q7
+
+
+async def test_q7_the_capture_has_every_length_both_ways(lab: LabServer) -> None:
+    capture = await ex.capture_live_traffic(lab)
+    s2c, c2s = capture.streams
+    assert not capture.constructed_64bit and capture.max_message_bytes == 65536
+    codes = {
+        stream.direction: {parse_header(w.header).length_code for w in stream.frames}  # type: ignore[union-attr]
+        for stream in capture.streams
+    }
+    assert 127 in codes[Direction.SERVER_TO_CLIENT] and 126 in codes[Direction.SERVER_TO_CLIENT]
+    assert 126 in codes[Direction.CLIENT_TO_SERVER]
+    assert all(w.frame.masking_key is not None for w in c2s.frames)
+    assert all(w.frame.masking_key is None for w in s2c.frames)
+    assert any(not w.frame.fin for w in c2s.frames)  # the fragmented chat
+    assert s2c.frames[-1].frame.opcode is Opcode.CLOSE and c2s.frames[-1].frame.opcode is Opcode.CLOSE
+    for stream in capture.streams:
+        for how, chunks in ex.chunkings(stream, seed=1):
+            assert b"".join(chunks) == stream.data, how
+
+
+async def test_q7_rfc_frame_is_added_when_the_lab_limit_is_small(tmp_path: Any) -> None:
+    with LabServer(tmp_path, max_message_bytes=4096) as small:
+        capture = await ex.capture_live_traffic(small)
+        assert capture.constructed_64bit
+        assert capture.streams[0].data.endswith(ex.RFC_64K_FRAME)
+        ex.q7.lab = small
+        try:
+            verdict = await ex.q7.check_async(read_frames)
+        finally:
+            ex.q7.lab = None
+    assert verdict.status is Status.CORRECT and "RFC 6455 section 5.7's 64 KiB binary frame" in verdict.message
+
+
+@pytest.mark.parametrize("answer", [read_frames, ex._read_frames_reference])
+async def test_q7_right_answers_pass_live(live_q7: Any, answer: Any) -> None:
+    verdict = await live_q7.check_async(answer)
+    assert verdict.status is Status.CORRECT, verdict
+    assert "64-bit length" in verdict.message and "1 byte per read" in verdict.message
+
+
+@pytest.mark.parametrize(
+    ("answer", "says"),
+    [
+        (_buggy(unmask=False), "still masked"),
+        (_buggy(endian="little"), "big-endian"),
+        (_buggy(long_code=2), "127 in the 7-bit field means the length is in the next 8 bytes"),
+        (_buggy(keep_leftover=False), "One read can hold several frames"),
+        (_buggy(whole_byte=True), "The opcode is the low 4 bits of the first byte"),
+        (one_read_one_frame, "One read can hold several frames"),
+        (one_frame_per_read_no_while, "126 in the 7-bit field is not the length"),
+    ],
+    ids=[
+        "no-unmask",
+        "little-endian",
+        "127-as-16-bit",
+        "drops-leftover",
+        "whole-first-byte",
+        "recv-is-frame",
+        "7-bit-only",
+    ],
+)
+async def test_q7_typical_bugs_are_explained(live_q7: Any, answer: Any, says: str) -> None:
+    verdict = await live_q7.check_async(answer)
+    assert verdict.status is Status.INCORRECT, verdict
+    assert says in verdict.message, verdict.message
+
+
+async def test_q7_a_reader_that_loses_partial_frames(live_q7: Any) -> None:
+    def forgets_partial_frames(chunks: Iterable[bytes]) -> Iterator[tuple[bool, int, bytes]]:
+        for chunk in chunks:  # handles several frames per read, but not a frame cut in two
+            yield from ex._read_frames_reference([chunk])
+
+    verdict = await live_q7.check_async(forgets_partial_frames)
+    assert verdict.status is Status.INCORRECT
+    assert verdict.message.startswith("Fed 1 byte per read")
+    assert "keep the bytes of an unfinished frame" in verdict.message
+
+
+async def test_q7_wrong_shapes(live_q7: Any) -> None:
+    def returns_nothing(chunks: Iterable[bytes]) -> None:
+        for _ in chunks:
+            pass
+
+    def text_payloads(chunks: Iterable[bytes]) -> Iterator[tuple[bool, int, str]]:
+        for fin, opcode, payload in read_frames(chunks):
+            yield fin, opcode, payload.decode(errors="replace")
+
+    def frames(chunks: Iterable[bytes]) -> Iterator[Frame]:
+        for fin, opcode, payload in read_frames(chunks):
+            yield Frame(Opcode(opcode), payload, fin)
+
+    assert "make it a generator" in (await live_q7.check_async(returns_nothing)).message
+    assert "not decoded text" in (await live_q7.check_async(text_payloads)).message
+    assert (await live_q7.check_async(frames)).status is Status.CORRECT  # objects with fin/opcode/payload
+    assert "pass your function itself" in (await live_q7.check_async(b"\x81\x00")).message
+
+
+async def test_q7_a_crash_and_a_stub(live_q7: Any) -> None:
+    def crashes_at_the_end(chunks: Iterable[bytes]) -> Iterator[tuple[bool, int, bytes]]:
+        yield from read_frames(chunks)
+        raise ValueError("no more bytes")
+
+    verdict = await live_q7.check_async(crashes_at_the_end)
+    assert verdict.status is Status.INCORRECT and "then raised ValueError: no more bytes" in verdict.message
+
+    def stub(chunks: Iterable[bytes]) -> Iterator[tuple[bool, int, bytes]]:  # type: ignore[empty-body]
+        ...
+
+    assert (await live_q7.check_async(stub)).status is Status.NOT_ATTEMPTED
+
+
+async def test_q7_a_silent_lab_is_an_error_not_a_hang(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # accepts, never answers the handshake
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+
+    class SilentLab:
+        url = f"http://127.0.0.1:{port}"
+
+        def account(self, name: str) -> Any:
+            return SimpleNamespace(token="t")
+
+    monkeypatch.setattr(ex, "CAPTURE_TIMEOUT", 0.5)
+    monkeypatch.setattr(ex.q7, "lab", SilentLab())
+    try:
+        verdict = await ex.q7.check_async(read_frames)
+    finally:
+        server.close()
+    assert verdict.status is Status.ERROR and "did not finish the conversation within" in verdict.message
+
+
+@pytest.mark.parametrize("reader", [read_frames, ex._read_frames_reference])
+def test_q7_readers_agree_with_the_codec_on_every_cut(reader: Any) -> None:
+    """No lab needed: RFC 6455 section 5.7's examples plus an empty masked frame, cut at every byte."""
+    frames = [
+        Frame(Opcode.TEXT, b"Hello"),
+        Frame(Opcode.TEXT, b"Hello", masking_key=KEY),
+        Frame(Opcode.CONTINUATION, b"", masking_key=KEY),
+        Frame(Opcode.BINARY, bytes(256)),
+        Frame(Opcode.PING, b"Hello", masking_key=KEY),
+    ]
+    data = b"".join(f.serialize() for f in frames) + ex.RFC_64K_FRAME
+    expected = [(f.fin, int(f.opcode), f.payload) for f in frames] + [(True, 2, bytes(65536))]
+    for cut in range(1, 600):
+        assert list(reader([data[:cut], data[cut:]])) == expected, cut

@@ -244,3 +244,51 @@ def test_repeated_key_is_refused(lab: LabServer) -> None:
         b"\r\n\r\n", b"\r\nSec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n\r\n"
     )
     assert _answer(lab, request).status == 400
+
+
+# --- the claims of parts 6 to 8 -----------------------------------------------------------------
+
+
+async def test_a_second_server_without_the_ws_route_answers_the_upgrade_404(lab: LabServer) -> None:
+    """Part 8: the Socket.IO-on-the-wrong-server bug, in Python: the port that listens has no /ws."""
+    import asyncio
+
+    from aiohttp import web
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        other = runner.addresses[0][1]
+        host, port = _hostport(lab)
+        token = lab.account("secondserver").token
+        answers = {}
+        for p in (port, other):
+            request = handshake_request(host, p, f"/ws?token={token}")
+            ws = await asyncio.to_thread(RawWebSocket.connect, host, p, request)
+            ws.close()
+            answers[p] = ws.response.status
+        assert answers == {port: 101, other: 404}
+    finally:
+        await runner.cleanup()
+
+
+def test_every_subprotocol_and_extension_offer_of_part_6_upgrades(lab: LabServer) -> None:
+    offers = [
+        ("lab.v1", None, "lab.v1"),
+        ("chat, lab.v1", None, "lab.v1"),
+        ("chat, superchat", None, None),
+        (None, "permessage-deflate; client_max_window_bits", None),
+        ("lab.v1", "permessage-deflate, x-webkit-deflate-frame", "lab.v1"),
+    ]
+    for protocol, extensions, answered in offers:
+        headers = {"Sec-WebSocket-Protocol": protocol, "Sec-WebSocket-Extensions": extensions}
+        response = _answer(lab, _request(lab, _with_token(lab, "offers"), extra_headers=headers))
+        assert response.status == 101
+        assert response.headers.get("sec-websocket-protocol") == answered
+        assert "sec-websocket-extensions" not in response.headers

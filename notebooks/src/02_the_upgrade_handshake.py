@@ -26,11 +26,20 @@
 #    header yourself (RFC 6455 section 4.2.2),
 # 3. receive your first WebSocket frame, raw,
 # 4. see what the server answers to handshakes that are wrong, or not welcome,
-# 5. see why the upgrade lives inside the HTTP server, on the same port as the REST API,
-# 6. learn what a browser does for you, and why its token travels in the URL or the first message.
+# 5. offer a subprotocol and an extension, and see what the lab accepts and what it declines,
+# 6. open a socket with a login cookie, and see why the server must still check `Origin`,
+# 7. see why the upgrade lives inside the HTTP server, on the same port as the REST API, and
+#    what Node's `http.createServer(app)` is really about,
+# 8. learn what a browser does for you, and where its token should travel,
+# 9. break handshakes on purpose, predict the lab's answers, and send them to the lab.
 #
 # You need Python and the basics of HTTP (a request line, headers, a status
 # code). No WebSocket knowledge is assumed.
+#
+# **Notes sections covered:** §4 *How WebSocket works (internal flow)*: the handshake, and
+# what "HTTP is dropped" means on the wire (parts 2 to 4, 8); §10 *Backend architecture with
+# WebSocket*: REST and WebSocket in one HTTP server, on one port (part 8); §11 *Why
+# `http.createServer(app)` is required*: what the notes get right, and what is dated (part 8).
 
 # %% [markdown]
 # ## 1. Start the lab
@@ -44,20 +53,26 @@ import importlib.util
 if importlib.util.find_spec("labserver") is None:  # this kernel does not have the course installed
     raise ModuleNotFoundError("Wrong kernel: run `python3 course.py kernel`, then choose Kernel > Change Kernel > WebSocket course.")
 
+import asyncio
 import base64
 import hashlib
 import html
+import http.client
 import json
 import os
 import socket
 from urllib.parse import urlsplit
 
 import jwt
+from aiohttp import web
 from IPython.display import HTML, SVG
 
 from labserver.course import start_lab
 from labserver.course.exercises import lesson02 as ex
+from labserver.course.rest_client import DEFAULT_PASSWORD
+from labserver.course.source import show_source
 from labserver.frames import Frame, Opcode
+from labserver.handshake import select_subprotocol
 from labserver.rawws import RawWebSocket, close_code, handshake_request
 
 lab = start_lab()
@@ -104,9 +119,9 @@ print(f"connected to {host}:{port}")
 # | `Connection: Upgrade` | "...and the `Upgrade` header is meant for you, the next hop" |
 # | `Sec-WebSocket-Key` | 16 random bytes, base64-encoded; the server must transform it (next section) |
 # | `Sec-WebSocket-Version: 13` | the version of the protocol, 13 being RFC 6455 |
-# | `Origin` | sent by browsers: which web page opens the socket (part 5 of this lesson) |
+# | `Origin` | sent by browsers: which web page opens the socket (parts 5 and 7 of this lesson) |
 #
-# The token rides in the URL's query string (part 7 of this lesson says why). For the key we
+# The token rides in the URL's query string (part 9 of this lesson says why, and what it costs). For the key we
 # use the sample from the RFC itself, so you can compare every value below with
 # the text of RFC 6455; a real client draws a fresh random key for each connection.
 
@@ -173,7 +188,7 @@ print("1. key + GUID:   ", step1.decode())
 print("2. SHA-1 (hex):  ", step2.hex(" "))
 print("3. base64:       ", step3)
 print("server answered: ", headers["sec-websocket-accept"])
-print("match:           ", step3 == headers["sec-websocket-accept"])
+print("the same:        ", "yes" if step3 == headers["sec-websocket-accept"] else "NO")
 
 # %% [markdown]
 # ### The worked example of RFC 6455 section 1.3
@@ -194,9 +209,11 @@ print("match:           ", step3 == headers["sec-websocket-accept"])
 
 # %%
 rfc_sha1 = "0xb3 0x7a 0x4f 0x2c 0xc0 0x62 0x4f 0x16 0x90 0xf6 0x46 0x06 0xcf 0x38 0x59 0x45 0xb2 0xbe 0xc4 0xea"
-print("SHA-1 as in the RFC: ", " ".join(f"0x{b:02x}" for b in step2) == rfc_sha1)
-print("accept as in the RFC:", step3 == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
-print("the key decodes to:  ", base64.b64decode(RFC_KEY))
+print("SHA-1, ours:     ", " ".join(f"0x{b:02x}" for b in step2))
+print("SHA-1, the RFC:  ", rfc_sha1)
+print("accept, ours:    ", step3)
+print("accept, the RFC: ", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+print("the key decodes to:", base64.b64decode(RFC_KEY))
 
 # %% [markdown]
 # **What the key is for.** It is *not* a password and it does not make anything
@@ -204,15 +221,16 @@ print("the key decodes to:  ", base64.b64decode(RFC_KEY))
 # that the server really speaks WebSocket, since an ordinary HTTP server, or a
 # cache replaying an old response, would not answer with the right
 # `Sec-WebSocket-Accept` for a key it has never seen. That is why clients draw a
-# fresh random key for every connection, like this one (we print only whether it
-# matched, since the key changes on every run):
+# fresh random key for every connection, like this one (its values change on every run):
 
-# %%
+# %% tags=["nbval-ignore-output"]
 fresh_key = base64.b64encode(os.urandom(16)).decode()  # 16 random bytes -> 24 characters
 trial = RawWebSocket.connect(host, port, handshake_request(host, port, f"/ws?token={alice.token}", key=fresh_key))
 expected = base64.b64encode(hashlib.sha1((fresh_key + GUID).encode()).digest()).decode()
-print("status:", trial.response.status, "| key length:", len(fresh_key), "| accept matches:",
-      trial.response.headers["sec-websocket-accept"] == expected)
+print("status:", trial.response.status, trial.response.reason)
+print("fresh key:       ", fresh_key, f"({len(fresh_key)} characters)")
+print("we expect accept:", expected)
+print("the lab answered:", trial.response.headers["sec-websocket-accept"])
 trial.close()
 
 # %% [markdown]
@@ -259,6 +277,11 @@ sock.close()
 # matter: frames are *not* HTTP (no headers, no status, a 2-byte header), and the
 # server sent this one on its own, without being asked.
 #
+# The notes (section 4) put it as "HTTP is dropped, WebSocket protocol takes over, TCP
+# connection stays open". On the wire, nothing is dropped or reopened: the TCP connection
+# you opened in part 2 carried HTTP for exactly two messages, the request and the `101`, and
+# the very next byte on the same stream was the first byte of a frame.
+#
 # From now on, two helpers from `labserver.rawws` do the typing for us:
 # `handshake_request` writes the same bytes as our hand-made request (no
 # `Origin` unless we add one), and `RawWebSocket` reads the answer and the frames.
@@ -266,7 +289,7 @@ sock.close()
 # %%
 same = handshake_request(host, port, f"/ws?token={alice.token}", key=RFC_KEY,
                          extra_headers={"Origin": f"http://{host}:{port}"})
-print("same bytes as our request:", same == request)
+print("the same bytes as our request:", "yes" if same == request else "NO")
 
 ws = RawWebSocket.connect(host, port, same)
 print(ws.response.status, ws.response.reason)
@@ -347,33 +370,188 @@ HTML(f"<table><tr>{heading}</tr>" + "".join(row(change, sent) for change, sent i
 #   `websockets` library, for one, answers `400` "invalid Sec-WebSocket-Version
 #   header", and aiohttp on its own even accepts the old drafts 7 and 8. The lab
 #   server does the section 4.4 check itself.
-# - **403 Forbidden**: a web page from another site (below).
+# - **403 Forbidden**: an `Origin` header from another site's page. Part 7 shows why this
+#   check matters even more once cookies are involved.
 # - **401 Unauthorized**, *before* the upgrade: a token in the query string that
 #   does not verify, here one whose signature is not the server's, or an empty one.
 #   The socket never opens, so nothing has to be cleaned up.
 # - **No token at all gets 101.** That is on purpose: the client may send its token
-#   in the first *message* instead (part 7). The server then waits a few
+#   in the first *message* instead (part 9), or in a cookie (part 7). The server then waits a few
 #   seconds for it, and closes the socket (code 1008) if it does not come.
 # - **405 Method Not Allowed**: the opening handshake must be a `GET`.
-#
-# ### Why the server checks `Origin`
-#
-# A browser can attach the user's cookies for a site to a WebSocket handshake that
-# a page on *another* site starts (only cookies marked `SameSite` are held back).
-# So if a server authenticated WebSockets by cookie alone, a page on
-# `evil.example` could run `new WebSocket("wss://your-bank.example/ws")` and talk
-# to the bank *as you*: this is **cross-site WebSocket hijacking**. Unlike
-# `fetch`, WebSockets are not covered by CORS; the browser opens them to any site.
-# What it does do is send a truthful `Origin` header that page scripts cannot
-# change, and the server must check it (RFC 6455 section 10.2). The lab server allows its own pages and an allowlist,
-# and answers 403 to the rest.
-#
-# The `Origin` check protects *browser users*, not the server: a program (our raw
-# socket, `curl`) can send any `Origin` it likes, or none, as the good handshake
-# above did. Authentication is the token's job.
 
 # %% [markdown]
-# ## 6. One port for REST and WebSocket
+# ## 6. Subprotocols and extensions
+#
+# Two more headers can ride on the handshake. Both are lists that the *client* offers
+# and the *server* picks from:
+#
+# | Header | The client offers | RFC |
+# |---|---|---|
+# | `Sec-WebSocket-Protocol` | application protocols it can speak over this socket, most wanted first, e.g. `chat, lab.v1` | RFC 6455 sections 1.9, 4.1, 4.2.2 |
+# | `Sec-WebSocket-Extensions` | changes to the framing itself, with parameters, e.g. `permessage-deflate; client_max_window_bits` | RFC 6455 section 9; RFC 7692 for deflate |
+#
+# The rules are the same for both. The server answers **at most one subprotocol, and
+# only one the client offered** (section 4.2.2), and accepts only extensions the client
+# offered (section 9.1). When it supports none of them it does *not* refuse the handshake:
+# it **leaves the header out** of its `101`. The client then checks the answer (section
+# 4.1): a subprotocol or an extension it did not offer makes it fail the connection.
+#
+# The lab speaks one subprotocol, `lab.v1`, the name of its JSON protocol
+# (`labserver/PROTOCOL.md`), and no extension. Five handshakes, each offering something else:
+
+# %%
+OFFERS = [  # (Sec-WebSocket-Protocol, Sec-WebSocket-Extensions) offered by the client
+    ("lab.v1", None),
+    ("chat, lab.v1", None),
+    ("chat, superchat", None),
+    (None, "permessage-deflate; client_max_window_bits"),
+    ("lab.v1", "permessage-deflate, x-webkit-deflate-frame"),
+]
+
+print(f"{'offered protocol':18} {'offered extensions':45} {'status':7} {'answered protocol':18} answered extensions")
+for protocol, extensions in OFFERS:
+    headers = {"Sec-WebSocket-Protocol": protocol, "Sec-WebSocket-Extensions": extensions}
+    answer = attempt(extra_headers=headers).response
+    print(f"{protocol or '-':18} {extensions or '-':45} {answer.status:<7} "
+          f"{answer.headers.get('sec-websocket-protocol', '(none)'):18} "
+          f"{answer.headers.get('sec-websocket-extensions', '(none)')}")
+
+# %% [markdown]
+# Every handshake got `101`: nothing here is a reason to refuse. `lab.v1` is answered
+# whenever it was offered, first or second in the list; `chat, superchat` gets no
+# `Sec-WebSocket-Protocol` at all, never a name the client did not ask for. The choice
+# is one small function of the server:
+
+# %%
+show_source(select_subprotocol)
+
+# %% [markdown]
+# What a client does with "no subprotocol" is its own choice. A browser's
+# `new WebSocket(url, ["chat"])` fails the connection when the `101` names none
+# (the WHATWG WebSockets standard), so a page that insists on `chat` cannot use the lab,
+# and `new WebSocket(url, ["lab.v1"])` can. A subprotocol is how one URL can serve two
+# versions of an application protocol (`lab.v1`, `lab.v2`) and tell the client which
+# one it got before the first message. (Socket.IO does not use this header: its protocol
+# version travels in the URL, `?EIO=4`.)
+#
+# **Extensions: declined, every time.** No `Sec-WebSocket-Extensions` in the answer means
+# no extension is in use: frames go uncompressed, and a client frame with the RSV1
+# ("compressed") bit set is a protocol error. The lab turns `permessage-deflate` down on
+# purpose (`compress=False` in `labserver/ws.py`): it encodes a broadcast once and writes
+# the same bytes to every recipient, while deflate keeps a compression context per
+# connection, so every recipient would need its own compressed copy; and a small
+# compressed frame could inflate far past the message-size limit. Lesson 03 measures
+# what deflate would save on a chat message, and what it costs.
+
+# %% [markdown]
+# ## 7. A cookie at the handshake, and why `Origin` still matters
+#
+# A page cannot put a header of its own on the handshake, but the browser adds one by
+# itself: `Cookie`. A WebSocket handshake is an HTTP request to the lab's host, so it
+# carries the cookies the lab has set. The lab's login sets one, `lab_session`,
+# holding the same token as the JSON body. Bob logs in:
+
+# %%
+bob = lab.account("bob")  # signs Bob up; the login below is the one we look at
+
+
+def login(username: str) -> tuple[str, str]:
+    """POST /api/login; the token from the JSON body and the Set-Cookie header."""
+    conn = http.client.HTTPConnection(host, port, timeout=5)
+    credentials = json.dumps({"username": username, "password": DEFAULT_PASSWORD})
+    conn.request("POST", "/api/login", credentials, {"Content-Type": "application/json"})
+    response = conn.getresponse()
+    token, set_cookie = json.loads(response.read())["token"], response.getheader("Set-Cookie")
+    conn.close()
+    return token, set_cookie
+
+
+bob_token, set_cookie = login("bob")
+cookie = set_cookie.split(";")[0].partition("=")[2]
+print("Set-Cookie:", set_cookie.replace(cookie, "<the token>"))
+print("the cookie holds the token of the JSON body:", "yes" if cookie == bob_token else "no")
+
+# %% [markdown]
+# Each attribute has a job:
+#
+# - `HttpOnly`: page scripts cannot read the cookie (`document.cookie` does not show it),
+#   so a script injected into the page (XSS) cannot steal the token.
+# - `SameSite=Lax`: requests that a page of another *site* makes do not carry it (more below).
+# - `Path=/`: it goes with every request to the lab, `/ws` included.
+# - `Max-Age=3600`: it lives as long as the token. It has no `Secure` here because the lab
+#   runs on plain `http://`; behind `https://` the lab adds `Secure`.
+#
+# `/ws` accepts that cookie in place of `?token=` (and `?token=`, when present, still
+# decides alone, exactly as before). Now play the browser: the same cookie, no token in
+# the URL, from four places.
+
+# %%
+COOKIE_ORIGINS = [
+    (f"http://{host}:{port}", "the lab's own page"),
+    ("http://evil.example", "another site's page"),
+    (f"http://{host}:8888", "a page on another port of this host"),
+    (None, "no Origin: a program, not a browser"),
+]
+
+for origin, who in COOKIE_ORIGINS:
+    sent = RawWebSocket.connect(host, port, handshake_request(
+        host, port, "/ws", extra_headers={"Cookie": f"lab_session={cookie}", "Origin": origin}))
+    answer = sent.response
+    said = json.loads(sent.recv_frame().payload)["user"]["username"] if answer.status == 101 else None
+    sent.close()
+    outcome = f"welcome, {said}" if said else json.loads(answer.body)["error"]
+    print(f"{answer.status} {answer.reason:20} {who:45} -> {outcome}")
+
+# %% [markdown]
+# The cookie alone would have let *every* page in: the browser attaches it on its own,
+# to a handshake that any page starts. WebSockets are not covered by CORS: a page may open
+# a socket to any server, and the server is the only one that can say no. If `/ws`
+# trusted the cookie alone, a page on `evil.example` could run
+# `new WebSocket("ws://lab.example/ws")` and chat *as Bob*, reading everything the socket
+# receives: **cross-site WebSocket hijacking**. What the browser does give the server is an
+# `Origin` header that page scripts cannot change, and the server must check it (RFC 6455
+# section 10.2). The lab checks it *before* it reads the cookie, hence `403` for both foreign
+# pages above.
+#
+# **What `SameSite` does, and what it does not.** A cookie marked `SameSite=Lax` or `Strict`
+# is not sent with requests that a page of another *site* makes, a WebSocket handshake
+# included; `SameSite=None; Secure` is sent from anywhere. A cookie with no `SameSite`
+# attribute is treated as `Lax` by Chromium (not by every browser, so set it explicitly).
+# But a *site* is not an *origin*:
+#
+# - an **origin** is scheme, host and port: `http://127.0.0.1:8765`;
+# - a **site** is scheme and *registrable domain*: `https://chat.example.com` and
+#   `https://blog.example.com` are two origins of one site, `example.com`; so are
+#   `http://127.0.0.1:8765` and `http://127.0.0.1:8888` (ports do not count, and cookies
+#   ignore ports anyway).
+#
+# So `SameSite`, even `Strict`, does not stop a *same-site, cross-origin* page: a sibling
+# subdomain, or another port of the same host. The third row above is exactly that: any
+# page served on another port of this host (8888 is JupyterLab's usual one) is same-site
+# with the lab, so the browser would send Bob's cookie with its handshake, and only the
+# `Origin` check stops it. `SameSite` narrows the risk; checking `Origin` closes it.
+#
+# The last row is a reminder of what `Origin` does *not* do: a program (our raw socket,
+# `curl`) sends whatever `Origin` it likes, or none, so the check protects *browser users*,
+# not the server. Authentication is the cookie's or the token's job.
+#
+# **Logging out** revokes every token Bob holds, the cookie's too, and tells the browser
+# to drop the cookie:
+
+# %%
+conn = http.client.HTTPConnection(host, port, timeout=5)
+conn.request("POST", "/api/logout", headers={"Authorization": f"Bearer {bob_token}"})
+logout = conn.getresponse()
+logout.read()
+print("POST /api/logout ->", logout.status, "| Set-Cookie:", logout.getheader("Set-Cookie"))
+conn.close()
+
+stale = attempt("/ws", extra_headers={"Cookie": f"lab_session={cookie}", "Origin": f"http://{host}:{port}"})
+print("the old cookie ->", stale.response.status, stale.response.reason, "|", json.loads(stale.response.body)["message"])
+
+# %% [markdown]
+# ## 8. One port for REST and WebSocket
 #
 # The lab server's REST API and its WebSocket are on the same port. Here are two
 # raw sockets to that one port: the first asks `GET /ws` with the Upgrade headers
@@ -400,7 +578,7 @@ live_status_line = live.response.raw.decode().split("\r\n")[0]
 rest_status_line = rest_head.decode().split("\r\n")[0]
 print(f"socket 1 -> {live_peer[0]}:{live_peer[1]}  GET /ws      -> {live_status_line}")
 print(f"socket 2 -> {rest_peer[0]}:{rest_peer[1]}  GET /healthz -> {rest_status_line}, {rest_body[:16].decode()}...")
-print("same server address and port:", rest_peer == live_peer)
+print("one server address and port for both:", "yes" if rest_peer == live_peer else "NO")
 
 # %% [markdown]
 # Same port, one HTTP server. The upgrade is not a second server listening
@@ -423,16 +601,66 @@ print("same server address and port:", rest_peer == live_peer)
 #
 # aiohttp's HTTP server parses the request line and headers of *every*
 # connection; the route handler decides to answer `101` and then keeps the
-# connection, which from then on speaks frames. Node.js says the same thing
-# differently: `const server = http.createServer(app)`, attach the WebSocket
-# server to that `server`, and call `server.listen(8765)` (not `app.listen`), so
-# that Express and the WebSocket share one HTTP server and one port. That is also
-# why WebSockets pass where HTTP passes: ports 80 and 443, and reverse proxies,
-# which must be told to forward the `Upgrade` and `Connection` headers (nginx
-# drops them unless configured to pass them on).
+# connection, which from then on speaks frames. That is also why WebSockets pass
+# where HTTP passes: ports 80 and 443, and reverse proxies, which must be told to
+# forward the `Upgrade` and `Connection` headers (nginx drops them unless configured
+# to pass them on).
 #
-# After the `101`, socket 1 carries frames: the `welcome`, then anything either side
-# sends. We send an application-level `ping` message; the server answers `pong`.
+# ### Node's `http.createServer(app)`, stated correctly
+#
+# The notes (section 11) say: upgrades happen at the HTTP server level, not in Express
+# middleware, "therefore `app.listen()` ❌, `server.listen()` ✅". The reason is right; the
+# rule is dated. Express's `app.listen(port)` *is* `http.createServer(app).listen(port)`,
+# and it returns that `http.Server`:
+#
+# ```javascript
+# const server = app.listen(8765);   // an http.Server, listening
+# const io = new Server(server);     // Socket.IO on the server that listens: works
+# ```
+#
+# works as well as `http.createServer(app)` followed by `server.listen(8765)`. The real bug
+# is **two servers**:
+#
+# ```javascript
+# const server = http.createServer(app);
+# const io = new Server(server);     // Socket.IO attached to server 1...
+# app.listen(8765);                  // ...but app.listen creates server 2, and that one listens
+# ```
+#
+# Server 1, which has the WebSocket, never listens. Server 2 gets every request, and it has
+# no WebSocket: the handshake is answered as an ordinary request (Express: `404`, "Cannot
+# GET /socket.io/"). The same mistake in Python: a second aiohttp server, in this kernel,
+# on another port, with the lab's `/healthz` route but not its `/ws`. The same handshake,
+# to each port:
+
+# %%
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+http_only = web.Application()
+http_only.router.add_get("/healthz", healthz)  # REST only: nobody added the /ws route here
+runner = web.AppRunner(http_only, access_log=None)
+await runner.setup()
+await web.TCPSite(runner, host, 0).start()  # port 0: any free port
+other_port = runner.addresses[0][1]
+
+for server_port, what in [(port, "the lab: REST and /ws"), (other_port, "second server: REST only")]:
+    probe = handshake_request(host, server_port, f"/ws?token={alice.token}", key=RFC_KEY)
+    # In a thread: this kernel's event loop must stay free to run the second server.
+    sent = await asyncio.to_thread(RawWebSocket.connect, host, server_port, probe)
+    sent.close()
+    print(f"GET /ws -> {host}:{server_port}  {what:26} {sent.response.status} {sent.response.reason}")
+await runner.cleanup()
+
+# %% [markdown]
+# The second server answers the upgrade with `404 Not Found`: for it, `/ws` is just an
+# unknown path. One HTTP server must own both the routes and the upgrade, and it must be the
+# one that listens; in the lab that is one aiohttp application (`labserver/app.py`).
+#
+# Back to socket 1 of the lab, still open. After the `101` it carries frames: the
+# `welcome`, then anything either side sends. We send an application-level `ping`
+# message; the server answers `pong`.
 
 # %%
 print("server:", json.loads(live.recv_frame().payload)["type"])
@@ -464,11 +692,11 @@ bye.recv_frame()  # the welcome
 bye.send_frame(Frame(Opcode.CLOSE, (1000).to_bytes(2, "big") + b"bye", masking_key=os.urandom(4)))
 echo = bye.recv_frame()
 print("server answered:", echo.opcode.name, "frame, code", close_code(echo))
-print("then the TCP connection ended:", bye.recv_frame() is None)
+print("then the TCP connection:", "ended (no more bytes)" if bye.recv_frame() is None else "still open")
 bye.close()
 
 # %% [markdown]
-# ## 7. How a browser does it
+# ## 9. How a browser does it
 #
 # In a web page, all of the above is one line. The browser opens the TCP
 # connection, writes the `GET` with `Upgrade`, `Connection`, a fresh
@@ -487,10 +715,15 @@ bye.close()
 # - **A page cannot set headers on the handshake.** `new WebSocket(url, protocols)`
 #   takes a URL and a list of subprotocols, nothing else: no `Authorization:
 #   Bearer ...`. That is why the lab server takes the token in the **query
-#   string** (`?token=`) or in the **first message**. The query string is simple,
-#   but URLs end up in browser history and proxy logs (the lab server keeps query
-#   strings out of its own access log). The first message keeps the token out of
-#   every URL, at the cost of one round trip.
+#   string** (`?token=`), in the **first message**, or from the login's **cookie**
+#   (part 7). The query string is simple, but the whole URL, token included, is written
+#   to access logs: the web server's, a reverse proxy's (nginx logs the request line with
+#   its query string by default), a load balancer's. (A WebSocket URL is not a page
+#   navigation: it never shows in the address bar and does not enter the browser's
+#   history.) The lab keeps query strings out of its own access log, but it cannot speak
+#   for the proxies in front of it. The first message keeps the token out of every URL,
+#   at the cost of one round trip; the cookie does too, at the price of the `Origin`
+#   check.
 # - **A page never sees the refusal.** Whether the server answered 400, 401 or 403,
 #   the browser only fires `error` and then `close` with code 1006. The JSON bodies
 #   in the table above are for programs and for you, in the browser's network tab.
@@ -507,7 +740,7 @@ print(late.recv_frame().payload.decode())
 late.close()
 
 # %% [markdown]
-# ## 8. The whole exchange in one picture
+# ## 10. The whole exchange in one picture
 #
 # The TCP connection opens; one HTTP request and one HTTP answer switch it to
 # WebSocket; frames then flow both ways, whenever either side has something to
@@ -517,7 +750,20 @@ late.close()
 SVG(filename="../images/02_handshake_sequence.svg")
 
 # %% [markdown]
-# ## 9. Check yourself
+# **Footnote: WebSockets over HTTP/2 and HTTP/3.** Everything in this lesson is HTTP/1.1,
+# the only version RFC 6455 defines. HTTP/2 has no `Upgrade` and no `101`. RFC 8441
+# (HTTP/2) and RFC 9220 (HTTP/3) open a WebSocket as one stream of an existing connection,
+# with an **extended CONNECT**: the request carries `:method = CONNECT`,
+# `:protocol = websocket`, `:scheme`, `:path`, `:authority` and `sec-websocket-version: 13`
+# (plus `origin`, `sec-websocket-protocol` and `-extensions` as usual), and the server
+# answers `200`. There is no `101`, no `Sec-WebSocket-Key` and no `Sec-WebSocket-Accept`:
+# the server has already announced `SETTINGS_ENABLE_CONNECT_PROTOCOL = 1`, which says it
+# understands. The frames that follow are the same RFC 6455 frames, carried in the stream's
+# DATA frames, so many WebSockets can share one TCP (or QUIC) connection. The lab speaks
+# HTTP/1.1 only, as aiohttp does.
+
+# %% [markdown]
+# ## 11. Check yourself
 #
 # Replace the `...` with your answer and run the cell; `ex.q1.hint()` gives a hint
 # and `ex.q1.solution()` the answer with an explanation.
@@ -563,6 +809,29 @@ answer = {
 ex.q3.check(answer)
 
 # %% [markdown]
+# **Question 4, against the live lab.** Break handshakes on purpose. Write
+# `broken_handshake(flaw, host, port, token)`: for each flaw below it returns the bytes of
+# an opening handshake to the lab's `/ws` with exactly that flaw and nothing else wrong,
+# and the status code you predict the lab answers. The check calls it for every flaw,
+# checks that each request is broken as asked, sends it to the lab on a raw socket, and
+# compares your prediction with the lab's answer.
+
+# %%
+for flaw, what in ex.FLAWS.items():
+    print(f"{flaw!r:13} {what}")
+
+# %%
+def broken_handshake(flaw: str, host: str, port: int, token: str) -> tuple[bytes, int]:
+    ...
+
+
+await ex.q4.check_async(broken_handshake)
+
+# %%
+# ex.q4.hint()
+# ex.q4.solution()
+
+# %% [markdown]
 # ## Summary
 #
 # - A WebSocket starts as an **HTTP/1.1 `GET`** with `Upgrade: websocket`,
@@ -573,12 +842,21 @@ ex.q3.check(answer)
 #   **same TCP connection** carries only frames, both ways.
 # - Anything else is an ordinary HTTP refusal: **400** for a malformed handshake,
 #   **426** with `Sec-WebSocket-Version: 13` for a wrong version, **403** for a
-#   foreign `Origin`, **401** for a bad token, **405** for a method other than `GET`.
+#   foreign `Origin`, **401** for a bad token or cookie, **405** for a method other than `GET`.
 # - The upgrade is a **route of the HTTP server**, so REST and WebSocket share one
 #   server and one port.
+# - **Subprotocols and extensions** are offers: the server answers at most one subprotocol
+#   the client offered (the lab: `lab.v1`) and only extensions it offered, or leaves the
+#   header out; the lab declines `permessage-deflate` to encode each broadcast once.
 # - A browser cannot put headers on the handshake: the token goes in the **query
-#   string** or the **first message**, and the server must check **`Origin`**
-#   against cross-site WebSocket hijacking.
+#   string** (and so into every access log on the way), the **first message**, or a
+#   **cookie** the browser sends by itself. The server must check **`Origin`** against
+#   cross-site WebSocket hijacking: `SameSite` does not stop a same-site page on another
+#   origin.
+# - Node: `app.listen()` returns an `http.Server` too; the bug is attaching the WebSocket
+#   to one server and listening with another.
+# - Over HTTP/2 and HTTP/3 a WebSocket starts with an extended `CONNECT` (RFC 8441, 9220):
+#   no `101`, no key.
 #
 # **Common misconceptions**
 #
@@ -591,7 +869,12 @@ ex.q3.check(answer)
 #   **`wss://`**, WebSocket over TLS, exactly as you use `https://` (lesson 09).
 # - *"Checking `Origin` keeps other programs out."* It only protects users of
 #   browsers, which tell the truth about `Origin`; a program can send anything.
-#   Authenticate with a token.
+#   Authenticate with a token or a cookie.
+# - *"`SameSite` cookies make the `Origin` check unnecessary."* `SameSite` is about
+#   *sites* (registrable domains), not origins: a sibling subdomain or another port of
+#   the same host still gets the cookie sent.
+# - *"A token in a WebSocket URL ends up in the browser's history."* It does not (a
+#   socket is not a navigation); it ends up in server, proxy and load-balancer logs.
 #
 # Next: [03 · Frames on the wire](03_frames.ipynb), where the bytes
 # `81 7e 00 ...` get taken apart bit by bit.

@@ -29,7 +29,20 @@
 # 5. send a hand-built frame to the lab over a raw socket and decode the answer,
 # 6. watch a real client's frames live through a **frame tap**,
 # 7. send bad frames and read the close code the server answers with,
-# 8. measure what a frame costs next to an HTTP request carrying the same message.
+# 8. measure what a frame costs next to an HTTP request carrying the same message,
+# 9. see what a client offering compression (permessage-deflate, the RSV1 bit) gets from the
+#    lab, and measure what compression would save and cost on a chat message,
+# 10. measure head-of-line blocking: a small message stuck behind a large one on one socket,
+# 11. write your own frame reader and run it on frames captured live from the lab.
+#
+# **Notes sections covered:** §4 *How WebSocket works (internal flow)*: "messages sent as
+# small frames" (parts 2 to 6 and 14; the notes are thin here: a frame's length field goes
+# up to 2^63 - 1 bytes, a message may take several frames, and TCP delivers neither frames nor
+# messages, only bytes); §7 *Important WebSocket properties*: "low overhead" measured (parts
+# 11 and 12: 2 to 14 bytes of header, and no compression in the lab), "stateful" (a
+# compression context is state kept per connection, part 12); §1 *What is a WebSocket?*:
+# "low latency" holds only while nothing large is ahead on the same socket (part 13); §6
+# *Why not use WebSocket for everything?*: "large payloads", measured (part 13).
 #
 # Keep RFC 6455 section 5 open in a tab if you like: every rule here names its section.
 
@@ -49,6 +62,11 @@ if importlib.util.find_spec("labserver") is None:  # this kernel does not have t
 
 import asyncio
 import json
+import random
+import statistics
+import time
+import tracemalloc
+import zlib
 
 import matplotlib.pyplot as plt
 import websockets
@@ -120,7 +138,7 @@ by_hand.hex(" ")
 # %%
 frame = Frame(Opcode.TEXT, b"Hello")
 print(frame.serialize().hex(" "))
-print(frame.serialize() == by_hand)
+print("the same 7 bytes as by hand" if frame.serialize() == by_hand else "NOT the bytes built by hand")
 Frame.parse(by_hand)
 
 # %% [markdown]
@@ -343,6 +361,7 @@ async def send_and_wait(ws, message):
 
 carol = await websockets.connect(f"{tap.ws_url}?token={lab.account('carol').token}", compression=None)
 bob = await websockets.connect(f"{tap.ws_url}?token={lab.account('bob').token}", compression=None)
+bob_id = tap.connections()[-1].id  # Bob's connection through the tap
 await send_and_wait(carol, {"type": "join", "room": "frames", "ref": 1})
 await send_and_wait(bob, {"type": "join", "room": "frames", "ref": 1})
 await (await bob.ping(b"still there?"))  # a ping frame; wait for the pong
@@ -370,7 +389,8 @@ for connection in tap.connections():
 # %%
 chats = [c for c in tap.frames if c.direction is Direction.SERVER_TO_CLIENT and c.frame.payload.startswith(b'{"type":"chat"')]
 print(len(chats), "chat frames, on connections", [c.connection_id for c in sorted(chats, key=lambda c: c.connection_id)])
-print("identical bytes:", chats[0].raw_header + chats[0].frame.payload == chats[1].raw_header + chats[1].frame.payload)
+same = chats[0].raw_header + chats[0].frame.payload == chats[1].raw_header + chats[1].frame.payload
+print("Carol's and Bob's chat frames:", "byte for byte identical" if same else "different")
 
 # %% [markdown]
 # ## 10. Bad frames and the close codes they earn
@@ -490,33 +510,209 @@ plt.show()
 # and push in full, with many clients.
 
 # %% [markdown]
-# ## Summary
+# ## 12. Compression: permessage-deflate and the RSV1 bit
 #
-# - After the handshake, a WebSocket carries **frames**: a 2 to 14-byte header (FIN, RSV,
-#   opcode, MASK, a 7, 7+16 or 7+64-bit length, a masking key) and the payload.
-# - **Clients mask** every frame with a fresh random key, so that scripts cannot choose the
-#   bytes on the wire (section 10.3); **servers never mask**. Either mistake closes the
-#   connection with 1002.
-# - A **message** can span several frames (continuations, FIN on the last); **control
-#   frames** (ping, pong, close) are at most 125 bytes, never fragmented, and may come
-#   between fragments.
-# - Broken frames get **1002**, bad UTF-8 **1007**, oversized messages **1009**; **1006** is
-#   never sent, only reported.
+# RFC 7692 defines an extension, **permessage-deflate**, that compresses each message with
+# DEFLATE (the algorithm of gzip and zlib). A client offers it in its handshake with
+# `Sec-WebSocket-Extensions: permessage-deflate`. If the server accepts, its `101` carries
+# that header back with the parameters it agreed to, and from then on the first frame of
+# every compressed message has **RSV1** set (RFC 7692 section 6). If the `101` has no such
+# header, nothing is negotiated, nothing is compressed, and a frame with RSV1 set is a
+# protocol error (RFC 6455 section 5.2).
 #
-# **Common misconceptions**
+# The `websockets` library offers it by default (Carol and Bob above turned it off with
+# `compression=None`). Dave connects with the default settings, through the tap, joins a
+# room of his own and chats:
+
+# %%
+dave = await websockets.connect(f"{tap.ws_url}?token={lab.account('dave').token}")  # compression offered
+dave_id = tap.connections()[-1].id
+await send_and_wait(dave, {"type": "join", "room": "deflate", "ref": 1})
+await send_and_wait(dave, {"type": "chat", "room": "deflate", "text": "is this compressed?", "ref": 2})
+await tap.wait_for(lambda c: c.connection_id == dave_id and c.frame.payload.startswith(b'{"type":"chat"'))
+
+request, response = [captured.head for captured in tap.heads if captured.connection_id == dave_id]
+print("Dave's request:  Sec-WebSocket-Extensions:", request.header("Sec-WebSocket-Extensions"))
+print(f"the lab answers: {response.status} {response.reason}, "
+      f"Sec-WebSocket-Extensions: {response.header('Sec-WebSocket-Extensions')}")
+dave_frames = [captured.frame for captured in tap.frames if captured.connection_id == dave_id]
+print(f"frames with RSV1 set: {sum(f.rsv1 for f in dave_frames)} of {len(dave_frames)} "
+      "(expected 0: the 101 accepted no extension)")
+print("what Dave's library agreed to:", dave.protocol.extensions)
+
+# %% [markdown]
+# The offer was declined by silence: a server accepts an extension by naming it in its
+# `101` and declines it by leaving it out (RFC 6455 sections 4.2.2 and 9.1). Both sides then
+# send plain frames, with RSV1 = 0 on every one. (Lesson 02 showed the same answer from the
+# handshake's side.)
 #
-# - *"Masking encrypts the data."* No: the key is in the frame, in the clear. For secrecy
-#   use `wss://` (TLS), as lesson 09 shows.
-# - *"One `send()` is one TCP packet, and one `recv()` one frame."* No: TCP is a byte stream.
-#   A frame can arrive in pieces, and several frames can arrive together; that is why a
-#   reader like `FrameReader` keeps what it has not used yet.
-# - *"A message is a frame."* Often, but not always: a message may be fragmented, and a
-#   ping may arrive in the middle of it.
-# - *"A WebSocket adds a lot of overhead."* The opposite: after the one-time handshake, a
-#   small message costs 2 bytes of header from a server and 6 from a client.
+# **Why the lab declines it.** A DEFLATE compressor is a context: a 32 KiB window of recent
+# bytes plus hash tables, which permessage-deflate keeps from one message to the next on
+# each connection ("context takeover"). That is where most of its gain comes from, since
+# chat messages repeat the same keys, names and room. But it makes compressed bytes
+# **per connection**. The lab encodes a broadcast **once** (one JSON text, one frame) and
+# writes the same bytes to every recipient in the room (part 9 checked that with the tap);
+# with deflate, a room of 1,000 would need 1,000 compressions of the same message, and
+# 1,000 contexts held in memory. There is also a safety reason: a few kilobytes of
+# compressed input can inflate to megabytes (a "compression bomb"), and a server that never
+# negotiates compression never inflates anything.
 #
-# Next: **04 · Connection lifecycle** (not written yet): closing handshakes,
-# heartbeats, reconnecting and resuming.
+# What would it buy, and cost? The next cell measures with zlib, the DEFLATE of
+# permessage-deflate, on the chat message Carol received in part 9 and 200 more like it:
+# raw DEFLATE (`wbits=-15`, the default 32 KiB window), each message flushed and its last 4
+# bytes `00 00 ff ff` removed (RFC 7692 section 7.2.1). zlib's documentation predicts the
+# memory of one compression context: 2^(15+2) + 2^(8+9) bytes = 256 KiB with the default
+# window and memory level, plus a little bookkeeping.
+
+# %% tags=["nbval-ignore-output"]
+record = json.loads(chats[0].frame.payload)  # the chat Carol received, as the lab encoded it
+words = "see you at noon lunch tomorrow the train is late again coffee photo party tonight thanks great ok".split()
+rng = random.Random(3)
+messages = [
+    json.dumps({**record, "seq": seq, "text": " ".join(rng.choices(words, k=rng.randint(3, 12))),
+                "ts": record["ts"] + 7.3 * seq}, separators=(",", ":"), ensure_ascii=False).encode()
+    for seq in range(1, 201)
+]  # 200 chat messages like it: other words, seq and time
+
+
+def deflate(context, message: bytes) -> bytes:
+    """One permessage-deflate message: compress, flush, drop the 4-byte 00 00 ff ff tail."""
+    return (context.compress(message) + context.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+
+def compress_all(keep_context: bool) -> tuple[list[int], float]:
+    """Compressed sizes of the 200 messages, and the seconds each took (best of 3 runs)."""
+    best = float("inf")
+    for _ in range(3):
+        kept = zlib.compressobj(wbits=-15)  # one connection's context, kept between messages
+        start = time.perf_counter()
+        sizes = [len(deflate(kept if keep_context else zlib.compressobj(wbits=-15), m)) for m in messages]
+        best = min(best, (time.perf_counter() - start) / len(messages))
+    return sizes, best
+
+
+alone, alone_s = compress_all(keep_context=False)
+takeover, takeover_s = compress_all(keep_context=True)
+size = statistics.mean(len(m) for m in messages)
+print(f"a chat message: {size:.0f} bytes of JSON on average")
+print(f"  compressed alone (a fresh context each):  {statistics.mean(alone):3.0f} bytes, "
+      f"{1 - statistics.mean(alone) / size:.0%} saved, {alone_s * 1e6:.0f} µs each")
+print(f"  with the context kept (after the first):   {statistics.mean(takeover[1:]):3.0f} bytes, "
+      f"{1 - statistics.mean(takeover[1:]) / size:.0%} saved, {takeover_s * 1e6:.0f} µs each")
+
+tracemalloc.start()
+before = tracemalloc.get_traced_memory()[0]
+contexts = [zlib.compressobj(wbits=-15) for _ in range(100)]
+for context in contexts:
+    deflate(context, messages[0])
+per_context = (tracemalloc.get_traced_memory()[0] - before) / len(contexts)
+tracemalloc.stop()
+del contexts
+print(f"memory per compression context: {per_context / 1024:.0f} KiB (zlib's formula: 256 KiB + bookkeeping)")
+room = 1_000
+print(f"a broadcast to {room:,} sockets, compressed per connection: {room * takeover_s * 1e3:.0f} ms of CPU for "
+      f"each message and {room * per_context / 2**20:.0f} MiB of contexts; uncompressed and encoded once: one "
+      f"encode and {room * size / 1024:.0f} KiB written (compressed: {room * statistics.mean(takeover[1:]) / 1024:.0f} KiB)")
+
+# %% [markdown]
+# So for small chat messages, the trade is real. A message compressed alone shrinks a
+# little (DEFLATE has little to work with in 150 bytes); with the context kept, the savings
+# are large, at the price of a quarter megabyte of memory per connection and CPU time per
+# recipient. For a server that fans out to big rooms and holds many idle sockets (lesson
+# 07), the memory alone rules it out; for a one-to-one connection carrying large, repetitive
+# messages, it can be well worth it. RFC 7692 lets both sides shrink the window
+# (`server_max_window_bits`, `client_max_window_bits`) or drop the context
+# (`server_no_context_takeover`) to trade savings for memory.
+
+# %% [markdown]
+# ## 13. Head-of-line blocking: a large message delays a small one
+#
+# The frames of one connection travel in order on one TCP stream. A frame can only start
+# once the one before it has been written in full, and TCP hands bytes over in order. So a
+# small message queued behind a large one waits until the large one has gone through the
+# slowest link on the way. Fragmentation does not help between messages: only *control*
+# frames may be slipped between the fragments of a message (section 5.4); the fragments of
+# two data messages must not be interleaved, unless an extension says how.
+#
+# Over loopback, 64 KiB take microseconds, so we measure through a tap with a **bandwidth
+# limit**: 1,000,000 bytes/s each way, a modest mobile link. Erin sends a small
+# application-level `ping` five times and times each answer; then five times a 65,535-byte
+# `ping` followed at once by the small one, and times the small one from the moment it is
+# sent. (65,535 bytes is the largest message the lab accepts: the `welcome` says
+# `max_message_bytes` is 65,536, but aiohttp, under the lab, refuses a message of exactly
+# that size too.)
+
+# %%
+rate = 1_000_000  # bytes per second, each way
+slow = await FrameTap.for_lab(lab, bytes_per_second=rate).start()
+erin = await websockets.connect(f"{slow.ws_url}?token={lab.account('erin').token}", compression=None, max_size=None)
+await erin.recv()  # the welcome
+
+
+async def small_ping_wait(big_first: bool) -> float:
+    """Seconds from sending a small ping to receiving its pong, with or without a 64 KiB ping ahead of it."""
+    if big_first:
+        await erin.send(ex.big_ping())  # 65,535 bytes up; a 65,568-byte pong comes back
+    start = time.perf_counter()
+    await erin.send(json.dumps({"type": "ping", "ref": "small"}))
+    while json.loads(await erin.recv()).get("ref") != "small":  # the big pong comes first
+        pass
+    return time.perf_counter() - start
+
+
+alone = [await small_ping_wait(big_first=False) for _ in range(5)]
+behind = [await small_ping_wait(big_first=True) for _ in range(5)]
+big_frames = [c for c in slow.frames if c.size > 65_000]
+ahead = sum(c.size for c in big_frames) / 5  # the big ping up and its pong down, per round
+
+# %% tags=["nbval-ignore-output"]
+print(f"small ping alone:           {statistics.median(alone) * 1e3:6.1f} ms (median of 5)")
+print(f"small ping behind a big one: {statistics.median(behind) * 1e3:5.1f} ms (median of 5); "
+      f"expected about {ahead / rate * 1e3:.0f} ms: {ahead:,.0f} bytes ahead of it at {rate:,} bytes/s")
+
+# %%
+await erin.close()
+await slow.close()
+
+# %% [markdown]
+# The small message's own bytes take about 30 µs at this rate; all the rest of its wait is
+# the big message in front of it: first the big ping has to go up (the small one is queued
+# behind it on the uplink), then the big pong down (the small pong is queued behind it). The
+# notes (§6) say WebSocket is "not good for large payloads": this is one reason why. Ways
+# out: send files and other bulk data over HTTP (an upload endpoint, as the lab has) and only
+# a short message on the socket; cut a large payload into small messages the application
+# interleaves with the urgent ones; or open a second connection for bulk data. A lost TCP
+# segment causes the same effect one layer down: everything behind it waits for the
+# retransmission. WebSocket over HTTP/2 (RFC 8441) shares one TCP connection among many
+# streams, so it has that TCP-level blocking too; over HTTP/3 (RFC 9220, QUIC) a lost packet
+# only delays its own stream, but each WebSocket is still one ordered stream.
+
+# %% [markdown]
+# ## 14. Reading frames from a byte stream
+#
+# A program does not receive frames: it receives whatever bytes `recv()` returns, anywhere
+# from 1 byte to many frames at once. So a frame reader keeps a buffer: it adds each read to
+# it, cuts off every complete frame at its front, and keeps the rest for the next read. Here
+# is what Bob's socket received in part 9, as the tap saw it (`tap.frame_bytes` puts the
+# captured frames back together, byte for byte), fed to `labserver.frames.FrameReader` in
+# three ways:
+
+# %%
+stream = tap.frame_bytes(bob_id, Direction.SERVER_TO_CLIENT)
+splits = {
+    "all in one read": [stream],
+    "reads of 7 bytes": [stream[i : i + 7] for i in range(0, len(stream), 7)],
+    "1 byte per read": [stream[i : i + 1] for i in range(len(stream))],
+}
+for name, chunks in splits.items():
+    reader = FrameReader()
+    frames = [frame for chunk in chunks for frame in reader.feed(chunk)]
+    print(f"{name:<16} -> {len(frames)} frames: {', '.join(f.opcode.name for f in frames)}")
+
+# %% [markdown]
+# The same frames, however the bytes were cut. In question 7 below you write such a reader
+# yourself, and the check runs it on traffic it captures live, through a new tap, cut in
+# awkward ways.
 
 # %% [markdown]
 # ## Check yourself
@@ -578,9 +774,67 @@ ex.q6
 answer = ...
 ex.q6.check(answer)
 
+# %% [markdown]
+# **Question 7.** Write a frame reader, and run it on traffic captured live. This is the
+# one that talks to the lab: the check opens a tap, captures a fresh conversation (both
+# directions, every length encoding, a fragmented message, a ping, a close) and feeds it to
+# your function cut in five ways, from one frame per read to 1 byte per read.
+
 # %%
-# ex.q3.hint()
-# ex.q3.solution()
+ex.q7
+
+# %%
+def read_frames(chunks):
+    ...
+
+
+await ex.q7.check_async(read_frames)
+
+# %%
+# ex.q7.hint()
+# ex.q7.solution()
+
+# %% [markdown]
+# ## Summary
+#
+# - After the handshake, a WebSocket carries **frames**: a 2 to 14-byte header (FIN, RSV,
+#   opcode, MASK, a 7, 7+16 or 7+64-bit length, a masking key) and the payload.
+# - **Clients mask** every frame with a fresh random key, so that scripts cannot choose the
+#   bytes on the wire (section 10.3); **servers never mask**. Either mistake closes the
+#   connection with 1002.
+# - A **message** can span several frames (continuations, FIN on the last); **control
+#   frames** (ping, pong, close) are at most 125 bytes, never fragmented, and may come
+#   between fragments.
+# - Broken frames get **1002**, bad UTF-8 **1007**, oversized messages **1009**; **1006** is
+#   never sent, only reported.
+# - TCP delivers **bytes**, not frames: a reader buffers, cuts off whole frames, and keeps
+#   the rest (your `read_frames`).
+# - **permessage-deflate** (RFC 7692) sets RSV1 on compressed messages once a `101` accepts
+#   it. The lab declines by leaving the header out: compression is per connection, so it
+#   would cost a compression per recipient and about 256 KiB of memory per socket, where
+#   the lab encodes a broadcast once.
+# - **Head-of-line blocking**: on one socket, a small message waits behind a large one for
+#   as long as the slowest link needs to carry it. Keep large payloads off the socket that
+#   carries the urgent small ones.
+#
+# **Common misconceptions**
+#
+# - *"Masking encrypts the data."* No: the key is in the frame, in the clear. For secrecy
+#   use `wss://` (TLS), as lesson 09 shows.
+# - *"One `send()` is one TCP packet, and one `recv()` one frame."* No: TCP is a byte stream.
+#   A frame can arrive in pieces, and several frames can arrive together; that is why a
+#   reader like `FrameReader` keeps what it has not used yet.
+# - *"A message is a frame."* Often, but not always: a message may be fragmented, and a
+#   ping may arrive in the middle of it.
+# - *"A WebSocket adds a lot of overhead."* The opposite: after the one-time handshake, a
+#   small message costs 2 bytes of header from a server and 6 from a client. Without
+#   compression, though, the JSON itself goes as it is.
+# - *"WebSocket messages are always fast."* Only while nothing large is ahead of them on the
+#   same connection.
+#
+# Next: lesson 04, *Connection lifecycle* (closing handshakes, heartbeats, reconnecting and
+# resuming), is not written yet; the [syllabus](../lessons.md) says what it will cover, and
+# the [course index](index.ipynb) lists the lessons you can take now.
 
 # %% [markdown]
 # When you are done, stop the inspector and the tap (the lab keeps running for the next
@@ -590,7 +844,8 @@ ex.q6.check(answer)
 inspector.stop()
 await carol.close()
 await bob.close()
+await dave.close()
 await tap.close()
 
 # %% [markdown]
-# ← Previous: [02 · The Upgrade handshake](02_the_upgrade_handshake.ipynb) · [Course index](index.ipynb) · Next: 04 · Connection lifecycle (not written yet)
+# ← Previous: [02 · The Upgrade handshake](02_the_upgrade_handshake.ipynb) · Next: the [course index](index.ipynb) → (04 · Connection lifecycle is not written yet)

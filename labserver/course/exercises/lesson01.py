@@ -4,15 +4,22 @@ from labserver.course.exercises import lesson01 as ex
 ex.q1.check(requests_per_minute)     # a function (users, interval_s) -> requests per minute
 ex.q2.check(2.0)                     # seconds
 ex.q3.check({"typing indicator": "websocket", ...})
+await ex.q4.check_async(poll_room)   # an async def poller, run against the live lab while messages are posted
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import math
-from collections.abc import Mapping
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from .core import FunctionProblem, Incorrect, Lesson, ValueProblem, show
+import aiohttp
+
+from .core import CheckError, FunctionProblem, Incorrect, Lesson, LiveProblem, Status, ValueProblem, Verdict, show
 
 lesson = Lesson("lesson01", "Polling vs push: requests, latency, and which feature needs what")
 
@@ -261,4 +268,324 @@ q3 = lesson.add(
 )
 
 
-__all__ = ["FEATURES", "lesson", "q1", "q2", "q3"]
+# --- q4: a poller of your own, run against the live lab -------------------------------------------
+
+#: When the check posts, in seconds after your poller starts, and how many messages at once
+#: (the bursts put several messages in one answer).
+POSTS: tuple[tuple[float, int], ...] = ((0.6, 1), (1.4, 3), (2.3, 1), (3.0, 2))
+LATE = 1.5  # seconds: a message slower than this was not polled for often enough (a 0.5 s poll needs 0.5)
+GRACE = 2.5  # seconds the check waits after the last post for the last messages to arrive
+MAX_RATE = 20.0  # requests a second above this hammer the server (a poll every 50 ms)
+Q4_PRODUCER, Q4_POLLER = "q4_producer", "q4_poller"
+Q4_END = "[end of the check]"  # posted after the check: wakes a long poll still parked on the server
+ENDPOINTS = ("messages", "poll")
+
+
+@dataclass
+class _Request:
+    """One request the student's poller made, as the session's trace saw it."""
+
+    started: float
+    path: str
+    after: str | None  # the ``after`` query parameter as sent (None: not sent)
+    ended: float | None = None
+    status: int | None = None  # None: no answer (failed, or still waiting when the check ended)
+
+
+@dataclass
+class _Watch:
+    """What a poller did, seen from outside: its requests (through a trace) and its deliveries."""
+
+    loop: asyncio.AbstractEventLoop
+    start: float
+    requests: list[_Request] = field(default_factory=list)
+    deliveries: list[tuple[float, Any]] = field(default_factory=list)
+    recording: bool = True
+
+    def deliver(self, message: Any) -> None:
+        """The ``deliver`` the student's poller calls, once per message."""
+        if self.recording:
+            self.deliveries.append((self.loop.time(), message))
+
+    def trace(self) -> aiohttp.TraceConfig:
+        trace = aiohttp.TraceConfig()
+        pending: dict[int, _Request] = {}
+
+        async def started(_: Any, ctx: Any, params: aiohttp.TraceRequestStartParams) -> None:
+            request = _Request(self.loop.time(), params.url.path, params.url.query.get("after"))
+            pending[id(ctx)] = request
+            if self.recording:
+                self.requests.append(request)
+
+        async def ended(_: Any, ctx: Any, params: aiohttp.TraceRequestEndParams) -> None:
+            request = pending.pop(id(ctx), None)
+            if request is not None:
+                request.ended, request.status = self.loop.time(), params.response.status
+
+        async def failed(_: Any, ctx: Any, params: aiohttp.TraceRequestExceptionParams) -> None:
+            request = pending.pop(id(ctx), None)
+            if request is not None:
+                request.ended = self.loop.time()
+
+        trace.on_request_start.append(started)
+        trace.on_request_end.append(ended)
+        trace.on_request_exception.append(failed)
+        return trace
+
+    def longest_idle(self, until: float) -> float:
+        """The longest time, from the start to ``until``, with no request of the poller in flight."""
+        idle, free_since = 0.0, self.start
+        for r in sorted(self.requests, key=lambda r: r.started):
+            idle = max(idle, r.started - free_since)
+            free_since = max(free_since, until if r.ended is None else r.ended)
+        return max(idle, until - free_since)
+
+
+def _sum_up(ran_for: float, requests: int, late: float, long_polling: bool) -> str:
+    rate = requests / ran_for
+    how = (
+        "Long polling: one request per answer, and each answer came the moment a message was stored."
+        if long_polling
+        else f"Short polling: {rate:.1f} requests a second whatever happens in the room, and each message "
+        "waits for the next poll."
+    )
+    return (
+        f"every message arrived once and in order, with {requests} requests in {ran_for:.1f} s "
+        f"({rate:.1f} a second); the slowest took {late * 1000:,.0f} ms. {how}"
+    )
+
+
+class PollerProblem(LiveProblem):
+    """The student's ``async def poll_room(http, room, token, deliver)``, run against the live lab.
+
+    The check opens an aiohttp session on the lab (``http``, with ``base_url`` set and no
+    token: sending it is part of the exercise), starts the poller on a fresh room, posts
+    :data:`POSTS` over HTTP as another user, and waits until every message was delivered
+    (or :data:`GRACE` seconds after the last post). Then it stops the poller (cancels its
+    task) and judges what it saw: every message delivered once, in order, soon enough,
+    with a sensible number of requests, each carrying the token and an advancing ``after``.
+    """
+
+    answer_format = "your async function itself, e.g. `poll_room`"
+
+    def _repr_markdown_(self) -> str:
+        # A live check is awaited: say so where the base class says `check(...)`.
+        return super()._repr_markdown_().replace(f"`{self._check_call}`", f"`await {self.ref}.check_async(poll_room)`")
+
+    def _not_attempted(self) -> Verdict:
+        return Verdict(
+            Status.NOT_ATTEMPTED,
+            f"write the body of your poller (replace the `...`), then run `await {self.ref}.check_async(poll_room)`.",
+        )
+
+    async def _check_async(self, answer: Any, lab: Any) -> str | None:
+        name = getattr(answer, "__name__", "poll_room")
+        if not inspect.iscoroutinefunction(answer):
+            raise Incorrect(
+                f"pass your poller itself, written as `async def {name}(http, room, token, deliver):` "
+                "(it awaits the requests and the sleeps)."
+            )
+        try:
+            inspect.signature(answer).bind(None, None, None, None)
+        except TypeError:
+            raise Incorrect(f"`{name}` must take four arguments: `(http, room, token, deliver)`.") from None
+        producer, poller = await asyncio.gather(
+            asyncio.to_thread(lab.account, Q4_PRODUCER), asyncio.to_thread(lab.account, Q4_POLLER)
+        )
+        loop = asyncio.get_running_loop()
+        watch = _Watch(loop, loop.time())
+        room = f"q4-{secrets.token_hex(4)}"
+        posted: dict[int, float] = {}  # seq -> when the check sent its POST
+        auth = {"Authorization": f"Bearer {producer.token}"}
+        timeout = aiohttp.ClientTimeout(total=60)
+        async with (
+            aiohttp.ClientSession(base_url=lab.url, headers=auth, timeout=timeout) as post_http,
+            aiohttp.ClientSession(base_url=lab.url, trace_configs=[watch.trace()], timeout=timeout) as http,
+        ):
+            task = asyncio.ensure_future(answer(http, room, poller.token, watch.deliver))
+            try:
+                for offset, count in POSTS:
+                    await asyncio.sleep(max(0.0, watch.start + offset - loop.time()))
+                    if task.done():
+                        break
+                    for _ in range(count):
+                        sent = loop.time()
+                        posted[await _post(post_http, room, f"message {len(posted) + 1}")] = sent
+                deadline = loop.time() + GRACE
+                while loop.time() < deadline and not task.done() and not _all_in(watch, posted):
+                    await asyncio.sleep(0.02)
+            finally:
+                watch.recording = False
+                stopped = loop.time()
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                await _post(post_http, room, Q4_END)
+        outcome: BaseException | str = "running" if task.cancelled() else (task.exception() or "returned")
+        return _judge(name, watch, posted, outcome, stopped)
+
+
+async def _post(http: aiohttp.ClientSession, room: str, text: str) -> int:
+    async with http.post(f"/api/rooms/{room}/messages", json={"text": text}) as resp:
+        resp.raise_for_status()
+        return int((await resp.json())["seq"])
+
+
+def _seqs(watch: _Watch) -> list[int]:
+    return [m["seq"] for _, m in watch.deliveries if isinstance(m, Mapping) and isinstance(m.get("seq"), int)]
+
+
+def _all_in(watch: _Watch, posted: Mapping[int, float]) -> bool:
+    return set(posted) <= set(_seqs(watch))
+
+
+def _judge(name: str, watch: _Watch, posted: Mapping[int, float], outcome: BaseException | str, stopped: float) -> str:
+    """Raise :class:`Incorrect` for the first thing wrong (the likeliest cause first), or say what went right."""
+    requests = watch.requests
+    ran_for = max(stopped - watch.start, 0.1)
+    if any(r.status == 401 for r in requests):
+        raise Incorrect(
+            "the server answered `401 unauthorized`: every request must carry the token, in the header "
+            "`Authorization: Bearer <token>`, e.g. "
+            '`http.get(url, params=..., headers={"Authorization": f"Bearer {token}"})`.'
+        )
+    refused = [r for r in requests if r.status is not None and r.status >= 400]
+    if refused:
+        r = refused[0]
+        why = {
+            404: "no such endpoint: poll `/api/rooms/{room}/messages` or `/api/rooms/{room}/poll`, "
+            "with the room you were given",
+            400: "a query parameter is wrong: `after` is a whole number >= 0, `timeout` whole seconds from 0 to 30",
+            405: "use GET to poll (POST sends a message)",
+        }.get(r.status or 0, "see labserver/PROTOCOL.md, section 3")
+        raise Incorrect(f"the server answered `{r.status}` to `GET {r.path}`: {why}.")
+    if isinstance(outcome, BaseException):
+        described = f"{type(outcome).__name__}: {outcome}" if str(outcome) else type(outcome).__name__
+        raise CheckError(f"`{name}` raised {described} after {len(requests)} request(s).")
+    odd = [m for _, m in watch.deliveries if not (isinstance(m, Mapping) and isinstance(m.get("seq"), int))]
+    if odd:
+        raise Incorrect(
+            f"`deliver` got {show(odd[0], 80)}: call it once per message, with the message itself "
+            '(a dict with its "seq"): `for message in messages: deliver(message)`.'
+        )
+    if not requests:
+        raise Incorrect(
+            f"no request reached the lab in {ran_for:.1f} s: poll with the `http` session you are given, "
+            'e.g. `async with http.get(f"/api/rooms/{room}/messages", ...) as resp:`.'
+        )
+    if outcome == "returned":
+        raise Incorrect(
+            f"`{name}` returned after {len(requests)} request(s): a poller keeps asking until it is stopped. "
+            "Put the polling in a `while True:` loop (the check stops it)."
+        )
+    rate = len(requests) / ran_for
+    if rate > MAX_RATE:
+        raise Incorrect(
+            f"{len(requests):,} requests in {ran_for:.1f} s ({rate:,.0f} a second) for {len(posted)} messages: "
+            "your poller asks again the moment it has an answer, hammering the server. Short polling waits "
+            "between polls (`await asyncio.sleep(0.5)`); a long poll (`/poll`) waits on the server, "
+            "so give it a `timeout` above 0."
+        )
+    seqs = [s for s in _seqs(watch) if s in posted]
+    afters = {r.after for r in requests}
+    first_delivery = min((at for at, _ in watch.deliveries), default=math.inf)
+    if len(afters) == 1 and any(r.started > first_delivery for r in requests):  # asked again, same `after`
+        sent = "no `after`" if None in afters else f"`after={afters.pop()}`"
+        raise Incorrect(
+            f"all {len(requests)} requests sent {sent}, so every answer starts again from the beginning of the "
+            "room. After each answer, set `after` to the `seq` of the last message you got, and send it: "
+            '`params={"after": after}`.'
+        )
+    counts: dict[int, int] = {}
+    for s in seqs:
+        counts[s] = counts.get(s, 0) + 1
+    twice = [s for s, c in counts.items() if c > 1]
+    if twice:
+        raise Incorrect(
+            f"message seq={twice[0]} was delivered {counts[twice[0]]} times. The server answers with the "
+            "messages whose seq is greater than `after`: set `after` to the seq of the last message you "
+            "delivered (the last one of the answer), no less."
+        )
+    if seqs != sorted(seqs):
+        first = next(b for a, b in zip(seqs, seqs[1:], strict=False) if b < a)
+        raise Incorrect(
+            f"out of order: seq={first} was delivered after a newer message. The server lists messages "
+            "oldest first; deliver them in that order."
+        )
+    arrived = {m["seq"]: at for at, m in watch.deliveries if isinstance(m, Mapping) and m.get("seq") in posted}
+    missing = sorted(set(posted) - set(arrived))
+    idle = watch.longest_idle(stopped)
+    if missing and idle <= LATE:
+        raise Incorrect(
+            f"{len(missing)} of {len(posted)} messages never arrived (seq {', '.join(map(str, missing))}), "
+            f"although your poller kept asking. Some answers hold several messages (3 were posted at once): "
+            "deliver every message of `messages`, and move `after` to the seq of the last one."
+        )
+    late = max((arrived[s] - posted[s] for s in arrived), default=0.0)
+    if missing or late > LATE:
+        in_time = sum(arrived[s] - posted[s] <= LATE for s in arrived)
+        slowest = "some never arrived" if missing else f"the slowest took {late:.1f} s"
+        raise Incorrect(
+            f"too slow: {in_time} of {len(posted)} messages arrived within {LATE:g} s of being posted "
+            f"({slowest}), and for {idle:.1f} s in a row your poller "
+            "had no request in flight. Poll every 0.5 s, or long-poll (`/poll`: the server answers the "
+            "moment a message is stored)."
+        )
+    long_polling = any(r.path.endswith("/poll") for r in requests)
+    return _sum_up(ran_for, len(requests), late, long_polling)
+
+
+async def poll_room(http: aiohttp.ClientSession, room: str, token: str, deliver: Callable[[Any], None]) -> None:
+    """The model answer to q4 (short polling every 0.5 s); the tests run it against the lab."""
+    after = 0
+    headers = {"Authorization": f"Bearer {token}"}
+    while True:
+        async with http.get(f"/api/rooms/{room}/messages", params={"after": after}, headers=headers) as resp:
+            resp.raise_for_status()
+            body = await resp.json()
+        for message in body["messages"]:
+            deliver(message)
+            after = message["seq"]
+        await asyncio.sleep(0.5)
+
+
+def _solution_source() -> str:
+    """The model answer as the student would write it: no type hints, no docstring."""
+    lines = inspect.getsource(poll_room).splitlines()
+    return "\n".join(["async def poll_room(http, room, token, deliver):", *lines[2:]])  # after the docstring
+
+
+q4 = lesson.add(
+    "q4",
+    PollerProblem(
+        title="Write a poller, run it on the live lab",
+        question=(
+            "Write `async def poll_room(http, room, token, deliver)`, a client that follows `room` by "
+            "polling the lab over HTTP and calls `deliver(message)` once for every new chat message, "
+            "oldest first. `http` is an `aiohttp.ClientSession` whose `base_url` is the lab "
+            '(`http.get("/api/rooms/...")`); `token` is your user\'s token, which every request must carry '
+            "as `Authorization: Bearer <token>`. Short polling (`GET /api/rooms/{room}/messages?after=SEQ`, "
+            "every 0.5 s) or long polling (`GET /api/rooms/{room}/poll?after=SEQ&timeout=S`) both pass. "
+            "Keep polling until the check stops you: it posts 7 messages over 3 s, some together, and "
+            "checks that each arrived once, in order, within 1.5 s, with a sensible number of requests."
+        ),
+        hint=[
+            "Keep `after`, the seq of the last message you delivered (0 at the start), and send it with every "
+            "request: the answer lists only the messages with a greater seq, oldest first, as "
+            '`{"room": ..., "messages": [...], "last_seq": ...}`. Move `after` on to the last message you got.',
+            'The loop, for short polling: `async with http.get(url, params={"after": after}, '
+            'headers={"Authorization": f"Bearer {token}"}) as resp:` then `body = await resp.json()`; '
+            "deliver each of `body['messages']`, move `after`, then `await asyncio.sleep(0.5)` before the next "
+            "poll. Without the sleep you ask hundreds of times a second; without the header the answer is 401.",
+        ],
+        solution=(
+            "```python\n" + _solution_source() + "\n```\n\n"
+            "That is short polling: two requests a second whatever happens, most answered with `[]`, and each "
+            "message waits up to 0.5 s (0.25 s on average) for the next poll. For long polling, ask "
+            '`f"/api/rooms/{room}/poll"` with `params={"after": after, "timeout": 25}` and drop the sleep: the '
+            "server holds the request until a message exists, so you get it at once, with one request per answer."
+        ),
+    ),
+)
+
+
+__all__ = ["FEATURES", "POSTS", "PollerProblem", "lesson", "q1", "q2", "q3", "q4"]

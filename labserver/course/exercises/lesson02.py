@@ -4,6 +4,7 @@
     ex.q1.check(accept_key)        # compute Sec-WebSocket-Accept (section 4.2.2, step 5.4)
     ex.q2.check(("a", "b", ...))   # what is wrong with each of five requests (section 4.1)
     ex.q3.check({...: 101, ...})   # which status code answers which handshake
+    await ex.q4.check_async(broken_handshake)   # write broken handshakes, predict, send them to the lab
 
 The requests of q2 are in :data:`REQUESTS`, with the status the lab server
 answers each one in :data:`REQUEST_STATUS` (the course's tests send them to the
@@ -12,12 +13,28 @@ real server, so the exercise and the server cannot drift apart).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
-from .core import Case, FunctionProblem, Incorrect, Lesson, Problem, ValueProblem, show
+from ...auth import SESSION_COOKIE
+from ...handshake import key_is_valid, origin_allowed
+from ...rawws import RawWebSocket
+from .core import (
+    Case,
+    FunctionProblem,
+    Incorrect,
+    Lesson,
+    LiveProblem,
+    Problem,
+    Status,
+    ValueProblem,
+    Verdict,
+    show,
+)
 
 lesson = Lesson("lesson02", "The Upgrade handshake")
 
@@ -434,8 +451,277 @@ q3 = lesson.add(
 )
 
 
+# --- q4: write broken handshakes, predict the answers, send them to the lab -------------------
+
+FLAWS: dict[str, str] = {
+    "none": "nothing: a good handshake, with the token in `?token=`",
+    "version": "a `Sec-WebSocket-Version` other than 13",
+    "key": "a `Sec-WebSocket-Key` that is missing or not 16 bytes in base64",
+    "token": "a `?token=` that does not verify",
+    "cross-site": f"no `?token=`: the `{SESSION_COOKIE}` cookie instead, and an `Origin` from another site",
+}
+
+#: What the lab answers each flaw with (the tests check it against the real server).
+FLAW_STATUS: dict[str, int] = {"none": 101, "version": 426, "key": 400, "token": 401, "cross-site": 403}
+
+# Why the lab answers what it answers: shown when a prediction is wrong.
+_FLAW_WHY: dict[str, str] = {
+    "none": "a good handshake switches protocols",
+    "version": "a version the server does not speak gets `426 Upgrade Required` with "
+    "`Sec-WebSocket-Version: 13` (RFC 6455 section 4.4)",
+    "key": "a missing or malformed key makes the request a bad handshake (section 4.2.1)",
+    "token": "credentials that do not verify: 401, before the upgrade",
+    "cross-site": "the Origin check runs before the cookie is even read: a page from another site gets 403 "
+    "(section 10.2), whatever it carries",
+}
+
+
+class _Request:
+    """The parts of a hand-written handshake that the lab's checks look at."""
+
+    def __init__(self, raw: bytes) -> None:
+        head = raw.decode("latin-1").removesuffix("\r\n\r\n")
+        self.request_line, *lines = head.split("\r\n")
+        self.headers: dict[str, str] = {}
+        for line in lines:
+            name, colon, value = line.partition(":")
+            if colon:
+                self.headers[name.strip().lower()] = value.strip()
+        parts = self.request_line.split(" ")
+        self.method, self.target, self.version = (parts + ["", "", ""])[:3] if len(parts) <= 3 else ("", "", "")
+        self.query = parse_qs(urlsplit(self.target).query, keep_blank_values=True)
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+    @property
+    def query_token(self) -> str | None:
+        values = self.query.get("token")
+        return values[0] if values else None
+
+    @property
+    def cookie_token(self) -> str | None:
+        for pair in (self.header("Cookie") or "").split(";"):
+            name, _, value = pair.strip().partition("=")
+            if name == SESSION_COOKIE:
+                return value
+        return None
+
+    def shape_problems(self) -> list[str]:
+        """What makes this something other than a well-formed handshake to /ws, besides key and version."""
+        problems = []
+        if self.method != "GET":
+            problems.append(f"the request line is `{self.request_line}`: it must be `GET /ws... HTTP/1.1`")
+        elif urlsplit(self.target).path != "/ws":
+            problems.append(f"the path is `{urlsplit(self.target).path}`, not `/ws`")
+        elif self.version != "HTTP/1.1":
+            problems.append(f"the request line ends in `{self.version}`, not `HTTP/1.1`")
+        if not self.header("Host"):
+            problems.append("there is no `Host` header")
+        if (self.header("Upgrade") or "").lower() != "websocket":
+            problems.append("`Upgrade: websocket` is missing")
+        if "upgrade" not in {t.strip().lower() for t in (self.header("Connection") or "").split(",")}:
+            problems.append("`Connection: Upgrade` is missing")
+        return problems
+
+
+def _flaw_problems(request: _Request, flaw: str, token: str) -> list[str]:
+    """Why ``request`` is not a handshake with exactly ``flaw`` (empty: it is)."""
+    problems = request.shape_problems()
+    key_ok = key_is_valid(request.header("Sec-WebSocket-Key"))
+    version = request.header("Sec-WebSocket-Version")
+    origin = request.header("Origin")
+    foreign = not origin_allowed(origin, request.header("Host"), ())
+    if flaw == "key" and key_ok:
+        problems.append("its `Sec-WebSocket-Key` is fine: leave it out, or give one that is not 16 bytes in base64")
+    if flaw != "key" and not key_ok:
+        problems.append("its `Sec-WebSocket-Key` is missing or not 16 bytes in base64 (keep that for flaw 'key')")
+    if flaw == "version" and version == "13":
+        problems.append("it says `Sec-WebSocket-Version: 13`, the right version: ask for another one, e.g. 8")
+    if flaw != "version" and version != "13":
+        problems.append(f"its `Sec-WebSocket-Version` is {show(version)}, not 13 (keep that for flaw 'version')")
+    if flaw == "cross-site":
+        if request.query_token is not None:
+            problems.append("it still has `?token=`: here the browser sends only the cookie")
+        if request.cookie_token != token:
+            problems.append(f"it needs the header `Cookie: {SESSION_COOKIE}=<the token>` (the token you were given)")
+        if not foreign:
+            problems.append(
+                f"its Origin is {show(origin)}: "
+                + ("no Origin is a program, not a page" if origin is None else "that is the lab's own page")
+                + "; use another site's, e.g. `http://evil.example`"
+            )
+        return problems
+    if foreign:
+        problems.append(f"its `Origin: {origin}` is another site's (keep that for flaw 'cross-site')")
+    if flaw == "token":
+        if request.query_token is None:
+            problems.append("it has no `?token=`: send one that does not verify, e.g. `?token=not-a-token`")
+        elif request.query_token == token:
+            problems.append("its `?token=` is the real token, which verifies: change it")
+    elif request.query_token != token:
+        problems.append("it needs `?token=<the token>` in the path, with the token you were given, unchanged")
+    return problems
+
+
+def _as_request(flaw: str, returned: Any) -> tuple[bytes, Any]:
+    if not isinstance(returned, tuple) or len(returned) != 2:
+        raise Incorrect(
+            f"`broken_handshake({flaw!r}, ...)` returned {show(returned)}: return a tuple "
+            "`(request_bytes, predicted_status)`."
+        )
+    raw, predicted = returned
+    if isinstance(raw, str):
+        raise Incorrect(f"for {flaw!r} the request is a str: the socket sends bytes, so finish with `.encode()`.")
+    if not isinstance(raw, bytes | bytearray):
+        raise Incorrect(f"for {flaw!r} the request is {show(raw)}: it must be bytes.")
+    raw = bytes(raw)
+    if b"\r\n" not in raw and b"\n" in raw:
+        raise Incorrect(f"for {flaw!r} the lines end in `\\n`: HTTP ends every line with `\\r\\n`.")
+    if not raw.endswith(b"\r\n\r\n"):
+        raise Incorrect(
+            f"for {flaw!r} the request does not end with an empty line (`\\r\\n\\r\\n`): the server would wait "
+            "for more headers. End the last header with `\\r\\n`, then add one more `\\r\\n`."
+        )
+    if raw.count(b"\r\n\r\n") != 1:
+        raise Incorrect(f"for {flaw!r} there is an empty line in the middle: the head ends at the first one.")
+    return raw, predicted
+
+
+class BrokenHandshakeProblem(LiveProblem):
+    """The student's ``broken_handshake(flaw, host, port, token) -> (bytes, predicted status)``,
+    checked for each flaw of :data:`FLAWS`: the request must have exactly that flaw, and the
+    prediction must be what the lab answers when the request is sent on a raw socket."""
+
+    username = "q4_handshaker"
+
+    def _not_attempted(self) -> Verdict:
+        # A live check is awaited: say so (the generic reminder names `.check(...)`).
+        return Verdict(
+            Status.NOT_ATTEMPTED,
+            f"you have not answered yet. Pass {self.answer_format} to `await {self.ref}.check_async(...)`.",
+        )
+
+    async def _check_async(self, answer: Any, lab: Any) -> str | None:
+        if not callable(answer):
+            raise Incorrect(f"pass your function itself, `broken_handshake`, not {show(answer)}.")
+        parts = urlsplit(lab.url)
+        host, port = parts.hostname or "127.0.0.1", parts.port or 80
+        account = await asyncio.to_thread(lab.account, self.username)
+        requests: dict[str, tuple[bytes, Any]] = {}
+        for flaw in FLAWS:
+            try:
+                returned = answer(flaw, host, port, account.token)
+            except Exception as exc:
+                raise Incorrect(
+                    f"`broken_handshake({flaw!r}, host, port, token)` raised {type(exc).__name__}: {exc}"
+                ) from None
+            raw, predicted = _as_request(flaw, returned)
+            problems = _flaw_problems(_Request(raw), flaw, account.token)
+            if problems:
+                raise Incorrect(f"the request for {flaw!r} ({FLAWS[flaw]}) is not right: " + "; ".join(problems) + ".")
+            requests[flaw] = raw, predicted
+        answered: dict[str, int] = {}
+        for flaw, (raw, _) in requests.items():
+            answered[flaw] = await asyncio.to_thread(_send, host, port, raw)
+        wrong = []
+        for flaw, (_, predicted) in requests.items():
+            if predicted is Ellipsis:
+                wrong.append(f"{flaw!r}: no prediction yet (the lab answered {answered[flaw]})")
+            elif isinstance(predicted, bool) or not isinstance(predicted, int):
+                wrong.append(f"{flaw!r}: predict a status code as an int, not {show(predicted)}")
+            elif predicted != answered[flaw]:
+                wrong.append(
+                    f"{flaw!r}: you predicted {predicted}, the lab answered {answered[flaw]}: {_FLAW_WHY[flaw]}"
+                )
+        if wrong:
+            right = len(FLAWS) - len(wrong)
+            raise Incorrect(
+                f"your five requests are broken as asked; {right} of 5 predictions right. " + "; ".join(wrong) + "."
+            )
+        return (
+            "every request broken as asked, every prediction right: "
+            + ", ".join(f"{flaw} {answered[flaw]}" for flaw in FLAWS)
+            + "."
+        )
+
+
+def _send(host: str, port: int, raw: bytes) -> int:
+    """Send one handshake on a fresh TCP connection; the status the lab answers."""
+    try:
+        ws = RawWebSocket.connect(host, port, raw)
+    except (OSError, ValueError) as exc:
+        raise Incorrect(f"the lab gave no HTTP answer to your request ({type(exc).__name__}: {exc}).") from None
+    ws.close()
+    return ws.response.status
+
+
+_Q4_SOLUTION = """\
+```python
+def broken_handshake(flaw: str, host: str, port: int, token: str) -> tuple[bytes, int]:
+    path = f"/ws?token={token}"
+    headers = {
+        "Host": f"{host}:{port}",
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version": "13",
+    }
+    if flaw == "version":
+        headers["Sec-WebSocket-Version"] = "8"
+    elif flaw == "key":
+        del headers["Sec-WebSocket-Key"]
+    elif flaw == "token":
+        path = "/ws?token=not-a-token"
+    elif flaw == "cross-site":
+        path = "/ws"
+        headers["Cookie"] = f"lab_session={token}"
+        headers["Origin"] = "http://evil.example"
+    lines = [f"GET {path} HTTP/1.1", *(f"{name}: {value}" for name, value in headers.items())]
+    request = ("\\r\\n".join(lines) + "\\r\\n\\r\\n").encode()
+    predicted = {"none": 101, "version": 426, "key": 400, "token": 401, "cross-site": 403}[flaw]
+    return request, predicted
+```
+
+One good handshake, and one change per flaw. The lab checks in a fixed order: the version
+(426), the key (400), the `Origin` (403), then the credentials (401); only a request that
+passes them all gets 101. That order is why the cross-site request gets 403 although its
+cookie is valid: the server refuses the *page* before it looks at *who* the page claims to
+be, and a browser would have attached that cookie on its own."""
+
+q4 = lesson.add(
+    "q4",
+    BrokenHandshakeProblem(
+        title="Break a handshake on purpose",
+        question=(
+            "Write `broken_handshake(flaw, host, port, token) -> (request_bytes, predicted_status)`. For each "
+            "`flaw` of `ex.FLAWS` it returns an opening handshake to the lab's `/ws` with exactly that flaw and "
+            "nothing else wrong, and the status code you predict the lab answers. "
+            "`await ex.q4.check_async(broken_handshake)` calls it for every flaw, checks each request, sends "
+            "it to the lab on a raw socket, and compares your predictions with the lab's answers."
+        ),
+        answer_format="your function `broken_handshake`",
+        hint=[
+            "Start from the good handshake of part 2: a request line `GET /ws?token=... HTTP/1.1`, then `Host`, "
+            "`Upgrade`, `Connection`, `Sec-WebSocket-Key` and `Sec-WebSocket-Version`, each line ending in "
+            "`\\r\\n`, and one empty line at the end. Keep the headers in a dict, change one thing per flaw, "
+            "then join the lines and `.encode()`.",
+            "Predictions: a version the server does not speak asks the client to *upgrade to something else* "
+            "(section 4.4); a malformed handshake is a bad request; bad credentials mean *who are you?*; a known "
+            "page the server refuses is *forbidden*. The tables of parts 5 and 7 show them all.",
+            f"For 'cross-site', play the browser on a page of `http://evil.example`: no `?token=` (the page does "
+            f"not know it), `Cookie: {SESSION_COOKIE}=<token>` (the browser adds it on its own) and "
+            "`Origin: http://evil.example`. Which check runs first, Origin or credentials?",
+        ],
+        solution=_Q4_SOLUTION,
+    ),
+)
+
+
 __all__ = [
     "DEFECTS",
+    "FLAWS",
+    "FLAW_STATUS",
     "GUID",
     "REQUESTS",
     "REQUEST_DEFECTS",
@@ -448,4 +734,5 @@ __all__ = [
     "q1",
     "q2",
     "q3",
+    "q4",
 ]

@@ -1,21 +1,48 @@
 """Exercises of lesson 03, frames on the wire (RFC 6455 section 5).
 
 The ideas they practise: reading a frame's header byte by byte (FIN, opcode, MASK,
-the 7/16/64-bit length), masking a client frame by hand (section 5.3), and which
-close code answers which failure (section 7.4).
+the 7/16/64-bit length), masking a client frame by hand (section 5.3), which close
+code answers which failure (section 7.4), and reading frames out of a TCP byte stream
+(q7: the student's reader runs on traffic captured live through a tap, cut in awkward
+reads, and is compared with :mod:`labserver.frames`).
 
     from labserver.course.exercises import lesson03 as ex
     ex.q1.check((0x1, 15, '{"type":"pong"}'))
     ex.q3.check(build_masked_text_frame)
     ex.q4.check("e")
+    await ex.q7.check_async(read_frames)
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import inspect
+import itertools
+import json
+import random
+import textwrap
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, cast
 
-from ...frames import Frame, Opcode, parse_header
-from .core import Case, ChoiceProblem, FunctionProblem, Incorrect, Lesson, ValueProblem, show
+import websockets
+
+from ...frames import Frame, FrameReader, Opcode, WireFrame, apply_mask, parse_header
+from ...tap import FrameTap
+from ...wire import C2S, S2C, Direction
+from .core import (
+    Case,
+    CheckError,
+    ChoiceProblem,
+    FunctionProblem,
+    Incorrect,
+    Lesson,
+    LiveProblem,
+    Status,
+    ValueProblem,
+    Verdict,
+    show,
+)
 
 lesson = Lesson("lesson03", "Frames on the wire")
 
@@ -396,4 +423,434 @@ q6 = lesson.add(
 )
 
 
-__all__ = ["CLOSE_CODES", "Q1_FRAME", "Q2_HEADER", "lesson", "q1", "q2", "q3", "q4", "q5", "q6"]
+# --- q7: a frame reader, fed with frames captured live ------------------------------------------
+
+#: RFC 6455 section 5.7's last example: "A single binary 64KiB message (unmasked)",
+#: ``0x82 0x7F 0x0000000000010000 [65536 bytes of binary data]``. Added to the server's
+#: stream when the lab's message limit is too small for a live 64-bit length.
+RFC_64K_FRAME = Frame(Opcode.BINARY, bytes(65536)).serialize()
+BIG = 65536  # the smallest payload written with a 64-bit length (section 5.2)
+_ROOM = "frame-reader"
+CAPTURE_TIMEOUT = 20.0  # seconds for the whole live conversation
+
+
+@dataclass(frozen=True)
+class CapturedStream:
+    """One direction of one connection after the 101: its bytes and the reference frames in them."""
+
+    direction: Direction
+    data: bytes
+    frames: tuple[WireFrame, ...]  # labserver.frames' parsing of ``data``
+
+    @property
+    def boundaries(self) -> list[int]:
+        """Where each frame ends in ``data``."""
+        ends, at = [], 0
+        for wire in self.frames:
+            at += wire.size
+            ends.append(at)
+        return ends
+
+
+@dataclass(frozen=True)
+class LiveCapture:
+    """What :func:`capture_live_traffic` captured: the server's stream, then the client's."""
+
+    streams: tuple[CapturedStream, ...]
+    max_message_bytes: int
+    constructed_64bit: bool  # the lab's limit was too small: the RFC's 64 KiB frame was added
+
+
+def _reference(direction: Direction, data: bytes) -> CapturedStream:
+    reader = FrameReader()
+    return CapturedStream(direction, data, tuple(reader.feed_wire(data)))
+
+
+async def _request(ws: Any, message: dict[str, Any]) -> dict[str, Any]:
+    """Send ``message`` (it has a ``ref``) and return the answer carrying that ref."""
+    await ws.send(json.dumps(message, separators=(",", ":")))
+    while True:
+        answer = json.loads(await ws.recv())
+        if answer.get("ref") == message["ref"]:
+            return cast(dict[str, Any], answer)
+
+
+def big_ping(size: int = BIG - 1) -> str:
+    """An application-level ``ping`` of exactly ``size`` bytes of JSON; the lab echoes its payload."""
+    empty = json.dumps({"type": "ping", "ref": "big", "payload": ""}, separators=(",", ":"))
+    return empty[:-2] + "x" * (size - len(empty)) + '"}'
+
+
+async def capture_live_traffic(lab: Any, username: str = "frame_reader") -> LiveCapture:
+    """Fresh traffic through a new tap: join, a short and a long chat, a fragmented chat, a
+    ping frame, a 65,535-byte application ping (the most a 16-bit length holds) whose answer
+    needs a 64-bit length, and a close."""
+    account = await asyncio.to_thread(lab.account, username)
+    try:
+        async with asyncio.timeout(CAPTURE_TIMEOUT):
+            return await _capture(lab, account.token)
+    except TimeoutError:
+        raise CheckError(
+            f"the lab did not finish the conversation within {CAPTURE_TIMEOUT:g} s: is it running? "
+            "(`lab` shows its state)"
+        ) from None
+
+
+async def _capture(lab: Any, token: str) -> LiveCapture:
+    async with FrameTap.for_lab(lab) as tap:
+        url = f"{tap.ws_url}?token={token}"
+        async with websockets.connect(url, compression=None, max_size=None) as ws:
+            welcome = json.loads(await ws.recv())
+            limit = int(welcome["limits"]["max_message_bytes"])
+            await _request(ws, {"type": "join", "room": _ROOM, "ref": "j"})
+            await _request(ws, {"type": "chat", "room": _ROOM, "text": "hi!", "ref": "c1"})
+            long_text = "A message over 125 bytes needs the 16-bit length. " * 4
+            await _request(ws, {"type": "chat", "room": _ROOM, "text": long_text, "ref": "c2"})
+            fragmented = json.dumps({"type": "chat", "room": _ROOM, "text": "in three frames", "ref": "c3"})
+            # A text frame without FIN, two continuations, then websockets' empty last one with FIN.
+            await ws.send([fragmented[:20], fragmented[20:40], fragmented[40:]])
+            while json.loads(await ws.recv()).get("ref") != "c3":
+                pass
+            await (await ws.ping(b"are you there?"))
+            if limit >= BIG:  # the lab refuses a message of exactly its limit: 65,535 bytes is the most
+                await ws.send(big_ping())
+                while json.loads(await ws.recv()).get("ref") != "big":
+                    pass
+        await tap.wait_for(lambda c: c.direction is S2C and c.frame.opcode is Opcode.CLOSE)
+        connection = tap.connections()[-1].id
+        s2c, c2s = tap.frame_bytes(connection, S2C), tap.frame_bytes(connection, C2S)
+    if limit < BIG:
+        s2c += RFC_64K_FRAME
+    return LiveCapture((_reference(S2C, s2c), _reference(C2S, c2s)), limit, limit < BIG)
+
+
+def chunkings(stream: CapturedStream, seed: int) -> list[tuple[str, list[bytes]]]:
+    """The reads a reader is fed, from kind to awkward: one frame per read, everything in one
+    read, 1 byte at a time, and random splits that also cut inside every header."""
+    data = stream.data
+    ends = stream.boundaries
+    per_frame = [data[a:b] for a, b in zip([0, *ends], ends, strict=False)]
+    rng = random.Random(seed)
+    out = [
+        ("one frame per read", per_frame),
+        ("the whole stream in one read", [data]),
+        (f"1 byte per read ({len(data):,} reads)", [data[i : i + 1] for i in range(len(data))]),
+    ]
+    for n in (1, 2):
+        cuts = set(rng.sample(range(1, len(data)), min(len(data) - 1, 40)))
+        cuts |= {min(len(data) - 1, b + rng.randint(1, 9)) for b in [0, *ends[:-1]]}  # inside headers
+        points = [0, *sorted(c for c in cuts if 0 < c < len(data)), len(data)]
+        out.append((f"random split {n} ({len(points) - 1} reads)", [data[a:b] for a, b in itertools.pairwise(points)]))
+    return out
+
+
+def _label(wire: WireFrame) -> str:
+    """``TEXT, FIN, masked, 300-byte payload (16-bit length)``."""
+    header = parse_header(wire.header)
+    assert header is not None
+    bits = {0: "7-bit", 2: "16-bit", 8: "64-bit"}[header.extended_length_bytes]
+    parts = [wire.frame.opcode.name, "FIN" if wire.frame.fin else "no FIN"]
+    if header.masked:
+        parts.append("masked")
+    return f"{', '.join(parts)}, {header.length:,}-byte payload ({bits} length)"
+
+
+def _as_frame(item: Any) -> tuple[bool, int, bytes]:
+    """A yielded frame as ``(fin, opcode, payload)``: a 3-tuple, or anything with those attributes."""
+    if all(hasattr(item, name) for name in ("fin", "opcode", "payload")):
+        fin, opcode, payload = item.fin, item.opcode, item.payload
+    elif isinstance(item, tuple | list) and len(item) == 3:
+        fin, opcode, payload = item
+    else:
+        raise Incorrect(f"yield one `(fin, opcode, payload)` tuple per frame; your reader yielded {show(item, 60)}.")
+    if isinstance(payload, str):
+        raise Incorrect("yield the payload as `bytes` (the frame's bytes, unmasked), not decoded text.")
+    if not isinstance(payload, bytes | bytearray | memoryview):
+        raise Incorrect(f"the payload should be `bytes`, got {type(payload).__name__}: {show(payload, 40)}.")
+    if not isinstance(opcode, int) or isinstance(opcode, bool):
+        raise Incorrect(f"the opcode should be a number (0x1 for text), got {show(opcode, 40)}.")
+    return bool(fin), int(opcode), bytes(payload)
+
+
+def _run(reader: Any, chunks: list[bytes], most: int) -> tuple[list[tuple[bool, int, bytes]], Exception | None]:
+    """The frames ``reader`` yields for ``chunks`` (at most ``most``) and the exception it raised, if any."""
+    got: list[tuple[bool, int, bytes]] = []
+    try:
+        frames = reader(iter(chunks))
+        if frames is None or not hasattr(frames, "__iter__"):
+            raise Incorrect(
+                f"`{_name(reader)}(chunks)` returned {show(frames, 40)}: make it a generator, "
+                "`yield` each frame as it is complete."
+            )
+        for item in frames:
+            got.append(_as_frame(item))
+            if len(got) >= most:
+                break
+    except Incorrect:
+        raise
+    except Exception as exc:
+        return got, exc
+    return got, None
+
+
+def _name(fn: Any) -> str:
+    name = getattr(fn, "__name__", "read_frames")
+    return name if isinstance(name, str) and name.isidentifier() else "read_frames"
+
+
+def _hex(data: bytes, n: int = 8) -> str:
+    """The first ``n`` bytes in hex: ``7b 22 74 ...``; ``b''`` when empty."""
+    return data[:n].hex(" ") + (" ..." if len(data) > n else "") if data else "b''"
+
+
+def _frames_count(n: int) -> str:
+    return f"{n} frame" if n == 1 else f"{n} frames"
+
+
+def _diagnose(
+    stream: CapturedStream, index: int, got: tuple[bool, int, bytes] | None, how: str, kind_chunkings_pass: bool
+) -> str:
+    """What is wrong with frame ``index`` as the reader yielded it (``None``: it did not)."""
+    wire = stream.frames[index]
+    frame = wire.frame
+    header = parse_header(wire.header)
+    assert header is not None
+    where = (
+        f"Fed {how}, frame {index + 1} of {len(stream.frames)} "
+        f"{'from the server' if stream.direction is S2C else 'from the client'} "
+        f"({_label(wire)}, header `{wire.header.hex(' ')}`)"
+    )
+    little = int.from_bytes(wire.header[2:4], "little") if header.length_code == 126 else None
+    if got is None:
+        if how.startswith("the whole stream"):
+            return (
+                f"{where}: your reader yielded nothing for it (it stopped after {_frames_count(index)}). One read can "
+                "hold several frames: after yielding one, go on with the bytes left in the buffer (a `while` "
+                "loop), and keep what is left over for the next read."
+            )
+        if kind_chunkings_pass:
+            return (
+                f"{where}: your reader yielded nothing for it, although it reads every frame when each read holds "
+                "exactly one. A read can end in the middle of a frame, even in the middle of its header: keep "
+                "the bytes of an unfinished frame and add the next read to them (`buffer += chunk`)."
+            )
+        if little is not None and little != header.length:
+            return (
+                f"{where}: your reader yielded nothing for it. 126 in the 7-bit field means the length is in "
+                f"the next 2 bytes, in network byte order (big-endian, section 5.2): "
+                f"`{wire.header[2:4].hex(' ')}` is {header.length:,}; read little-endian it would be "
+                f"{little:,}, and the reader would wait for bytes that are not there."
+            )
+        if header.length_code == 127:
+            return (
+                f"{where}: your reader yielded nothing for it. 127 in the 7-bit field means the length is in "
+                f"the next 8 bytes (a 64-bit big-endian number, section 5.2): "
+                f"`{wire.header[2:10].hex(' ')}` is {header.length:,}."
+            )
+        return f"{where}: your reader yielded nothing for it (it stopped after {_frames_count(index)})."
+    fin, opcode, payload = got
+    expected = (frame.fin, int(frame.opcode), frame.payload)
+    yours = f"you yielded `({fin}, 0x{opcode:x}, {_hex(payload)!s})`"
+    if opcode != frame.opcode:
+        if opcode == wire.header[0]:
+            return (
+                f"{where}: {yours}. The opcode is the low 4 bits of the first byte (`first & 0x0F`): "
+                f"0x{opcode:02x} also holds FIN (0x80) and the RSV bits."
+            )
+        return f"{where}: {yours}, the opcode is 0x{frame.opcode:x}, the low 4 bits of the first byte."
+    if fin != frame.fin:
+        return f"{where}: {yours}. FIN is the top bit of the first byte (`bool(first & 0x80)`): {frame.fin} here."
+    if wire.frame.masking_key is not None and payload == apply_mask(frame.payload, wire.frame.masking_key):
+        return (
+            f"{where}: {yours}, still masked. A client's payload is XORed with the 4-byte key "
+            f"`{wire.frame.masking_key.hex(' ')}` that follows the length (section 5.3): unmask it, "
+            "`bytes(b ^ key[i % 4] for i, b in enumerate(payload))`."
+        )
+    if little is not None and len(payload) == little:
+        return (
+            f"{where}: {yours}, a {len(payload):,}-byte payload. The 16-bit length `{wire.header[2:4].hex(' ')}` "
+            f"is big-endian (network byte order, section 5.2): {header.length:,}, not {little:,}. "
+            "Use `int.from_bytes(..., 'big')`."
+        )
+    if header.length_code == 127 and len(payload) != header.length:
+        return (
+            f"{where}: {yours}, a {len(payload):,}-byte payload. 127 in the 7-bit field means the length is in "
+            f"the next 8 bytes (section 5.2): `{wire.header[2:10].hex(' ')}` is {header.length:,}, and the "
+            "masking key (if any) and the payload come after those 8 bytes."
+        )
+    if header.length_code in (126, 127) and len(payload) == header.length_code:
+        size = "2" if header.length_code == 126 else "8"
+        return (
+            f"{where}: {yours}, a {len(payload)}-byte payload. {header.length_code} in the 7-bit field is not the "
+            f"length: it says the length is in the next {size} bytes (section 5.2), here {header.length:,}."
+        )
+    if len(payload) != len(frame.payload):
+        return f"{where}: {yours}, a {len(payload):,}-byte payload; the header says {header.length:,} bytes."
+    first = next(i for i, (a, b) in enumerate(zip(payload, frame.payload, strict=True)) if a != b)
+    return (
+        f"{where}: {yours}; the payload is right up to byte {first}, then differs "
+        f"(expected `{_hex(frame.payload[first:])}`, got `{_hex(payload[first:])}`): "
+        f"expected `({expected[0]}, 0x{expected[1]:x}, {_hex(expected[2])})`."
+    )
+
+
+class _FrameReaderProblem(LiveProblem):
+    """The student's frame reader, run on traffic captured live through a tap, fed in awkward pieces."""
+
+    answer_format = "your function itself, `read_frames`"
+
+    def _not_attempted(self) -> Verdict:
+        return Verdict(
+            Status.NOT_ATTEMPTED,
+            f"you have not answered yet. Write the body of `read_frames`, then run "
+            f"`await {self.ref}.check_async(read_frames)`.",
+        )
+
+    async def _check_async(self, answer: Any, lab: Any) -> str | None:
+        if not callable(answer):
+            raise Incorrect(
+                f"pass your function itself, not {type(answer).__name__}: `await {self.ref}.check_async(read_frames)`."
+            )
+        capture = await capture_live_traffic(lab)
+        seed = random.randrange(1 << 30)
+        total = 0
+        for stream in capture.streams:
+            kind_pass = False
+            for how, chunks in chunkings(stream, seed):
+                got, error = _run(answer, chunks, len(stream.frames) + 5)
+                for index, wire in enumerate(stream.frames):
+                    mine = got[index] if index < len(got) else None
+                    ref = (wire.frame.fin, int(wire.frame.opcode), wire.frame.payload)
+                    if mine == ref:
+                        continue
+                    if mine is None and error is not None:
+                        raise Incorrect(
+                            _diagnose(stream, index, None, how, kind_pass).replace(
+                                "your reader yielded nothing for it",
+                                f"your reader raised {type(error).__name__}: {error}",
+                                1,
+                            )
+                        )
+                    raise Incorrect(_diagnose(stream, index, mine, how, kind_pass))
+                if error is not None:
+                    raise Incorrect(
+                        f"Fed {how}, your reader yielded all {len(stream.frames)} frames, then raised "
+                        f"{type(error).__name__}: {error}. At the end of the stream, stop without error."
+                    )
+                if len(got) > len(stream.frames):
+                    raise Incorrect(
+                        f"Fed {how}, your reader yielded {len(got) - len(stream.frames)} frame(s) more than the "
+                        f"{len(stream.frames)} in the stream: yield a frame only once all its bytes are in."
+                    )
+                if how == "one frame per read":
+                    kind_pass = True
+            total += len(stream.frames)
+        s2c, c2s = capture.streams
+        biggest = max(len(w.frame.payload) for w in s2c.frames)
+        sizes = (
+            f"the lab answered a {len(big_ping()):,}-byte ping of yours, the most a 16-bit length holds, "
+            f"with a {biggest:,}-byte pong: a 64-bit length"
+            if not capture.constructed_64bit
+            else f"the lab's message limit ({capture.max_message_bytes:,} bytes) is too small for an answer "
+            "over 65,535 bytes, so RFC 6455 section 5.7's 64 KiB binary frame "
+            "(`82 7f 00 00 00 00 00 01 00 00`) was added to the server's stream"
+        )
+        return (
+            f"your reader read all {total} frames captured live ({len(s2c.frames)} from the server, unmasked; "
+            f"{len(c2s.frames)} from the client, masked) exactly as `labserver.frames` does, fed 5 ways: one frame "
+            f"per read, all in one read, 1 byte per read, and 2 random splits that cut inside headers. Lengths: "
+            f"7-bit, 16-bit and 64-bit ({sizes})."
+        )
+
+
+def _read_frames_reference(chunks: Iterable[bytes]) -> Iterator[tuple[bool, int, bytes]]:
+    buffer = bytearray()
+    for chunk in chunks:
+        buffer += chunk  # what an earlier read left over comes first
+        while len(buffer) >= 2:  # one frame per turn, while a whole one is in
+            fin = bool(buffer[0] & 0x80)
+            opcode = buffer[0] & 0x0F
+            masked = bool(buffer[1] & 0x80)
+            length = buffer[1] & 0x7F
+            at = 2
+            if length == 126:  # the length is in the next 2 bytes, big-endian
+                if len(buffer) < 4:
+                    break
+                length, at = int.from_bytes(buffer[2:4], "big"), 4
+            elif length == 127:  # the length is in the next 8 bytes
+                if len(buffer) < 10:
+                    break
+                length, at = int.from_bytes(buffer[2:10], "big"), 10
+            key = b""
+            if masked:  # the 4-byte masking key comes after the length
+                key, at = bytes(buffer[at : at + 4]), at + 4
+            if len(buffer) < at + length:
+                break  # not all here yet (the key included): wait for the next read
+            payload = bytes(buffer[at : at + length])
+            if masked:
+                payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+            del buffer[: at + length]  # keep the rest: the start of the next frame
+            yield fin, opcode, payload
+
+
+q7 = lesson.add(
+    "q7",
+    _FrameReaderProblem(
+        title="Write a frame reader, run it on live traffic",
+        question=(
+            "Write `read_frames(chunks)`: `chunks` is what successive reads of a TCP socket returned "
+            "after the `101` (an iterable of `bytes`, each of any size, even 1 byte); yield "
+            "`(fin, opcode, payload)` for every frame, in order, with the payload **unmasked**. Handle the "
+            "7-, 16- and 64-bit lengths (section 5.2), masked and unmasked frames (section 5.3), and frames "
+            "split across reads, or several in one read.\n\n"
+            "`await ex.q7.check_async(read_frames)` captures fresh traffic through a new tap (a join, a short "
+            "and a 200-byte chat, a chat in three fragments, a ping frame, a 65,535-byte message and its longer "
+            "answer, "
+            "the close), feeds both directions to your reader in five ways (one frame per read, all in one read, "
+            "1 byte per read, two random splits) and compares what it yields with `labserver.frames`. Write it "
+            "by hand, without `labserver.frames`."
+        ),
+        hint=[
+            "Keep a `buffer = bytearray()`. For each chunk: `buffer += chunk`, then, in a `while` loop, read "
+            "the header from the buffer; if the whole frame (header, key, payload) is not there yet, `break` "
+            "and wait for the next chunk; else yield it and `del buffer[:frame_size]`, keeping the rest. "
+            "TCP is a byte stream: a read can hold half a header or three frames. You can try your function "
+            "on what the tap saw for Bob (part 14): "
+            "`list(read_frames([tap.frame_bytes(bob_id, Direction.SERVER_TO_CLIENT)]))`.",
+            "The header: `fin = bool(b0 & 0x80)`, `opcode = b0 & 0x0F`, `masked = bool(b1 & 0x80)`, "
+            "`length = b1 & 0x7F`; if it is 126, the length is `int.from_bytes(buffer[2:4], 'big')` and the key "
+            "(if masked) starts at 4; if 127, `int.from_bytes(buffer[2:10], 'big')` and 10. Network byte order "
+            "is big-endian. Unmask with `bytes(b ^ key[i % 4] for i, b in enumerate(payload))`.",
+        ],
+        solution=(
+            "```python\n"
+            + textwrap.dedent(inspect.getsource(_read_frames_reference)).replace(
+                "_read_frames_reference", "read_frames"
+            )
+            + "```\n\n"
+            "Every branch that finds too few bytes `break`s out of the `while` and waits for the next read, "
+            "without touching the buffer; only a whole frame is cut off its front. That one rule handles a "
+            "header split across reads, a payload split across reads, and several frames in one read. "
+            "`labserver.frames.FrameReader` does the same, and also refuses what no endpoint may accept "
+            "(reserved opcodes, control frames over 125 bytes, an unmasked client frame)."
+        ),
+    ),
+)
+
+
+__all__ = [
+    "CLOSE_CODES",
+    "Q1_FRAME",
+    "Q2_HEADER",
+    "LiveCapture",
+    "capture_live_traffic",
+    "chunkings",
+    "lesson",
+    "q1",
+    "q2",
+    "q3",
+    "q4",
+    "q5",
+    "q6",
+    "q7",
+]
