@@ -85,6 +85,23 @@ class Server:
                 pipe.close()
 
 
+async def expect_closed_with_1001(ws: Any) -> None:
+    """The server closes ``ws`` with 1001 (going away) within 10 s."""
+    with pytest.raises(websockets.ConnectionClosed):
+        async with asyncio.timeout(10):
+            while True:
+                await ws.recv()
+    assert ws.close_code == 1001, (ws.close_code, ws.close_reason)
+
+
+async def expect_clean_exit(server: Server) -> None:
+    """The server process exits 0 within 10 s, with no traceback on stderr."""
+    code = await asyncio.to_thread(server.proc.wait, 10)
+    stderr = server.stderr_after_exit()
+    assert code == 0, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     srv = Server(tmp_path / "data")
@@ -130,15 +147,8 @@ async def test_a_graceful_stop_closes_sockets_with_1001_and_exits_0(piped_server
         welcome = json.loads(await asyncio.wait_for(ws.recv(), 5))
         assert welcome["type"] == "welcome"
         stop_by(server, how)
-        with pytest.raises(websockets.ConnectionClosed):
-            async with asyncio.timeout(10):
-                while True:
-                    await ws.recv()
-        assert ws.close_code == 1001, (ws.close_code, ws.close_reason)
-    code = await asyncio.to_thread(server.proc.wait, 10)
-    stderr = server.stderr_after_exit()
-    assert code == 0, stderr
-    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+        await expect_closed_with_1001(ws)
+    await expect_clean_exit(server)
 
 
 @pytest.mark.parametrize("how", GRACEFUL_STOPS)

@@ -29,7 +29,7 @@ import websockets
 from labserver import resources
 from labserver.course import RestClient
 
-from .test_cli import READY, Server
+from .test_cli import READY, Server, expect_clean_exit, expect_closed_with_1001
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -118,15 +118,8 @@ async def test_without_add_signal_handler_the_server_still_stops_gracefully(
         assert message["text"] == "hello from anywhere" and message["from"]["username"] == "porter"
 
         server.proc.send_signal(signal.Signals[how])
-        with pytest.raises(websockets.ConnectionClosed):
-            async with asyncio.timeout(10):
-                while True:
-                    await ws.recv()
-        assert ws.close_code == 1001, (ws.close_code, ws.close_reason)
-    code = await asyncio.to_thread(server.proc.wait, 10)
-    stderr = server.stderr_after_exit()
-    assert code == 0, stderr
-    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+        await expect_closed_with_1001(ws)
+    await expect_clean_exit(server)
 
 
 def test_nothing_reads_proc_or_asks_for_a_parent_death_signal() -> None:
