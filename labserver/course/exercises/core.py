@@ -792,9 +792,11 @@ class LiveProblem(Problem):
     lab: Any = None
     _await_reason = "this check talks to the lab server"
 
+    call_with = "..."  # what the check call shows as its argument, e.g. the student's function's name
+
     @property
     def _check_call(self) -> str:
-        return f"await {self.ref}.check_async(...)"
+        return f"await {self.ref}.check_async({self.call_with})"
 
     def _is_placeholder(self, answer: Any) -> bool:
         # A function (or coroutine function) whose body is still ``...`` is not started yet.

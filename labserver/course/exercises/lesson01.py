@@ -367,10 +367,7 @@ class PollerProblem(LiveProblem):
     """
 
     answer_format = "your async function itself, e.g. `poll_room`"
-
-    def _repr_markdown_(self) -> str:
-        # A live check is awaited: say so where the base class says `check(...)`.
-        return super()._repr_markdown_().replace(f"`{self._check_call}`", f"`await {self.ref}.check_async(poll_room)`")
+    call_with = "poll_room"
 
     def _not_attempted(self) -> Verdict:
         return Verdict(

@@ -30,9 +30,7 @@ from .core import (
     Lesson,
     LiveProblem,
     Problem,
-    Status,
     ValueProblem,
-    Verdict,
     show,
 )
 
@@ -594,13 +592,6 @@ class BrokenHandshakeProblem(LiveProblem):
     prediction must be what the lab answers when the request is sent on a raw socket."""
 
     username = "q4_handshaker"
-
-    def _not_attempted(self) -> Verdict:
-        # A live check is awaited: say so (the generic reminder names `.check(...)`).
-        return Verdict(
-            Status.NOT_ATTEMPTED,
-            f"you have not answered yet. Pass {self.answer_format} to `await {self.ref}.check_async(...)`.",
-        )
 
     async def _check_async(self, answer: Any, lab: Any) -> str | None:
         if not callable(answer):
