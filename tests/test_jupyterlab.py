@@ -101,10 +101,12 @@ def jupyterlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
 
 
 def _connections(page: Page) -> int | None:
-    element = page.query_selector('[data-testid="connections"]')
-    if element is None:
+    # Read in one evaluate: the dashboard re-renders its counter several times a second, so
+    # an element handle taken now may be detached by the time it is read.
+    text = page.evaluate("""() => document.querySelector('[data-testid="connections"]')?.innerText ?? null""")
+    if text is None:
         return None
-    text = element.inner_text().strip().replace(",", "")
+    text = text.strip().replace(",", "")
     return int(text) if text.isdigit() else None
 
 
@@ -150,9 +152,15 @@ def test_welcome_lesson_runs_and_the_dashboard_goes_live(jupyterlab: tuple[str, 
         assert seen[0] == 0 and max(seen) >= 20, f"connection counts seen after each cell: {seen}"
         assert not errors, errors
         # A moment of live traffic, then the picture for the README.
-        counter = page.query_selector('[data-testid="connections"]')
-        assert counter is not None
-        counter.scroll_into_view_if_needed()
+        # Scrolled in one evaluate, for the same reason as _connections reads in one: a
+        # handle's "wait until stable" never ends on a counter that re-renders while live.
+        assert page.evaluate(
+            """() => {
+                const counter = document.querySelector('[data-testid="connections"]');
+                counter?.scrollIntoView({block: "center"});
+                return counter !== null;
+            }"""
+        )
         page.wait_for_timeout(3000)  # not a wait for something: the picture should show a few seconds of it
         page.screenshot(path=str(figure_path("00_welcome_dashboard.png", tmp_path)))
         browser.close()
