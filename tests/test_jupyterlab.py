@@ -1,10 +1,12 @@
-"""The welcome lesson in a real JupyterLab, driven by Playwright in Debian's Chromium.
+"""The lessons in a real JupyterLab, driven by Playwright in Debian's Chromium.
 
-JupyterLab runs headless on a free port over a *copy* of the notebooks (running
-them autosaves outputs, which must not touch the committed ones). The test runs
-every cell and watches the dashboard's connection count rise as the crowd grows. Its screenshot
-(images/00_welcome_dashboard.png in the README) goes to ``tmp_path``, or into images/ with
-``LABSERVER_WRITE_FIGURES=1`` (what ``python3 course.py figures`` sets).
+JupyterLab runs headless on a free port over a *copy* of the notebooks and images
+(running them autosaves outputs, which must not touch the committed ones). One test runs
+the welcome lesson cell by cell and watches the dashboard's connection count rise as the
+crowd grows; its screenshot (images/00_welcome_dashboard.png in the README) goes to
+``tmp_path``, or into images/ with ``LABSERVER_WRITE_FIGURES=1`` (what ``python3 course.py
+figures`` sets). Another runs every lesson to the end and finds each widget it displays
+rendered as a live view, not as "Error displaying widget" or a text fallback.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 ROOT = Path(__file__).resolve().parent.parent
+LESSONS = sorted(path.name for path in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 require_browser()
 
@@ -45,7 +48,11 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def jupyterlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     workdir = tmp_path_factory.mktemp("jlab")
-    shutil.copy(ROOT / "notebooks" / "00_welcome.ipynb", workdir)
+    # The repository's layout: lessons show figures from ../images.
+    (workdir / "notebooks").mkdir()
+    for notebook in LESSONS:
+        shutil.copy(ROOT / "notebooks" / notebook, workdir / "notebooks")
+    shutil.copytree(ROOT / "images", workdir / "images")
     port, token = _free_port(), secrets.token_hex(16)
     settings = workdir / ".jupyter" / "lab" / "user-settings" / "@jupyterlab"
     # Render every cell (no virtual scrolling, so the dashboard is in the DOM) and ask no news.
@@ -91,7 +98,7 @@ def jupyterlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
                     "JupyterLab did not start:\n" + (workdir / "jupyter.log").read_text()[-3000:]
                 ) from exc
             time.sleep(0.3)  # the poll interval of this wait for JupyterLab to answer
-    yield f"{base}/lab/tree/00_welcome.ipynb?token={token}", workdir
+    yield f"{base}/lab/workspaces/{{workspace}}/tree/notebooks/{{notebook}}?reset&token={token}", workdir
     proc.terminate()
     try:
         proc.wait(15)
@@ -130,7 +137,7 @@ def _run_cell_and_select_next(page: Page) -> bool:
 
 def test_welcome_lesson_runs_and_the_dashboard_goes_live(jupyterlab: tuple[str, Path], tmp_path: Path) -> None:
     """Run the lesson cell by cell, as a student does, reading the dashboard after each."""
-    url, _ = jupyterlab
+    url = jupyterlab[0].format(workspace="welcome", notebook="00_welcome.ipynb")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -164,3 +171,86 @@ def test_welcome_lesson_runs_and_the_dashboard_goes_live(jupyterlab: tuple[str, 
         page.wait_for_timeout(3000)  # not a wait for something: the picture should show a few seconds of it
         page.screenshot(path=str(figure_path("00_welcome_dashboard.png", tmp_path)))
         browser.close()
+
+
+# For each code cell: its widget outputs in the notebook model, and how many of them the page
+# shows as a live widget view (ipywidgets puts a .jupyter-widgets node in the output; a view that
+# failed to render shows "Error displaying widget" or falls back to the text repr instead).
+_WIDGET_VIEWS = """() => {
+    const cells = window.jupyterapp.shell.currentWidget.content.widgets;
+    const report = [];
+    cells.forEach((cell, index) => {
+        if (cell.model.type !== "code") return;
+        let expected = 0;
+        for (let k = 0; k < cell.model.outputs.length; k++) {
+            const data = cell.model.outputs.get(k).data;
+            if (data && data["application/vnd.jupyter.widget-view+json"]) expected++;
+        }
+        const rendered = [...cell.node.querySelectorAll(".jp-OutputArea-output")].filter(
+            (node) => node.querySelector(":scope > .jupyter-widgets")
+                && !node.innerText.includes("Error displaying widget")
+        ).length;
+        if (expected) report.push({index, expected, rendered});
+    });
+    return report;
+}"""
+
+
+def _run_every_cell(page: Page) -> list[int]:
+    """Run the notebook cell by cell as Shift+Enter does; the indexes of the cells that raised.
+
+    Not "run all": the kernel aborts everything queued after a cell that raises, and some
+    lessons have cells that raise on purpose (tagged ``raises-exception``)."""
+    count = page.evaluate("() => window.jupyterapp.shell.currentWidget.content.widgets.length")
+    page.click(".jp-Notebook .jp-Cell >> nth=0")
+    return [index for index in range(count) if not _run_cell_and_select_next(page)]
+
+
+def _committed_cells(notebook: str) -> list[dict[str, Any]]:
+    cells: list[dict[str, Any]] = json.loads((ROOT / "notebooks" / notebook).read_text())["cells"]
+    return cells
+
+
+def _raising_cells(notebook: str) -> list[int]:
+    cells = _committed_cells(notebook)
+    return [i for i, cell in enumerate(cells) if "raises-exception" in cell.get("metadata", {}).get("tags", [])]
+
+
+def _committed_widget_outputs(notebook: str) -> int:
+    return sum(
+        "application/vnd.jupyter.widget-view+json" in output.get("data", {})
+        for cell in _committed_cells(notebook)
+        for output in cell.get("outputs", [])
+    )
+
+
+@pytest.mark.parametrize("notebook", LESSONS)
+def test_every_widget_of_a_lesson_renders_in_jupyterlab(
+    notebook: str, jupyterlab: tuple[str, Path], tmp_path: Path
+) -> None:
+    """Run a whole lesson in JupyterLab and find every widget it displays rendered as a live view,
+    with a screenshot of each (in ``tmp_path``: evidence when it fails, not a committed figure)."""
+    url = jupyterlab[0].format(workspace=notebook[:2], notebook=notebook)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(url)
+        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+        _wait_for_the_kernel(page)
+        assert _run_every_cell(page) == _raising_cells(notebook), "cells that raised differ from those tagged"
+        report = page.evaluate(_WIDGET_VIEWS)
+        for entry in report:
+            page.evaluate(
+                "(i) => window.jupyterapp.shell.currentWidget.content.widgets[i].node.scrollIntoView()",
+                entry["index"],
+            )
+            page.screenshot(path=str(tmp_path / f"{notebook[:2]}_cell{entry['index']:02d}.png"))
+        page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.shutdown()")
+        browser.close()
+    shown = sum(entry["expected"] for entry in report)
+    assert shown == _committed_widget_outputs(notebook), "the run displayed another number of widgets than committed"
+    missing = [entry for entry in report if entry["rendered"] < entry["expected"]]
+    assert not missing, f"widget outputs not rendered (cell index, expected, rendered): {missing}"
+    assert not errors, errors
