@@ -5,8 +5,10 @@ notebook's ``start_lab``, the tests) can read the port chosen with ``--port 0``.
 SIGINT and SIGTERM (and Ctrl+Break's SIGBREAK on Windows) close every socket with
 1001 and exit 0; so does EOF on stdin with ``--exit-on-stdin-eof``, which is how a
 parent that dies (even by SIGKILL) takes its lab server with it, on every OS (see
-:mod:`labserver.launcher`). Nothing here needs ``/proc`` or a Linux-only call: the
-same server runs on Windows, macOS and Linux desktops.
+:mod:`labserver.launcher`). A parent that means to start the server again writes the
+line ``restart`` on that stdin first: the sockets are then closed with 1012. Nothing
+here needs ``/proc`` or a Linux-only call: the same server runs on Windows, macOS and
+Linux desktops.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from aiohttp.abc import AbstractAccessLogger
 
 from . import __version__
 from .app import make_app
+from .appkeys import LAB
 from .config import Settings
 from .resources import raise_open_files_limit
 
@@ -54,6 +57,17 @@ def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
     return parse
 
 
+def _seconds_or_zero(text: str) -> float:
+    """An argparse type: seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a valid float") from None
+    if not value >= 0 or value == float("inf"):  # NaN fails the first test
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def _port(text: str) -> int:
     try:
         port = int(text)
@@ -71,7 +85,8 @@ _TUNABLES: tuple[tuple[str, str, Callable[[str], float], str], ...] = (
         "ping_interval",
         float,
         "seconds a socket may stay silent before the server pings it (PROTOCOL.md section 8); one that "
-        "answers nothing, no pong nor any other data, within half of that is dropped",
+        "answers nothing, no pong nor any other data, within half of that is dropped; the start value of "
+        "the live switch (section 11)",
     ),
     ("--auth-timeout", "auth_timeout", float, "seconds to authenticate"),
     ("--token-ttl", "token_ttl", float, "token lifetime in seconds"),
@@ -117,6 +132,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, bool]:
         p.add_argument(
             flag, dest=field, metavar=metavar, type=_positive(kind), default=default, help=f"{text} (default {default})"
         )
+    p.add_argument(
+        "--presence-grace",
+        type=_seconds_or_zero,
+        default=defaults.presence_grace,
+        metavar="PRESENCE_GRACE",
+        help="seconds before a user whose last socket closed is announced offline (and leaves their rooms); "
+        "a socket of theirs opening meanwhile cancels it, so a refresh does not flap. The start value of the "
+        f"live switch (PROTOCOL.md section 11; default {defaults.presence_grace})",
+    )
     p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument(
         "--exit-on-stdin-eof",
@@ -133,6 +157,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, bool]:
         port=args.port,
         data_dir=args.data_dir,
         origins=tuple(args.origin),
+        presence_grace=args.presence_grace,
         **{field: getattr(args, field) for _, field, _, _ in _TUNABLES},
         admin_token=os.environ.get("LABSERVER_ADMIN_TOKEN") or None,
     ), args.exit_on_stdin_eof
@@ -166,17 +191,30 @@ class AccessLogger(AbstractAccessLogger):
         return self.logger.isEnabledFor(logging.INFO)
 
 
-def stop_at_stdin_eof(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+RESTART_LINE = b"restart"
+"""What a parent writes on the server's stdin (a line) before closing it, to stop it for a restart."""
+
+
+def stop_at_stdin_eof(
+    loop: asyncio.AbstractEventLoop, stop: asyncio.Event, on_restart: Callable[[], None] | None = None
+) -> None:
     """Set ``stop`` when stdin reaches EOF, i.e. when the last writer of its pipe (our parent) is gone.
 
-    A daemon thread blocked in ``os.read``, not ``loop.add_reader``: Windows' proactor
-    loop cannot watch a pipe. ``os.read``, not ``sys.stdin``: it holds no lock that a
-    daemon thread still reading at interpreter exit would leave taken."""
+    A line ``restart`` before the EOF calls ``on_restart`` (in the loop) first: the parent
+    will start the server again, so clients are told 1012 rather than 1001. Other input
+    is ignored. A daemon thread blocked in ``os.read``, not ``loop.add_reader``: Windows'
+    proactor loop cannot watch a pipe. ``os.read``, not ``sys.stdin``: it holds no lock
+    that a daemon thread still reading at interpreter exit would leave taken."""
 
     def watch() -> None:
+        pending = b""
         try:
-            while os.read(sys.stdin.fileno(), 4096):
-                pass  # the parent never writes; anything it might is ignored
+            while chunk := os.read(sys.stdin.fileno(), 4096):
+                *lines, pending = (pending + chunk).split(b"\n")
+                pending = pending[-64:]  # a parent never sends long lines: keep only a bounded tail
+                if on_restart is not None and any(line.strip() == RESTART_LINE for line in lines):
+                    with contextlib.suppress(RuntimeError):
+                        loop.call_soon_threadsafe(on_restart)
         except (OSError, ValueError, AttributeError):
             pass  # no usable stdin at all: as good as closed
         with contextlib.suppress(RuntimeError):  # the loop is already closed: we are stopping anyway
@@ -226,7 +264,8 @@ def stop_on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> Ite
 
 
 async def serve(settings: Settings, *, exit_on_stdin_eof: bool = False) -> None:
-    runner = web.AppRunner(make_app(settings), handle_signals=False, shutdown_timeout=5, access_log_class=AccessLogger)
+    app = make_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5, access_log_class=AccessLogger)
     await runner.setup()
     # SO_REUSEADDR lets a restarted server take its port back at once on POSIX; on Windows it
     # would let a second server bind a port that is in use (no "cannot listen" error): POSIX only.
@@ -244,10 +283,10 @@ async def serve(settings: Settings, *, exit_on_stdin_eof: bool = False) -> None:
     loop = asyncio.get_running_loop()
     with stop_on_signals(loop, stop):  # before the ready line: a parent may signal at once
         if exit_on_stdin_eof:
-            stop_at_stdin_eof(loop, stop)
+            stop_at_stdin_eof(loop, stop, lambda: app[LAB].stopping_for_restart())
         print(f"labserver listening on http://{shown}:{port} (WebSocket ws://{shown}:{port}/ws)", flush=True)
         await stop.wait()
-        await runner.cleanup()  # on_shutdown closes every socket with 1001
+        await runner.cleanup()  # on_shutdown closes every socket with 1001 (1012 for a restart)
 
 
 def main(argv: list[str] | None = None) -> None:

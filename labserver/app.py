@@ -83,7 +83,8 @@ def _lab_context(settings: Settings, broker: Broker) -> Callable[[web.Applicatio
 
 
 async def _close_sockets(app: web.Application) -> None:
-    await app[LAB].close_all(CloseCode.GOING_AWAY, "server shutting down")
+    lab = app[LAB]
+    await lab.close_all(*lab.shutdown_close)  # 1001 going away, or 1012 for a restart
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
@@ -98,11 +99,14 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _sweep(lab: Lab) -> None:
-    """Expire typing indicators and close sockets whose token ran out (1008)."""
+    """Expire typing indicators, announce offlines whose presence grace is over, and close
+    sockets whose token ran out (1008)."""
     while True:
         await asyncio.sleep(SWEEP_INTERVAL)
-        stopped, expired = lab.hub.expire(time.monotonic())
+        now = time.monotonic()
+        stopped, expired = lab.hub.expire(now)
         await lab.publish_hub_events(list(stopped))
+        await lab.publish_due(now)
         for conn in expired:
             conn.expires_at = float("inf")  # close once
             asyncio.create_task(conn.sink.close(CloseCode.POLICY_VIOLATION, "token expired"))

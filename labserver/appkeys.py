@@ -14,9 +14,12 @@ from aiohttp import web
 
 from .lab import Lab
 
-__all__ = ["LAB", "error_response", "is_admin"]
+__all__ = ["LAB", "MAX_CLOSE_REASON_BYTES", "error_response", "is_admin"]
 
 LAB: web.AppKey[Lab] = web.AppKey("lab", Lab)
+
+MAX_CLOSE_REASON_BYTES = 123
+"""RFC 6455 section 5.5: a control frame's payload is at most 125 bytes, two of them the code."""
 
 
 def is_admin(request: web.Request) -> bool:

@@ -43,14 +43,14 @@ class ErrorCode(StrEnum):
     BAD_MESSAGE = "bad_message"
     UNKNOWN_TYPE = "unknown_type"
     BAD_FIELD = "bad_field"
-    BINARY_NOT_SUPPORTED = "binary_not_supported"
+    UNSUPPORTED_TYPE = "unsupported_type"  # a binary message (an upload) that is not a PNG, JPEG, GIF or WebP
+    TOO_LARGE = "too_large"  # a binary message (an upload) over upload_max_bytes
     NOT_AUTHENTICATED = "not_authenticated"
     ALREADY_AUTHENTICATED = "already_authenticated"
     FORBIDDEN = "forbidden"
     NOT_FOUND = "not_found"
     NOT_IN_ROOM = "not_in_room"
     RATE_LIMITED = "rate_limited"
-    INTERNAL = "internal"
 
 
 class EnvelopeError(ValueError):

@@ -13,6 +13,14 @@ sockets in it: the aiohttp adapter calls it and writes bytes. It keeps
 
 Every map is cleaned in :meth:`Hub.disconnect`, whatever ended the connection,
 so thousands of connect/disconnect cycles leave every map as it was.
+
+With a *presence grace* (``disconnect(conn, now=..., grace=...)``), a user's last
+socket closing does not announce them offline at once: ``going_offline`` and
+``leaving`` hold what is due (their ``presence`` offline, their ``member_left``s)
+until :meth:`Hub.due` finds the time has come. A socket of that user that opens
+meanwhile cancels the offline, and joining one of those rooms again cancels its
+member_left, so a page refresh never flaps. Until then the user counts as online
+and as a member of those rooms.
 Methods return small event objects (:class:`PresenceChanged`,
 :class:`MembershipChanged`, :class:`TypingChanged`) that the adapter turns into
 messages and routes; the hub itself never sends.
@@ -86,6 +94,14 @@ class TypingChanged:
 HubEvent = PresenceChanged | MembershipChanged | TypingChanged
 
 
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """An announcement held back by the presence grace: whose, and when it is due."""
+
+    username: str
+    due: float
+
+
 @dataclass(slots=True)
 class _TypingState:
     username: str
@@ -109,6 +125,9 @@ class Hub:
         self.topics: dict[str, set[Connection]] = {}
         self.typing: dict[tuple[str, int], _TypingState] = {}
         self.last_seq: dict[str, int] = {}
+        # Held back by the presence grace: user id -> their offline; room -> user id -> their member_left.
+        self.going_offline: dict[int, _Pending] = {}
+        self.leaving: dict[str, dict[int, _Pending]] = {}
 
     # --- connections and presence -------------------------------------------------
 
@@ -119,27 +138,79 @@ class Hub:
         self.connections[conn.socket_id] = conn
         sockets = self.user_sockets.setdefault(conn.user_id, set())
         sockets.add(conn)
-        return [PresenceChanged(conn.user_id, conn.username, True)] if len(sockets) == 1 else []
+        if len(sockets) > 1:
+            return []
+        if self.going_offline.pop(conn.user_id, None) is not None:
+            return []  # back within the grace: the offline was never announced, nor is this
+        return [PresenceChanged(conn.user_id, conn.username, True)]
 
-    def disconnect(self, conn: Connection) -> list[HubEvent]:
-        """Forget a socket everywhere. Safe to call twice; the second call does nothing."""
+    def disconnect(self, conn: Connection, *, now: float | None = None, grace: float = 0.0) -> list[HubEvent]:
+        """Forget a socket everywhere. Safe to call twice; the second call does nothing.
+
+        With ``grace`` > 0 (seconds, on the clock of ``now``), the user's last socket closing
+        holds their offline and their member_left events back until :meth:`due`."""
         if self.connections.get(conn.socket_id) is not conn:
             return []
+        sockets = self.user_sockets[conn.user_id]
+        hold = grace > 0 and len(sockets) == 1
+        if hold and now is None:
+            raise ValueError("disconnect with a presence grace needs the time: pass now=")
+        due = (now or 0.0) + grace
         events: list[HubEvent] = []
         for room in list(conn.rooms):
-            events.extend(self.leave(conn, room))
+            events.extend(self._leave_later(conn, room, due) if hold else self.leave(conn, room))
         for topic in list(conn.topics):
             self.unsubscribe(conn, topic)
         del self.connections[conn.socket_id]
-        sockets = self.user_sockets[conn.user_id]
         sockets.discard(conn)
         if not sockets:
             del self.user_sockets[conn.user_id]
-            events.append(PresenceChanged(conn.user_id, conn.username, False))
+            if hold:
+                self.going_offline[conn.user_id] = _Pending(conn.username, due)
+            else:
+                events.append(PresenceChanged(conn.user_id, conn.username, False))
+        return events
+
+    def _leave_later(self, conn: Connection, room: str, due: float) -> list[HubEvent]:
+        """The user's last socket leaves ``room`` now; their member_left waits until ``due``."""
+        del conn.rooms[room]
+        members = self.rooms[room]
+        members.discard(conn)
+        if not members:
+            del self.rooms[room]
+        self.leaving.setdefault(room, {})[conn.user_id] = _Pending(conn.username, due)
+        stopped = self.stop_typing(room, conn.user_id, conn.username)  # typing stops at once all the same
+        return [stopped] if stopped else []
+
+    def due(self, now: float) -> list[HubEvent]:
+        """The held-back member_left and offline events whose grace is over, now forgotten."""
+        events: list[HubEvent] = []
+        for room, users in list(self.leaving.items()):
+            for user_id, pending in list(users.items()):
+                if pending.due <= now:
+                    del users[user_id]
+                    events.append(MembershipChanged(room, user_id, pending.username, False))
+            if not users:
+                del self.leaving[room]
+        for user_id, pending in list(self.going_offline.items()):
+            if pending.due <= now:
+                del self.going_offline[user_id]
+                events.append(PresenceChanged(user_id, pending.username, False))
         return events
 
     def is_online(self, user_id: int) -> bool:
-        return user_id in self.user_sockets
+        """An open socket, or its offline still held back by the grace."""
+        return user_id in self.user_sockets or user_id in self.going_offline
+
+    def online_users(self) -> list[UserRef]:
+        """Every online user (see :meth:`is_online`), by id."""
+        users = {uid: next(iter(sockets)).username for uid, sockets in self.user_sockets.items()}
+        users.update((uid, pending.username) for uid, pending in self.going_offline.items())
+        return [UserRef(uid, users[uid]) for uid in sorted(users)]
+
+    def tracked_sockets(self) -> int:
+        """Socket entries in the userId -> sockets map: the open sockets, unless cleanup leaks."""
+        return sum(len(sockets) for sockets in self.user_sockets.values())
 
     # --- rooms -----------------------------------------------------------------------
 
@@ -153,7 +224,17 @@ class Hub:
         self.rooms.setdefault(room, set()).add(conn)
         if self._user_in_room(conn.user_id, room, besides=conn):
             return []
+        if self._cancel_leaving(room, conn.user_id):
+            return []  # back within the grace: their member_left was never announced
         return [MembershipChanged(room, conn.user_id, conn.username, True)]
+
+    def _cancel_leaving(self, room: str, user_id: int) -> bool:
+        users = self.leaving.get(room)
+        if users is None or users.pop(user_id, None) is None:
+            return False
+        if not users:
+            del self.leaving[room]
+        return True
 
     def leave(self, conn: Connection, room: str) -> list[HubEvent]:
         if room not in conn.rooms:
@@ -170,8 +251,9 @@ class Hub:
         return ([stopped] if stopped else []) + events
 
     def room_members(self, room: str) -> list[UserRef]:
-        """The users (not sockets) in a room, by user id."""
+        """The users (not sockets) in a room, by user id; those whose member_left is held back too."""
         users = {c.user_id: c.username for c in self.rooms.get(room, ())}
+        users.update((uid, pending.username) for uid, pending in self.leaving.get(room, {}).items())
         return [UserRef(uid, users[uid]) for uid in sorted(users)]
 
     def note_delivered(self, room: str, seq: int) -> None:
@@ -253,7 +335,7 @@ class Hub:
     def counts(self) -> dict[str, int]:
         return {
             "connections": len(self.connections),
-            "users_online": len(self.user_sockets),
+            "users_online": len(self.user_sockets) + len(self.going_offline),  # disjoint: connect pops
             "rooms": len(self.rooms),
             "topics": len(self.topics),
             "typing": len(self.typing),

@@ -8,24 +8,32 @@ runs in unit tests with no server. A broadcast is encoded to one frame once and
 no task and no JSON per recipient; each write goes through the target's outlet,
 which drops a reader that fell too far behind (it reconnects and resumes what
 it missed), so one slow reader never holds up the others.
+
+The lab also holds the live :class:`~labserver.config.Switches` (read where they
+act: the presence grace in :meth:`Lab.unregister`, the unsafe order in
+:meth:`Lab.post_chat`...) and stores uploaded images (:meth:`Lab.save_upload`)
+for both halves, REST and ``/ws``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
 import re
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .auth import AuthError, Claims, TokenIssuer
 from .broker import Broker, Routed, TargetKind
-from .config import Settings
+from .config import Settings, Switches
 from .envelope import dm_parties, dm_room
-from .frames import server_text_frame
+from .frames import CloseCode, server_text_frame
 from .hub import Connection, Hub, HubEvent, MembershipChanged, PresenceChanged, TypingChanged
 from .messages import (
     MemberJoinedMessage,
@@ -48,11 +56,58 @@ from .store import AsyncStore, NewMessage, Post, RoomTaken, StoredMessage, User
 log = logging.getLogger("labserver")
 
 MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9_]{3,32})\b")
+IMAGE_TYPES = {  # magic bytes -> (extension, content type); the client's Content-Type is not trusted
+    b"\x89PNG\r\n\x1a\n": ("png", "image/png"),
+    b"\xff\xd8\xff": ("jpg", "image/jpeg"),
+    b"GIF87a": ("gif", "image/gif"),
+    b"GIF89a": ("gif", "image/gif"),
+}
+UPLOAD_NAME = re.compile(r"[0-9a-f]{32}\.(png|jpg|gif|webp)")
+
+
+def sniff_image(head: bytes) -> tuple[str, str] | None:
+    """(extension, content type) of an image from its first bytes, or None: PNG, JPEG, GIF, WebP."""
+    for magic, kind in IMAGE_TYPES.items():
+        if head.startswith(magic):
+            return kind
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp", "image/webp"
+    return None
+
+
+class UploadRefused(Exception):
+    """An upload that is not a supported image (``unsupported_type``) or is too large (``too_large``)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """A stored image: its name is its content hash, so the same bytes are stored once."""
+
+    name: str
+    size: int
+    content_type: str
+
+    @property
+    def url(self) -> str:
+        return f"/uploads/{self.name}"
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".part")
+    tmp.write_bytes(data)
+    tmp.replace(path)
 
 
 class Lab:
     def __init__(self, settings: Settings, store: AsyncStore, broker: Broker, issuer: TokenIssuer) -> None:
         self.settings = settings
+        self.switches = Switches.of(settings)  # live: changed by PATCH /api/admin/switches
         self.db = store
         self.broker = broker
         self.issuer = issuer
@@ -61,8 +116,11 @@ class Lab:
         self.process_id = f"p{os.getpid()}"
         self.started_at = time.time()
         self.peers: set[Outlet] = set()  # every upgraded /ws socket, authenticated or not
+        self.sockets_open = 0  # authenticated /ws sockets whose handler still runs (leak or not)
         self.room_waiters: dict[str, set[asyncio.Future[None]]] = {}  # long polls parked on a room
         self.closing = False  # set at shutdown: long polls answer at once
+        # How shutdown closes every socket: 1001, or 1012 when the parent said it will restart us.
+        self.shutdown_close: tuple[int, str] = (CloseCode.GOING_AWAY, "server shutting down")
         self.private_rooms: dict[str, frozenset[int]] = {}  # private room -> its members' ids
         # counters for /observe stats and /healthz
         self.messages_in = 0
@@ -159,13 +217,30 @@ class Lab:
     # --- lifecycle of an authenticated socket ----------------------------------------
 
     async def register(self, conn: Connection) -> None:
+        self.sockets_open += 1
         self.observatory.emit(ObserveEvent.socket_opened(conn.socket_id, conn.user))
         await self.publish_hub_events(self.hub.connect(conn))
 
     async def unregister(self, conn: Connection, code: int | None, reason: str) -> None:
-        events = self.hub.disconnect(conn)
+        """The socket's handler is ending: forget the socket everywhere (its ``finally``)."""
+        self.sockets_open -= 1
+        if self.switches.leaky_cleanup:
+            # The deliberate bug of the leaky_cleanup switch: the cleanup is skipped, so the hub's
+            # maps keep the dead socket, its user stays online and every broadcast still visits it.
+            return
+        events = self.hub.disconnect(conn, now=time.monotonic(), grace=self.switches.presence_grace)
         self.observatory.emit(ObserveEvent.socket_closed(conn.socket_id, conn.user, code, reason))
         await self.publish_hub_events(events)
+
+    async def publish_due(self, now: float) -> None:
+        """Announce the offlines and member_lefts whose presence grace is over (``now``: monotonic)."""
+        await self.publish_hub_events(self.hub.due(now))
+
+    def set_switches(self, changes: dict[str, Any]) -> Switches:
+        """Change some switches, all or none (:class:`~labserver.config.SwitchError` names a bad one)."""
+        self.switches.apply(changes)
+        self.observatory.emit(ObserveEvent.switches(self.switches.to_json()))
+        return self.switches
 
     async def publish_hub_events(self, events: Iterable[HubEvent]) -> None:
         """Turn the hub's decisions into messages and route them."""
@@ -183,18 +258,26 @@ class Lab:
 
     # --- features shared by WebSocket and REST ---------------------------------------
 
+    async def _store(self, sender: UserRef, room: str, text: str) -> StoredMessage:
+        new = NewMessage(room, sender.id, text, time.time())
+        if self.switches.persist_after_broadcast:
+            # The unsafe order: the caller broadcasts and acks a message that is still only in
+            # memory; a write-behind task puts it on disk up to a second later (lost on SIGKILL).
+            return await self.db.append_message_later(new, sender.username)
+        return await self.db.append_message(new)
+
     async def post_chat(self, sender: UserRef, room: str, text: str) -> StoredMessage:
-        """Persist, then broadcast: a message is acknowledged only once it is on disk."""
-        stored = await self.db.append_message(NewMessage(room, sender.id, text, time.time()))
+        """Persist, then broadcast: a message is acknowledged only once it is on disk
+        (unless the ``persist_after_broadcast`` switch asks for the unsafe order)."""
+        stored = await self._store(sender, room, text)
         await self.publish(TargetKind.ROOM, room, message_of(stored), stored.seq)
         stopped = self.hub.stop_typing(room, sender.id, sender.username)
         await self.publish_hub_events([stopped] if stopped else [])
         return stored
 
     async def post_dm(self, sender: UserRef, to: int, text: str) -> StoredMessage:
-        room = dm_room(sender.id, to)
-        stored = await self.db.append_message(NewMessage(room, sender.id, text, time.time()))
-        await self.publish(TargetKind.DM, room, message_of(stored), stored.seq)
+        stored = await self._store(sender, dm_room(sender.id, to), text)
+        await self.publish(TargetKind.DM, stored.room, message_of(stored), stored.seq)
         return stored
 
     async def notify(self, user_id: int, kind: str, actor: User, post_id: int | None, text: str) -> None:
@@ -210,6 +293,22 @@ class Lab:
             user = await self.db.user_by_name(name)
             if user is not None and user.id != actor.id:
                 await self.notify(user.id, "mention", actor, post_id, kind_text)
+
+    async def save_upload(self, data: bytes) -> Upload:
+        """Check and store one image, the same for ``POST /api/uploads`` and a binary message on
+        ``/ws``: its type sniffed from its bytes, at most ``upload_max_bytes``, named by its hash."""
+        limit = self.settings.upload_max_bytes
+        if len(data) > limit:
+            raise UploadRefused("too_large", f"upload over {limit} bytes")
+        kind = sniff_image(data[:16])
+        if kind is None:
+            raise UploadRefused("unsupported_type", "only PNG, JPEG, GIF and WebP images are accepted")
+        ext, content_type = kind
+        name = f"{hashlib.sha256(data).hexdigest()[:32]}.{ext}"
+        path = self.settings.uploads_dir / name
+        if not path.exists():
+            await asyncio.to_thread(_write_atomically, path, data)
+        return Upload(name, len(data), content_type)
 
     def can_read_room(self, user_id: int, room: str) -> bool:
         return self.read_refusal(user_id, room) is None
@@ -257,6 +356,8 @@ class Lab:
     def stats(self) -> dict[str, Any]:
         return {
             **self.hub.counts(),
+            "sockets_open": self.sockets_open,
+            "sockets_tracked": self.hub.tracked_sockets(),  # > sockets_open: the cleanup leaks
             "peers": len(self.peers),  # upgraded /ws sockets, authenticated or not
             "long_polls": sum(len(waiters) for waiters in self.room_waiters.values()),
             "messages_in": self.messages_in,
@@ -267,7 +368,7 @@ class Lab:
         }
 
     def snapshot(self) -> SnapshotMessage:
-        return SnapshotMessage.of(self.hub, self.stats())
+        return SnapshotMessage.of(self.hub, self.stats(), self.switches.to_json())
 
     def flush_observers(self) -> None:
         """Send the pending observation batch to every observer; a snapshot where one was missed or lost.
@@ -297,6 +398,10 @@ class Lab:
                 observatory.behind.discard(outlet)
 
     # --- shutdown -----------------------------------------------------------------------
+
+    def stopping_for_restart(self) -> None:
+        """The coming shutdown is a restart: sockets are closed with 1012 (service restart)."""
+        self.shutdown_close = (CloseCode.SERVICE_RESTART, "service restart")
 
     async def close_all(self, code: int, reason: str) -> None:
         self.closing = True

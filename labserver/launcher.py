@@ -15,7 +15,10 @@ Ctrl-C or a Jupyter "interrupt the kernel" meant for the parent does not stop it
 
 The same pipe is how :meth:`LabProcess.stop` stops the server gracefully everywhere:
 closing it is the EOF a dying parent would cause. A signal would not do on Windows,
-where ``send_signal(SIGTERM)`` is TerminateProcess, as abrupt as a kill.
+where ``send_signal(SIGTERM)`` is TerminateProcess, as abrupt as a kill. And it is how
+:meth:`LabProcess.restart` tells the server it will be back: the line ``restart``
+written before the EOF makes it close its sockets with 1012 (service restart) instead
+of 1001 (going away), so clients know to reconnect.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from pathlib import Path
 from typing import Any, Self
 
 READY_PREFIX = "labserver listening on "
+RESTART_LINE = "restart\n"  # see labserver.__main__.stop_at_stdin_eof
 EXIT_WITH_PARENT_FLAG = "--exit-on-stdin-eof"
 _TERMINATE_GRACE = 5.0  # seconds between terminate() and kill() when stdin's EOF did not stop the server
 
@@ -156,8 +160,9 @@ class LabProcess:
         url = "ws" + self.url.removeprefix("http") + "/observe"
         return f"{url}?admin_token={self.admin_token}" if self.admin_token else url
 
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """Stop gracefully, on every OS: the server closes its sockets with 1001 and exits 0.
+    def stop(self, timeout: float = 10.0, *, restarting: bool = False) -> int | None:
+        """Stop gracefully, on every OS: the server closes its sockets with 1001 and exits 0
+        (with ``restarting``, 1012: the server says it will be back, see :meth:`restart`).
 
         Closing the child's stdin does it (the EOF of ``--exit-on-stdin-eof``). Should the
         server not be gone within ``timeout`` seconds, ``terminate()`` (SIGTERM on POSIX,
@@ -166,6 +171,10 @@ class LabProcess:
         if proc is None:
             return None
         if proc.poll() is None:
+            if restarting and proc.stdin is not None and not proc.stdin.closed:
+                with contextlib.suppress(OSError):  # it died meanwhile: nothing left to tell
+                    proc.stdin.write(RESTART_LINE)
+                    proc.stdin.flush()
             self._close_stdin(proc)
             try:
                 proc.wait(timeout)
@@ -191,7 +200,7 @@ class LabProcess:
     @staticmethod
     def _close_stdin(proc: subprocess.Popen[str]) -> None:
         if proc.stdin is not None and not proc.stdin.closed:
-            with contextlib.suppress(OSError):  # we never write, so nothing is left to flush; just in case
+            with contextlib.suppress(OSError):  # a restart line is flushed already; a dead child: nothing to do
                 proc.stdin.close()
 
     def _release(self, proc: subprocess.Popen[str]) -> None:
@@ -205,7 +214,8 @@ class LabProcess:
             proc.stdout.close()
 
     def restart(self, timeout: float = 20.0) -> Self:
-        self.stop()
+        """Stop gracefully, telling clients 1012 (service restart), and start again on the same port."""
+        self.stop(restarting=True)
         return self.start(timeout)
 
     def close(self) -> None:

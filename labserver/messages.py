@@ -29,6 +29,7 @@ from .envelope import ErrorCode, Ref, dm_parties, encode
 if TYPE_CHECKING:
     from .config import Settings
     from .hub import Hub
+    from .lab import Upload
     from .store import Comment, Notification, Post, StoredMessage, User
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "SnapshotMessage",
     "SocketView",
     "TypingMessage",
+    "UploadedMessage",
     "UserRef",
     "WelcomeMessage",
     "comment_json",
@@ -149,9 +151,11 @@ class Limits(_Record):
     resume_limit: int
 
     @classmethod
-    def of(cls, settings: Settings) -> Limits:
+    def of(cls, settings: Settings, ping_interval: float | None = None) -> Limits:
+        """``ping_interval``: this socket's heartbeat (the live switch when it opened), if not the flag's."""
         s = settings
-        return cls(s.max_message_bytes, s.rate_per_second, s.rate_burst, s.ping_interval, s.typing_ttl, s.resume_limit)
+        ping = s.ping_interval if ping_interval is None else ping_interval
+        return cls(s.max_message_bytes, s.rate_per_second, s.rate_burst, ping, s.typing_ttl, s.resume_limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +237,26 @@ class ResyncMessage(ServerMessage):
     reason: str
     last_seq: int
     ref: Ref = None
+
+
+@dataclass(frozen=True, slots=True)
+class UploadedMessage(ServerMessage):
+    """A stored image: the answer to a binary message on ``/ws`` (and, as a record without
+    ``type``, to ``POST /api/uploads``)."""
+
+    type: ClassVar[str] = "uploaded"
+    url: str
+    name: str
+    size: int
+    content_type: str
+
+    @classmethod
+    def of(cls, upload: Upload) -> UploadedMessage:
+        return cls(upload.url, upload.name, upload.size, upload.content_type)
+
+    def record(self) -> JSON:
+        """The REST body of ``POST /api/uploads``: the same fields, without ``type``."""
+        return _Record.to_json(self)
 
 
 # --- routed to many sockets ----------------------------------------------------------
@@ -363,12 +387,14 @@ class SnapshotMessage(ServerMessage):
     online: tuple[int, ...]
     rooms: Mapping[str, Sequence[int]]  # room -> ids of the users in it
     stats: Mapping[str, float]  # the counters of /healthz (Lab.stats)
+    switches: Mapping[str, Any]  # the live switches (config.Switches)
 
     @classmethod
-    def of(cls, hub: Hub, stats: Mapping[str, float]) -> SnapshotMessage:
+    def of(cls, hub: Hub, stats: Mapping[str, float], switches: Mapping[str, Any]) -> SnapshotMessage:
         sockets = tuple(SocketView(c.socket_id, c.user, tuple(sorted(c.rooms))) for c in hub.connections.values())
-        rooms = {room: [u.id for u in hub.room_members(room)] for room in sorted(hub.rooms)}
-        return cls(sockets, tuple(sorted(hub.user_sockets)), rooms, stats)
+        # Rooms with a socket in them, and those whose last member's member_left is held back.
+        rooms = {room: [u.id for u in hub.room_members(room)] for room in sorted({*hub.rooms, *hub.leaving})}
+        return cls(sockets, tuple(u.id for u in hub.online_users()), rooms, stats, switches)
 
 
 @dataclass(frozen=True, slots=True)
@@ -437,6 +463,10 @@ class ObserveEvent(_Record):
     @classmethod
     def stats(cls, counters: Mapping[str, Any]) -> ObserveEvent:
         return cls("stats", counters)
+
+    @classmethod
+    def switches(cls, switches: Mapping[str, Any]) -> ObserveEvent:
+        return cls("switches", {"switches": switches})
 
 
 @dataclass(frozen=True, slots=True)

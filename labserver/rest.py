@@ -18,23 +18,17 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
-from .appkeys import LAB, error_response, is_admin
+from .appkeys import LAB, MAX_CLOSE_REASON_BYTES, error_response, is_admin
 from .auth import SESSION_COOKIE, AuthError, hash_password, verify_password
+from .config import SwitchError
 from .envelope import MAX_TEXT_CHARS, ROOM_NAME, is_dm_room
 from .frames import CloseCode
-from .lab import Lab
-from .messages import NotificationMessage, UserRef, comment_json, message_of, post_json
+from .lab import UPLOAD_NAME, Lab, UploadRefused
+from .messages import NotificationMessage, UploadedMessage, UserRef, comment_json, message_of, post_json
 from .store import NotFound, RoomTaken, User, UsernameTaken
 
 USERNAME = re.compile(r"[A-Za-z0-9_]{3,32}")
 MAX_JSON_BODY = 64 * 1024
-IMAGE_TYPES = {  # magic bytes -> (extension, content type); the client's Content-Type is not trusted
-    b"\x89PNG\r\n\x1a\n": ("png", "image/png"),
-    b"\xff\xd8\xff": ("jpg", "image/jpeg"),
-    b"GIF87a": ("gif", "image/gif"),
-    b"GIF89a": ("gif", "image/gif"),
-}
-UPLOAD_NAME = re.compile(r"[0-9a-f]{32}\.(png|jpg|gif|webp)")
 
 routes = web.RouteTableDef()
 
@@ -217,7 +211,8 @@ async def me(request: web.Request) -> web.Response:
     lab = request.app[LAB]
     user = await current_user(request)
     sockets = [c.socket_id for c in lab.hub.user_sockets.get(user.id, ())]
-    return web.json_response({"user": UserRef.of(user).to_json(), "online": bool(sockets), "sockets": sorted(sockets)})
+    online = lab.hub.is_online(user.id)  # with no socket, still during the presence grace
+    return web.json_response({"user": UserRef.of(user).to_json(), "online": online, "sockets": sorted(sockets)})
 
 
 @routes.get("/api/users")
@@ -286,6 +281,22 @@ def _post_id(request: web.Request) -> int:
         raise api_error(404, "not_found", "no such post") from None
 
 
+@routes.get(r"/api/posts/{post_id:\d+}")
+async def get_post(request: web.Request) -> web.Response:
+    """One post. Its ``ETag`` is a hash of the JSON body: it changes with every like or comment,
+    so a client that revalidates (``If-None-Match``) gets ``304`` until something changed."""
+    lab = request.app[LAB]
+    await current_user(request)
+    post_id = _post_id(request)
+    post = await lab.db.post(post_id)
+    if post is None:
+        raise api_error(404, "not_found", f"post {post_id} not found")
+    body = json.dumps({"post": post_json(post)}).encode()
+    # private: only the user's own cache may keep it; no-cache: revalidate every time (counters move).
+    headers = {"Cache-Control": "private, no-cache", "Content-Type": "application/json; charset=utf-8"}
+    return cached_response(request, body, strong_etag(body), headers)
+
+
 @routes.post(r"/api/posts/{post_id:\d+}/like")
 async def like(request: web.Request) -> web.Response:
     lab = request.app[LAB]
@@ -334,15 +345,6 @@ async def list_comments(request: web.Request) -> web.Response:
 # --- uploads -------------------------------------------------------------------------
 
 
-def sniff_image(head: bytes) -> tuple[str, str] | None:
-    for magic, kind in IMAGE_TYPES.items():
-        if head.startswith(magic):
-            return kind
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp", "image/webp"
-    return None
-
-
 @routes.post("/api/uploads")
 async def upload(request: web.Request) -> web.Response:
     """Multipart upload of one image (field ``file``). The stored name is its content hash:
@@ -371,60 +373,127 @@ async def upload(request: web.Request) -> web.Response:
         data += chunk
         if len(data) > limit:
             raise api_error(413, "too_large", f"upload over {limit} bytes")
-    kind = sniff_image(bytes(data[:16]))
-    if kind is None:
-        raise api_error(415, "unsupported_type", "only PNG, JPEG, GIF and WebP images are accepted")
-    ext, content_type = kind
-    name = f"{hashlib.sha256(data).hexdigest()[:32]}.{ext}"
-    path = lab.settings.uploads_dir / name
-    if not path.exists():
-        await asyncio.to_thread(_write_atomically, path, bytes(data))
-    return web.json_response(
-        {"url": f"/uploads/{name}", "name": name, "size": len(data), "content_type": content_type}, status=201
-    )
+    try:
+        saved = await lab.save_upload(bytes(data))
+    except UploadRefused as exc:
+        raise api_error(413 if exc.code == "too_large" else 415, exc.code, exc.message) from None
+    return web.json_response(UploadedMessage.of(saved).record(), status=201)
 
 
-def _write_atomically(path: Any, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".part")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+# --- HTTP caching: validators (RFC 9110 section 8.8.3) and conditional GETs (section 13.1.2) ----------
+
+UPLOAD_CACHE = "public, max-age=31536000, immutable"  # a name is its content's hash: it never changes
+CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg", "gif": "image/gif", "webp": "image/webp"}
+
+
+def strong_etag(data: bytes) -> str:
+    """A strong validator: the quoted start of the SHA-256 of the exact bytes sent."""
+    return f'"{hashlib.sha256(data).hexdigest()[:32]}"'
+
+
+def not_modified(request: web.Request, etag: str) -> bool:
+    """``If-None-Match`` names ``etag`` (or is ``*``): the client's copy is current. The weak
+    comparison, as RFC 9110 section 13.1.2 says for this header: ``W/"x"`` matches ``"x"``."""
+    tags = request.if_none_match
+    return tags is not None and any(tag.value in (etag.strip('"'), "*") for tag in tags)
+
+
+def cached_response(request: web.Request, body: bytes, etag: str, headers: dict[str, str]) -> web.Response:
+    """``200`` with the body, or ``304 Not Modified`` with no body when the client's copy is
+    current; both carry the ``ETag`` and the caching headers."""
+    headers = {**headers, "ETag": etag}
+    if not_modified(request, etag):
+        headers.pop("Content-Type", None)
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=body, headers=headers)
 
 
 @routes.get("/uploads/{name}")
 async def uploaded(request: web.Request) -> web.StreamResponse:
+    """An uploaded image. Its ``ETag`` is its content hash, which is also its name: the same
+    on every server, and a revalidation (``If-None-Match``) is answered 304 without a body."""
     name = request.match_info["name"]
     if not UPLOAD_NAME.fullmatch(name):
         raise web.HTTPNotFound()
     path = request.app[LAB].settings.uploads_dir / name
-    if not path.is_file():
-        raise web.HTTPNotFound()
-    return web.FileResponse(
-        path, headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=31536000, immutable"}
-    )
+    etag = '"' + name.split(".")[0] + '"'
+    headers = {"Cache-Control": UPLOAD_CACHE, "X-Content-Type-Options": "nosniff"}
+    if not_modified(request, etag):  # no need to read the file
+        if not path.is_file():
+            raise web.HTTPNotFound()
+        return web.Response(status=304, headers={**headers, "ETag": etag})
+    try:
+        data = await asyncio.to_thread(path.read_bytes)  # at most upload_max_bytes
+    except (FileNotFoundError, IsADirectoryError):
+        raise web.HTTPNotFound() from None
+    content_type = CONTENT_TYPES[name.rsplit(".", 1)[1]]
+    return cached_response(request, data, etag, {**headers, "Content-Type": content_type})
 
 
 # --- instructor controls --------------------------------------------------------------
 
 
+def _require_admin(request: web.Request) -> None:
+    if not is_admin(request):
+        raise api_error(403, "forbidden", "admin API needs the X-Admin-Token the server was started with")
+
+
+@routes.get("/api/admin/switches")
+async def get_switches(request: web.Request) -> web.Response:
+    """The live switches (PROTOCOL.md section 11). Needs ``X-Admin-Token``."""
+    _require_admin(request)
+    return web.json_response({"switches": request.app[LAB].switches.to_json()})
+
+
+@routes.patch("/api/admin/switches")
+async def patch_switches(request: web.Request) -> web.Response:
+    """Change some switches, all or none; answers the whole new set. Needs ``X-Admin-Token``."""
+    _require_admin(request)
+    lab = request.app[LAB]
+    try:
+        switches = lab.set_switches(await read_json(request))
+    except SwitchError as exc:
+        raise api_error(400, "bad_field", str(exc)) from None
+    return web.json_response({"switches": switches.to_json()})
+
+
 @routes.post("/api/admin/sockets/{socket_id}/close")
 async def admin_close_socket(request: web.Request) -> web.Response:
     """Drop one connection, as a network failure would (``mode=abort``, the default) or
-    with a close frame (``mode=close``, code 1000). Needs ``X-Admin-Token``."""
+    with a close frame (``mode=close``: ``code`` 1000 by default, or an application code
+    4000-4999, RFC 6455 section 7.4.2; ``reason`` at most 123 bytes). Needs ``X-Admin-Token``."""
     lab = request.app[LAB]
-    if not is_admin(request):
-        raise api_error(403, "forbidden", "admin API needs the X-Admin-Token the server was started with")
+    _require_admin(request)
     conn = lab.hub.connections.get(request.match_info["socket_id"])
     if conn is None:
         raise api_error(404, "not_found", f"no open socket {request.match_info['socket_id']!r}")
     mode = request.query.get("mode", "abort")
+    if mode not in ("abort", "close"):
+        raise api_error(400, "bad_query", "mode must be 'abort' or 'close'")
+    code, reason = _close_code_and_reason(request, mode)
     if mode == "abort":
         conn.sink.abort()
-    elif mode == "close":
-        await conn.sink.close(CloseCode.NORMAL, "closed by the instructor")
     else:
-        raise api_error(400, "bad_query", "mode must be 'abort' or 'close'")
-    return web.json_response({"socket_id": conn.socket_id, "user": conn.user.to_json(), "mode": mode})
+        await conn.sink.close(code, reason)
+    answer: dict[str, Any] = {"socket_id": conn.socket_id, "user": conn.user.to_json(), "mode": mode}
+    if mode == "close":
+        answer.update(code=code, reason=reason)
+    return web.json_response(answer)
+
+
+def _close_code_and_reason(request: web.Request, mode: str) -> tuple[int, str]:
+    """The admin close's ``code`` and ``reason`` query parameters, checked (bad ones: 400 bad_query)."""
+    raw_code, reason = request.query.get("code"), request.query.get("reason")
+    if mode == "abort" and (raw_code is not None or reason is not None):
+        raise api_error(400, "bad_query", "code and reason need mode=close (an abort sends no close frame)")
+    code = int_query(request, "code", CloseCode.NORMAL, low=1000, high=4999)
+    if code != CloseCode.NORMAL and not 4000 <= code <= 4999:
+        raise api_error(400, "bad_query", f"query 'code' must be 1000 or 4000-4999 (an application's own), got {code}")
+    if reason is None:
+        return code, "closed by the instructor"
+    if len(reason.encode()) > MAX_CLOSE_REASON_BYTES:
+        raise api_error(400, "bad_query", f"query 'reason' is over {MAX_CLOSE_REASON_BYTES} bytes of UTF-8")
+    return code, reason
 
 
 # --- room history, short polling and long polling -------------------------------------

@@ -17,18 +17,24 @@ history is deleted some day.
 :class:`AsyncStore` runs the Store on one dedicated thread for asyncio code and
 does *group commit*: chat messages that arrive together share one transaction
 (and one fsync), which is what lets a single SQLite file keep up with a busy
-room.
+room. For the lab's ``persist_after_broadcast`` switch it also has the unsafe
+order, on purpose: :meth:`AsyncStore.append_message_later` hands out the seq at
+once and leaves the write to a *write-behind* task that commits at most once a
+second; until then the message lives only in memory (reads see it), and a SIGKILL
+loses it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 __all__ = [
@@ -51,6 +57,10 @@ __all__ = [
 SCHEMA_VERSION = 2
 MAX_BATCH = 512
 """Most messages :class:`AsyncStore` commits in one transaction."""
+WRITE_BEHIND_INTERVAL = 1.0
+"""Seconds between two commits of the write-behind (``append_message_later``)."""
+
+log = logging.getLogger("labserver")
 
 T = TypeVar("T")
 
@@ -382,6 +392,28 @@ class Store:
             )
         return stored
 
+    def insert_messages(self, items: Sequence[StoredMessage]) -> None:
+        """Store, in one transaction, messages whose seqs were handed out already (the write-behind).
+
+        Each room's counter becomes the highest seq it has seen, so later :meth:`append_messages`
+        continue after them."""
+        if not items:
+            return
+        last: dict[str, int] = {}
+        for item in items:
+            last[item.room] = max(last.get(item.room, 0), item.seq)
+        with self._tx():
+            self._db.executemany(
+                "INSERT INTO rooms (name, last_seq) VALUES (?, 0) ON CONFLICT DO NOTHING", [(r,) for r in last]
+            )
+            self._db.executemany(
+                "INSERT INTO messages (room, seq, sender_id, text, ts) VALUES (?, ?, ?, ?, ?)",
+                [(i.room, i.seq, i.sender_id, i.text, i.ts) for i in items],
+            )
+            self._db.executemany(
+                "UPDATE rooms SET last_seq = MAX(last_seq, ?) WHERE name = ?", [(seq, r) for r, seq in last.items()]
+            )
+
     def messages_after(self, room: str, after: int, limit: int) -> list[StoredMessage]:
         """At most ``limit`` messages with ``seq > after``, oldest first (resume/backfill)."""
         rows = self._db.execute(
@@ -546,13 +578,23 @@ class AsyncStore:
     method the server needs has a typed ``async`` twin here.
     """
 
-    def __init__(self, store: Store, *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self, store: Store, *, max_batch: int = MAX_BATCH, write_behind_interval: float = WRITE_BEHIND_INTERVAL
+    ) -> None:
         self._store = store
         self._max_batch = max_batch
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labserver-db")
         self._pending: list[tuple[NewMessage, asyncio.Future[StoredMessage]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
+        # The write-behind: the highest seq handed out per room (known once _seqs_loaded), the
+        # messages not yet committed (reads merge them in), those not yet handed to the thread.
+        self._write_behind_interval = write_behind_interval
+        self._seqs: dict[str, int] = {}
+        self._seqs_loaded = False
+        self._unwritten: dict[tuple[str, int], StoredMessage] = {}
+        self._behind: list[StoredMessage] = []
+        self._behind_task: asyncio.Task[None] | None = None
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the database thread, after every call made before it."""
@@ -577,17 +619,38 @@ class AsyncStore:
     async def set_tokens_valid_after(self, user_id: int, ts: float) -> None:
         await self._run(self._store.set_tokens_valid_after, user_id, ts)
 
+    # History reads also see the write-behind's messages not yet on disk. The snapshot is taken
+    # before the read is queued: a message committed meanwhile is in both, and counted once.
+
+    def _unwritten_in(self, room: str, after: int, upto: float) -> list[StoredMessage]:
+        return [m for m in self._unwritten.values() if m.room == room and after < m.seq <= upto]
+
+    @staticmethod
+    def _merged(rows: list[StoredMessage], extra: list[StoredMessage]) -> list[StoredMessage]:
+        if not extra:
+            return rows
+        return sorted({m.seq: m for m in rows + extra}.values(), key=lambda m: m.seq)
+
     async def messages_after(self, room: str, after: int, limit: int) -> list[StoredMessage]:
-        return await self._run(self._store.messages_after, room, after, limit)
+        extra = self._unwritten_in(room, after, float("inf"))
+        rows = await self._run(self._store.messages_after, room, after, limit)
+        return self._merged(rows, extra)[:limit]
 
     async def messages_between(self, room: str, after: int, upto: int) -> list[StoredMessage]:
-        return await self._run(self._store.messages_between, room, after, upto)
+        extra = self._unwritten_in(room, after, upto)
+        return self._merged(await self._run(self._store.messages_between, room, after, upto), extra)
 
     async def last_seq(self, room: str) -> int:
-        return await self._run(self._store.last_seq, room)
+        extra = max((m.seq for m in self._unwritten_in(room, 0, float("inf"))), default=0)
+        return max(await self._run(self._store.last_seq, room), extra)
 
     async def last_seqs(self) -> dict[str, int]:
-        return await self._run(self._store.last_seqs)
+        """Every room's last seq; this also tells the write-behind where each room is."""
+        seqs = await self._run(self._store.last_seqs)
+        for room, seq in seqs.items():
+            self._seqs[room] = max(self._seqs.get(room, 0), seq)
+        self._seqs_loaded = True
+        return {**seqs, **{room: seq for room, seq in self._seqs.items() if seq > seqs.get(room, 0)}}
 
     async def create_private_room(self, name: str, owner_id: int, member_ids: Sequence[int], now: float) -> list[int]:
         return await self._run(self._store.create_private_room, name, owner_id, member_ids, now)
@@ -652,6 +715,9 @@ class AsyncStore:
                 del self._pending[:size]
                 if not batch:
                     continue
+                # Write-behind messages not yet on disk go first (one thread, FIFO): the store
+                # must see their seqs before it numbers these.
+                self._write_behind_now()
                 try:
                     stored = await loop.run_in_executor(
                         self._executor, self._store.append_messages, [msg for msg, _ in batch]
@@ -670,6 +736,7 @@ class AsyncStore:
                     continue
                 # Batch order is seq order per room, so callers learn their seqs in order.
                 for (_, future), message in zip(batch, stored, strict=True):
+                    self._seqs[message.room] = max(self._seqs.get(message.room, 0), message.seq)
                     if not future.done():
                         future.set_result(message)
         except asyncio.CancelledError:
@@ -684,11 +751,63 @@ class AsyncStore:
         for _, future in items:
             future.cancel()
 
+    # --- the write-behind (the unsafe order of the lab's persist_after_broadcast switch) ---------
+
+    async def append_message_later(self, msg: NewMessage, sender_name: str) -> StoredMessage:
+        """Number a message and return it at once; it reaches the disk up to a second later.
+
+        Not durable: a SIGKILL before the next write-behind commit loses it, though it was
+        returned (and broadcast and acknowledged by the caller). Seqs stay gapless and unique
+        alongside :meth:`append_message`: this waits for that one's commits in flight."""
+        if self._closed:
+            raise StoreError("store is closed")
+        if not self._seqs_loaded:
+            await self.last_seqs()
+        while self._flusher is not None:  # their seqs are not known yet: wait for them
+            await asyncio.shield(self._flusher)
+        # No await from here on: the seq is handed out and the message queued in one step.
+        seq = self._seqs[msg.room] = self._seqs.get(msg.room, 0) + 1
+        stored = StoredMessage(msg.room, seq, msg.sender_id, sender_name, msg.text, msg.ts)
+        self._unwritten[(msg.room, seq)] = stored
+        self._behind.append(stored)
+        if self._behind_task is None:
+            self._behind_task = asyncio.get_running_loop().create_task(self._write_behind())
+        return stored
+
+    async def _write_behind(self) -> None:
+        try:
+            while self._behind:
+                await asyncio.sleep(self._write_behind_interval)
+                self._write_behind_now()
+        finally:
+            self._behind_task = None
+
+    def _write_behind_now(self) -> None:
+        """Hand the queued write-behind messages to the database thread (in order, one commit)."""
+        rows, self._behind = self._behind, []
+        if rows:
+            future = asyncio.get_running_loop().run_in_executor(self._executor, self._store.insert_messages, rows)
+            future.add_done_callback(partial(self._written, rows))
+
+    def _written(self, rows: list[StoredMessage], future: asyncio.Future[None]) -> None:
+        for row in rows:
+            self._unwritten.pop((row.room, row.seq), None)
+        if not future.cancelled() and (exc := future.exception()) is not None:
+            log.error("write-behind lost %d acknowledged message(s): %s", len(rows), exc)
+
+    @property
+    def unwritten(self) -> int:
+        """Messages handed out by :meth:`append_message_later` and not yet committed."""
+        return len(self._unwritten)
+
     async def close(self) -> None:
         """Refuse new work, wait for queued appends to commit, then close the database."""
         if self._closed:
             return
         self._closed = True
+        if self._behind_task is not None:
+            self._behind_task.cancel()
+        self._write_behind_now()  # a graceful stop loses nothing
         if self._flusher is not None:
             # Shielded: cancelling close() must not cancel commits others wait for.
             await asyncio.shield(self._flusher)

@@ -3,8 +3,10 @@
 Every socket follows one shape: check the handshake, prepare, authenticate,
 register, ``async for msg in ws``, and unregister in ``finally``, so every kind
 of disconnect (close frame, TCP reset, heartbeat timeout, slow-reader drop,
-server shutdown) cleans the same maps. What a message *does* is decided in
-:mod:`labserver.session`; how bytes reach a socket is :class:`SocketWriter`.
+server shutdown) cleans the same maps (unless the ``leaky_cleanup`` switch
+plays the bug of skipping that, see :meth:`labserver.lab.Lab.unregister`). What
+a message *does* is decided in :mod:`labserver.session`; how bytes reach a
+socket is :class:`SocketWriter`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable
 from aiohttp import WSMsgType, web
 
 from .aiohttp_compat import LabWebSocketResponse
-from .appkeys import LAB, error_response, is_admin
+from .appkeys import LAB, MAX_CLOSE_REASON_BYTES, error_response, is_admin
 from .auth import SESSION_COOKIE, AuthError, Claims
 from .envelope import Auth, EnvelopeError, ErrorCode, parse_client_message
 from .frames import CloseCode
@@ -26,9 +28,6 @@ from .session import Session
 from .store import User
 
 __all__ = ["SocketWriter", "observe_handler", "websocket_handler"]
-
-MAX_CLOSE_REASON_BYTES = 123
-"""RFC 6455 section 5.5: a control frame's payload is at most 125 bytes, two of them the code."""
 
 
 class SocketWriter:
@@ -100,7 +99,7 @@ async def _prepare(
     request: web.Request, lab: Lab, subprotocol: str | None = None
 ) -> tuple[web.WebSocketResponse, SocketWriter]:
     ws = LabWebSocketResponse(
-        heartbeat=lab.settings.ping_interval,
+        heartbeat=lab.switches.ping_interval,  # live: sockets opened from now on use the switch's value
         max_msg_size=lab.settings.max_message_bytes,
         # Off on purpose: a broadcast frame is encoded once for every recipient,
         # which per-connection deflate contexts would make impossible.
@@ -133,7 +132,14 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
             return error_response(401, "unauthorized", f"{SESSION_COOKIE} cookie: {exc}")
 
     subprotocol = select_subprotocol(request.headers.get("Sec-WebSocket-Protocol"))
+    ping_interval = lab.switches.ping_interval
     ws, writer = await _prepare(request, lab, subprotocol)
+    limit = lab.switches.max_connections
+    if limit and len(lab.peers) >= limit:
+        # Full: the handshake completed (a browser cannot read an HTTP refusal's status), so
+        # say it in the close code clients retry on, RFC 6455 section 7.4.1's 1013.
+        await writer.close(CloseCode.TRY_AGAIN_LATER, "try again later")
+        return ws
     lab.peers.add(writer)
     session: Session | None = None
     try:
@@ -142,13 +148,13 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
             if authenticated is None:
                 return ws
         user, claims = authenticated
-        session = await Session.open(lab, UserRef.of(user), claims.expires_at, writer)
+        session = await Session.open(lab, UserRef.of(user), claims.expires_at, writer, ping_interval)
         writer.socket_id, writer.user = session.conn.socket_id, session.conn.user
         async for msg in ws:
             if msg.type is WSMsgType.TEXT:
                 await session.on_text(msg.data)
             elif msg.type is WSMsgType.BINARY:
-                await session.on_binary()
+                await session.on_binary(msg.data)
             elif msg.type is WSMsgType.ERROR:
                 break
     finally:

@@ -158,6 +158,40 @@ def test_a_graceful_stop_with_no_sockets_exits_0(piped_server: Server, how: str)
     assert piped_server.stderr_after_exit() == ""
 
 
+async def test_a_restart_line_before_eof_closes_sockets_with_1012(piped_server: Server) -> None:
+    server = piped_server
+    token = await asyncio.to_thread(server.signup, "restarter")
+    ws_url = "ws" + server.url.removeprefix("http") + "/ws"
+    async with websockets.connect(f"{ws_url}?token={token}") as ws:
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "welcome"
+        assert server.proc.stdin is not None
+        server.proc.stdin.write("some noise\nrestart\n")  # other lines are ignored
+        server.proc.stdin.flush()
+        await asyncio.sleep(0.2)
+        assert server.proc.poll() is None  # the line alone does not stop it: the EOF does
+        server.proc.stdin.close()
+        with pytest.raises(websockets.ConnectionClosed):
+            async with asyncio.timeout(10):
+                while True:
+                    await ws.recv()
+        assert (ws.close_code, ws.close_reason) == (1012, "service restart")
+    await expect_clean_exit(server)
+
+
+async def test_labprocess_restart_says_1012_and_stop_says_1001(tmp_path: Path) -> None:
+    with LabProcess(tmp_path) as proc:
+        token = RestClient(proc.url).account("comeback").token
+        for action, code in ((proc.restart, 1012), (proc.stop, 1001)):
+            async with websockets.connect(f"{proc.ws_url}?token={token}") as ws:
+                assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "welcome"
+                await asyncio.to_thread(action)
+                with pytest.raises(websockets.ConnectionClosed):
+                    async with asyncio.timeout(10):
+                        while True:
+                            await ws.recv()
+                assert ws.close_code == code, (action, ws.close_code, ws.close_reason)
+
+
 def test_without_the_flag_stdin_eof_is_ignored(server: Server) -> None:
     """The ``server`` fixture's stdin is /dev/null: at EOF from the start, and serving all the same."""
     assert server.proc.poll() is None
@@ -173,6 +207,9 @@ def test_without_the_flag_stdin_eof_is_ignored(server: Server) -> None:
         ["--port", "-1"],
         ["--ping-interval", "-1"],
         ["--ping-interval", "0"],
+        ["--presence-grace", "-1"],
+        ["--presence-grace", "nan"],
+        ["--presence-grace", "soon"],
         ["--rate", "fast"],
         ["--bogus"],
         ["--log-level", "LOUD"],

@@ -38,7 +38,7 @@ def conn(user_id: int, username: str | None = None, *, expires_at: float = NOW +
 
 def snapshot(hub: Hub) -> dict[str, Any]:
     """The hub's state as an /observe snapshot shows it, without the stats."""
-    fields = SnapshotMessage.of(hub, {}).to_json()
+    fields = SnapshotMessage.of(hub, {}, {}).to_json()
     return {key: fields[key] for key in ("sockets", "online", "rooms")}
 
 
@@ -48,6 +48,8 @@ def assert_empty(hub: Hub) -> None:
     assert hub.rooms == {}
     assert hub.topics == {}
     assert hub.typing == {}
+    assert hub.going_offline == {}
+    assert hub.leaving == {}
     assert hub.counts() == {"connections": 0, "users_online": 0, "rooms": 0, "topics": 0, "typing": 0}
 
 
@@ -451,3 +453,127 @@ def test_snapshot_and_counts_shape() -> None:
 
 def test_empty_snapshot() -> None:
     assert snapshot(Hub()) == {"sockets": [], "online": [], "rooms": {}}
+
+
+# --- presence grace: offline and member_left held back, cancelled by a quick return ---------
+
+
+def test_grace_holds_offline_and_member_left_until_due() -> None:
+    hub = Hub()
+    ann = conn(1, "ann")
+    hub.connect(ann)
+    hub.join(ann, "lobby")
+    assert hub.disconnect(ann, now=NOW, grace=2.0) == []
+    assert hub.is_online(1)
+    assert hub.online_users() == [UserRef(1, "ann")]
+    assert hub.room_members("lobby") == [UserRef(1, "ann")]
+    assert hub.counts()["users_online"] == 1 and hub.tracked_sockets() == 0
+    assert snapshot(hub)["rooms"] == {"lobby": [1]}
+    assert hub.due(NOW + 1.999) == []
+    assert hub.due(NOW + 2.0) == [MembershipChanged("lobby", 1, "ann", False), PresenceChanged(1, "ann", False)]
+    assert hub.due(NOW + 10) == []  # once
+    assert not hub.is_online(1)
+    assert_empty(hub)
+
+
+def test_a_refresh_within_the_grace_announces_nothing() -> None:
+    hub = Hub()
+    old = conn(1, "ann")
+    hub.connect(old)
+    hub.join(old, "lobby")
+    hub.disconnect(old, now=NOW, grace=2.0)
+    new = conn(1, "ann")
+    assert hub.connect(new) == []  # no presence online: the offline was never announced
+    assert hub.join(new, "lobby") == []  # no member_joined: the member_left was never announced
+    assert hub.due(NOW + 100) == []
+    assert_empty_after_disconnect(hub, new)
+
+
+def assert_empty_after_disconnect(hub: Hub, last: Connection) -> None:
+    assert hub.disconnect(last) == [
+        MembershipChanged("lobby", last.user_id, last.username, False),
+        PresenceChanged(last.user_id, last.username, False),
+    ]
+    assert_empty(hub)
+
+
+def test_back_within_the_grace_but_not_in_the_room_leaves_it_when_due() -> None:
+    hub = Hub()
+    old = conn(1, "ann")
+    hub.connect(old)
+    hub.join(old, "lobby")
+    hub.join(old, "games")
+    hub.disconnect(old, now=NOW, grace=2.0)
+    new = conn(1, "ann")
+    assert hub.connect(new) == []
+    assert hub.join(new, "games") == []
+    assert hub.due(NOW + 2) == [MembershipChanged("lobby", 1, "ann", False)]  # online all along
+    assert hub.is_online(1) and hub.room_members("lobby") == []
+
+
+def test_grace_applies_to_the_last_socket_only_and_typing_stops_at_once() -> None:
+    hub = Hub()
+    tab1, tab2 = conn(1, "ann"), conn(1, "ann")
+    hub.connect(tab1)
+    hub.connect(tab2)
+    hub.join(tab1, "lobby")
+    hub.start_typing(tab1, "lobby", NOW)
+    # Another tab is still open: the room is left at once, as without a grace.
+    assert hub.disconnect(tab1, now=NOW, grace=5.0) == [
+        TypingChanged("lobby", 1, "ann", False),
+        MembershipChanged("lobby", 1, "ann", False),
+    ]
+    hub.join(tab2, "lobby")
+    hub.start_typing(tab2, "lobby", NOW)
+    assert hub.disconnect(tab2, now=NOW, grace=5.0) == [TypingChanged("lobby", 1, "ann", False)]
+    assert hub.due(NOW + 5) == [MembershipChanged("lobby", 1, "ann", False), PresenceChanged(1, "ann", False)]
+
+
+def test_grace_needs_the_time() -> None:
+    hub = Hub()
+    ann = conn(1)
+    hub.connect(ann)
+    with pytest.raises(ValueError, match="now="):
+        hub.disconnect(ann, grace=1.0)
+
+
+def test_zero_grace_is_todays_behaviour() -> None:
+    hub = Hub()
+    ann = conn(1, "ann")
+    hub.connect(ann)
+    hub.join(ann, "lobby")
+    assert hub.disconnect(ann, now=NOW, grace=0.0) == [
+        MembershipChanged("lobby", 1, "ann", False),
+        PresenceChanged(1, "ann", False),
+    ]
+    assert_empty(hub)
+
+
+def test_random_cycles_with_a_grace_leave_every_map_empty_once_due() -> None:
+    rng = random.Random(11)
+    hub = Hub()
+    open_: list[Connection] = []
+    announced: dict[int, bool] = {}  # user -> online as last announced
+    now = NOW
+    for _ in range(2000):
+        now += rng.random() * 0.5
+        for event in hub.due(now):
+            if isinstance(event, PresenceChanged):
+                announced[event.user_id] = event.online
+        if open_ and rng.random() < 0.5:
+            c = open_.pop(rng.randrange(len(open_)))
+            for event in hub.disconnect(c, now=now, grace=1.0):
+                if isinstance(event, PresenceChanged):
+                    announced[event.user_id] = event.online
+        else:
+            c = conn(rng.randrange(1, 6))
+            for event in hub.connect(c):
+                assert isinstance(event, PresenceChanged) and event.online
+                assert not announced.get(c.user_id), "online announced twice without an offline"
+                announced[c.user_id] = True
+            hub.join(c, f"room{rng.randrange(3)}")
+            open_.append(c)
+    for c in open_:
+        hub.disconnect(c, now=now, grace=1.0)
+    hub.due(now + 1)
+    assert_empty(hub)

@@ -15,6 +15,8 @@ import http.client
 import json
 import struct
 import time
+import urllib.error
+import urllib.request
 import uuid
 import zlib
 from pathlib import Path
@@ -893,3 +895,61 @@ def test_logout_removes_the_cookie(lab: LabServer) -> None:
     name, value, attributes = _cookie_attributes(headers["set-cookie"])
     assert name == "lab_session" and value in ("", '""')  # aiohttp writes an empty quoted value
     assert attributes["max-age"] == "0" and attributes["path"] == "/"
+
+
+# --- HTTP caching: ETag and 304 Not Modified ---------------------------------------------------
+
+
+def _get(url: str, headers: dict[str, str] | None = None, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body of one request, without urllib treating 304 as an error."""
+    request = urllib.request.Request(url, headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()
+
+
+async def test_an_upload_has_its_content_hash_as_a_strong_etag_and_revalidates_to_304(
+    lab: LabServer, account: Any
+) -> None:
+    data = fresh_png()
+    status, up = await upload(lab, account().token, data)
+    assert status == 201
+    url = lab.url + up["url"]
+    status, headers, body = _get(url)
+    etag = headers["ETag"]
+    assert status == 200 and body == data and headers["Content-Type"] == "image/png"
+    assert etag == '"' + up["name"].split(".")[0] + '"' == '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+    assert headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    for sent in (etag, f"W/{etag}", f'"other", {etag}', "*"):
+        status, headers, body = _get(url, {"If-None-Match": sent})
+        assert (status, body, headers["ETag"]) == (304, b"", etag), sent
+        assert headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    status, _, body = _get(url, {"If-None-Match": '"something-else"'})
+    assert status == 200 and body == data
+    status, headers, body = _get(url, method="HEAD")
+    assert status == 200 and body == b"" and headers["ETag"] == etag
+    missing = lab.url + "/uploads/" + "0" * 32 + ".png"
+    assert _get(missing)[0] == 404 and _get(missing, {"If-None-Match": "*"})[0] == 404
+
+
+def test_a_post_has_an_etag_of_its_json_that_changes_when_it_does(lab: LabServer, account: Any) -> None:
+    author, fan = account(), account()
+    post = make_post(lab, author, "cache me")
+    url = f"{lab.url}/api/posts/{post['id']}"
+    auth = {"Authorization": f"Bearer {fan.token}"}
+    status, headers, body = _get(url, auth)
+    etag = headers["ETag"]
+    assert status == 200 and json.loads(body) == {"post": post}
+    assert etag == '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    assert headers["Cache-Control"] == "private, no-cache"
+    status, headers, body = _get(url, {**auth, "If-None-Match": etag})
+    assert (status, body, headers["ETag"]) == (304, b"", etag)
+    assert lab.request("POST", f"/api/posts/{post['id']}/like", token=fan.token)[0] == 200
+    status, headers, body = _get(url, {**auth, "If-None-Match": etag})  # the like changed it
+    assert status == 200 and json.loads(body)["post"]["likes"] == 1 and headers["ETag"] != etag
+    assert _get(url, {"If-None-Match": etag})[0] == 401  # the token is checked before the cache
+    status, _, body = _get(f"{lab.url}/api/posts/999999", auth)
+    assert status == 404 and json.loads(body)["error"] == "not_found"

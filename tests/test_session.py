@@ -171,29 +171,108 @@ async def test_refused_messages_get_one_error_carrying_the_ref(lab: Lab, text: s
     assert not outlet.closing  # after an error the socket stays open
 
 
-async def test_binary_messages_are_refused_without_closing(lab: Lab) -> None:
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(64))
+
+
+async def test_a_binary_message_is_an_image_upload(lab: Lab) -> None:
     session, outlet = await connect(lab, await user(lab, "ann"))
     outlet.take()
-    await session.on_binary()
-    assert outlet.take() == [{"type": "error", "code": "binary_not_supported", "message": "send JSON in text messages"}]
+    await session.on_binary(PNG)
+    [answer] = outlet.take()
+    name = answer["name"]
+    assert answer == {"type": "uploaded", "url": f"/uploads/{name}", "name": name, "size": len(PNG),
+                      "content_type": "image/png"}  # fmt: skip
+    assert name.endswith(".png") and (lab.settings.uploads_dir / name).read_bytes() == PNG
+    await session.on_binary(PNG)  # the same bytes: the same name, stored once
+    assert outlet.take()[0]["name"] == name
 
 
-async def test_a_failing_handler_answers_internal_and_the_socket_goes_on(
-    lab: Lab, monkeypatch: pytest.MonkeyPatch
+async def test_a_binary_message_that_is_no_image_or_too_large_is_refused_without_closing(lab: Lab) -> None:
+    session, outlet = await connect(lab, await user(lab, "ann"))
+    outlet.take()
+    await session.on_binary(b"<html>not an image</html>")
+    await session.on_binary(b"")
+    await session.on_binary(PNG + bytes(lab.settings.upload_max_bytes))
+    assert [(m["type"], m["code"]) for m in outlet.take()] == [
+        ("error", "unsupported_type"),
+        ("error", "unsupported_type"),
+        ("error", "too_large"),
+    ]
+    assert not outlet.closing
+    assert list(lab.settings.uploads_dir.glob("*")) == []
+
+
+async def test_a_failing_handler_closes_its_socket_with_1011_and_no_other(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    session, outlet = await connect(lab, await user(lab, "ann"))
-    await send(session, type="join", room="lobby")
-    outlet.take()
+    """A bug in a handler (not bad input) ends that socket with 1011, in one log line; the others go on."""
+    a, a_out, b, b_out = await ann_and_bob_in(lab, "lobby")
 
     async def broken(*args: object) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(lab, "post_chat", broken)
-    await send(session, type="chat", room="lobby", text="hi", ref="c1")
-    [error] = outlet.take()
-    assert (error["code"], error["ref"]) == ("internal", "c1")
-    await send(session, type="ping", ref="p")
-    assert outlet.types() == ["pong"]
+    with monkeypatch.context() as patched:
+        patched.setattr(lab, "post_chat", broken)
+        await send(a, type="chat", room="lobby", text="hi", ref="c1")
+    assert a_out.closed_with == (CloseCode.INTERNAL_ERROR, "internal error")
+    assert a_out.take() == []  # no error message, and nothing after the close
+    [line] = [r for r in caplog.records if "handler failed" in r.getMessage()]
+    assert line.exc_info is None and "RuntimeError: disk on fire" in line.getMessage()
+    await send(b, type="chat", room="lobby", text="still here", ref="c2")
+    assert [m["type"] for m in b_out.take()] == ["chat", "ack"]
+
+
+async def test_bug_on_text_raises_in_the_chat_handler_only_for_that_text(lab: Lab) -> None:
+    a, a_out, b, b_out = await ann_and_bob_in(lab, "lobby")
+    lab.set_switches({"bug_on_text": "boom"})
+    await send(a, type="chat", room="lobby", text="not boom", ref="c1")
+    assert [m["type"] for m in a_out.take()] == ["chat", "ack"]
+    await send(a, type="chat", room="lobby", text="boom", ref="c2")
+    assert a_out.closed_with == (CloseCode.INTERNAL_ERROR, "internal error")
+    assert [m["text"] for m in b_out.take()] == ["not boom"]  # the bug struck before anything was stored
+    assert await lab.db.last_seq("lobby") == 1
+
+
+async def test_the_welcome_tells_the_ping_interval_switch(lab: Lab) -> None:
+    lab.set_switches({"ping_interval": 2.5})
+    _, outlet = await connect(lab, await user(lab, "ann"))
+    assert outlet.take()[0]["limits"]["ping_interval"] == 2.5
+
+
+async def test_leaky_cleanup_keeps_the_closed_socket_in_every_map(lab: Lab) -> None:
+    a, a_out, b, b_out = await ann_and_bob_in(lab, "lobby")
+    lab.set_switches({"leaky_cleanup": True})
+    await a.close(1000, "closed")
+    stats = lab.stats()
+    assert (stats["sockets_open"], stats["sockets_tracked"]) == (1, 2)
+    assert lab.hub.is_online(a.conn.user_id) and a.conn in lab.hub.rooms["lobby"]
+    a_out.closed_with = (1000, "closed")  # its writer now refuses, as a closed socket's does
+    await send(b, type="chat", room="lobby", text="to a ghost", ref="c")
+    assert [m["type"] for m in b_out.take()] == ["chat", "ack"]
+    assert a_out.take() == []
+    lab.set_switches({"leaky_cleanup": False})  # does not heal what leaked
+    assert lab.hub.tracked_sockets() == 2
+    await b.close(1000, "closed")
+    assert (lab.stats()["sockets_open"], lab.stats()["sockets_tracked"]) == (0, 1)
+
+
+async def test_presence_grace_announces_offline_once_due(lab: Lab) -> None:
+    ann, bob = await user(lab, "ann"), await user(lab, "bob")
+    watcher, w_out = await connect(lab, bob)
+    await send(watcher, type="subscribe", topic="presence")
+    await send(watcher, type="join", room="lobby")
+    lab.set_switches({"presence_grace": 30})
+    first, _ = await connect(lab, ann)
+    await send(first, type="join", room="lobby")
+    w_out.take()
+    await first.close(1000, "closed")
+    second, _ = await connect(lab, ann)  # a refresh: back within the grace
+    await send(second, type="join", room="lobby")
+    assert w_out.take() == []  # no offline, no online, no member_left, no member_joined
+    await second.close(1000, "closed")
+    assert w_out.take() == []
+    await lab.publish_due(time.monotonic() + 31)
+    assert [(m["type"], m.get("online")) for m in w_out.take()] == [("member_left", None), ("presence", False)]
 
 
 async def test_ping_is_always_answered_with_pong_echoing_payload_and_ref(lab: Lab) -> None:

@@ -404,3 +404,69 @@ async def test_every_call_runs_on_the_one_db_thread(db_path: Path) -> None:
     assert await db.users() == [user]
     assert len(threads) == 1 and next(iter(threads)).startswith("labserver-db")
     await db.close()
+
+
+# --- the write-behind (the lab's persist_after_broadcast switch) ------------------------------
+
+
+async def test_write_behind_returns_before_the_disk_and_reads_see_it(db_path: Path) -> None:
+    db = AsyncStore(Store(db_path), write_behind_interval=3600)  # never on its own in this test
+    user = await db.create_user("u", "h", 1.0)
+    await db.append_message(NewMessage("lobby", user.id, "durable", 1.0))
+    later = [await db.append_message_later(NewMessage("lobby", user.id, f"later{i}", 2.0), "u") for i in range(3)]
+    assert [m.seq for m in later] == [2, 3, 4] and later[0].sender_name == "u"
+    assert db.unwritten == 3
+    with Store(db_path) as other:  # what a SIGKILL now would leave on disk
+        assert [m.text for m in other.messages_after("lobby", 0, 10)] == ["durable"]
+    # Every read of the server sees them all the same, once each and in order.
+    assert [m.seq for m in await db.messages_after("lobby", 0, 10)] == [1, 2, 3, 4]
+    assert [m.seq for m in await db.messages_after("lobby", 1, 2)] == [2, 3]
+    assert [m.seq for m in await db.messages_between("lobby", 2, 4)] == [3, 4]
+    assert await db.last_seq("lobby") == 4
+    await db.close()  # a graceful stop writes them
+    with Store(db_path) as s:
+        assert [m.text for m in s.messages_after("lobby", 0, 10)] == ["durable", "later0", "later1", "later2"]
+        assert s.last_seq("lobby") == 4
+
+
+async def test_write_behind_commits_on_its_timer(db_path: Path) -> None:
+    db = AsyncStore(Store(db_path), write_behind_interval=0.01)
+    user = await db.create_user("u", "h", 1.0)
+    await db.append_message_later(NewMessage("lobby", user.id, "soon", 1.0), "u")
+    await until(lambda: db.unwritten == 0, what="the write-behind commit")
+    with Store(db_path) as other:
+        assert other.last_seq("lobby") == 1
+    await db.close()
+
+
+async def test_both_orders_mixed_keep_seqs_gapless_and_unique(db_path: Path) -> None:
+    """Switching the order back and forth under load: every seq is handed out once, none skipped."""
+    db = AsyncStore(Store(db_path), write_behind_interval=0.005)
+    user = await db.create_user("u", "h", 1.0)
+    await db.last_seqs()  # as the lab does at start-up
+
+    async def one(i: int) -> StoredMessage:
+        new = NewMessage(f"room{i % 3}", user.id, str(i), float(i))
+        if i % 7 < 3:
+            return await db.append_message_later(new, "u")
+        return await db.append_message(new)
+
+    results = await asyncio.gather(*(one(i) for i in range(300)))
+    for room in ("room0", "room1", "room2"):
+        seqs = sorted(m.seq for m in results if m.room == room)
+        assert seqs == list(range(1, len(seqs) + 1)), room
+    await db.close()
+    with Store(db_path) as s:
+        for room in ("room0", "room1", "room2"):
+            stored = s.messages_after(room, 0, 1000)
+            assert [m.seq for m in stored] == list(range(1, len(stored) + 1))
+            assert {m.text for m in stored} == {m.text for m in results if m.room == room}
+
+
+async def test_a_failed_write_behind_is_logged(db_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    db = AsyncStore(Store(db_path), write_behind_interval=3600)
+    await db.append_message_later(NewMessage("lobby", 999, "from nobody", 1.0), "ghost")  # no such user
+    await db.close()
+    assert any("write-behind lost 1 acknowledged message(s)" in r.getMessage() for r in caplog.records)
+    with Store(db_path) as s:
+        assert s.messages_after("lobby", 0, 10) == []

@@ -227,8 +227,8 @@ async def test_bad_messages_get_errors_and_the_socket_stays_open(lab: LabServer,
         await c.ws.send(text)
         error = await c.expect("error")
         assert error["code"] == code, (text, error)
-    await c.ws.send(b"binary")
-    assert (await c.expect("error"))["code"] == "binary_not_supported"
+    await c.ws.send(b"binary")  # a binary message is an upload: this one is no image
+    assert (await c.expect("error"))["code"] == "unsupported_type"
     ack = await c.request("join", room="after-errors")
     assert ack["type"] == "ack" and ack["room"] == "after-errors"
 
@@ -455,6 +455,46 @@ async def test_flood_is_throttled_then_closed_1008(lab: LabServer, account: Any,
 async def test_oversized_message_closes_1009_and_others_continue(lab: LabServer, account: Any, connect: Any) -> None:
     big = await connect(account(), max_size=None)
     await big.ws.send(json.dumps({"type": "ping", "payload": "x" * 70_000}))
+    with pytest.raises(websockets.ConnectionClosed):
+        await asyncio.wait_for(big.ws.recv(), 5)
+    assert big.ws.close_code == 1009
+    await _still_serves(lab, account, connect)
+
+
+# --- a binary message is an image upload (for comparison with POST /api/uploads) ----------------------
+
+PNG = b"\x89PNG\r\n\x1a\n" + os.urandom(20_000)
+
+
+async def test_a_binary_message_uploads_an_image_served_like_a_rest_upload(
+    lab: LabServer, account: Any, connect: Any
+) -> None:
+    owner = account()
+    c = await connect(owner)
+    await c.ws.send(PNG)
+    answer = await c.expect(lambda m: m.get("type") in ("uploaded", "error"))
+    assert answer["type"] == "uploaded" and answer["size"] == len(PNG) and answer["content_type"] == "image/png"
+    assert answer["url"] == "/uploads/" + answer["name"]
+    with urllib.request.urlopen(lab.url + answer["url"], timeout=10) as resp:
+        assert resp.read() == PNG and resp.headers["Content-Type"] == "image/png"
+    # The same bytes over REST get the same name: one store, one set of checks.
+    boundary = "b0undary"
+    body = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=file; filename=x.png\r\n\r\n".encode()
+        + PNG
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}", "Authorization": f"Bearer {owner.token}"}
+    request = urllib.request.Request(lab.url + "/api/uploads", data=body, headers=headers, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        assert json.loads(resp.read())["name"] == answer["name"]
+    ack = await c.request("join", room="after-upload")  # the socket goes on
+    assert ack["type"] == "ack"
+
+
+async def test_a_binary_upload_over_max_message_bytes_closes_1009(lab: LabServer, account: Any, connect: Any) -> None:
+    big = await connect(account(), max_size=None)
+    await big.ws.send(b"\x89PNG\r\n\x1a\n" + bytes(70_000))
     with pytest.raises(websockets.ConnectionClosed):
         await asyncio.wait_for(big.ws.recv(), 5)
     assert big.ws.close_code == 1009

@@ -20,6 +20,7 @@ import importlib.util
 import os
 import secrets
 import sys
+import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -93,9 +94,53 @@ class LabServer(LabProcess):
         """One entry of :meth:`users`, by username."""
         return self.rest.user(username)
 
-    def drop(self, socket_id: str, mode: Literal["abort", "close"] = "abort") -> dict[str, Any]:
-        """Drop one connection server-side (``abort``, as a network failure would, or ``close``)."""
-        return self.rest.drop(socket_id, mode)
+    def drop(
+        self,
+        socket_id: str,
+        mode: Literal["abort", "close"] = "abort",
+        code: int | None = None,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        """Drop one connection server-side: ``abort`` it, as a network failure would (the client
+        sees 1006), or ``close`` it with a close frame: ``code`` 1000 (the default) or an
+        application code 4000-4999, and a ``reason`` of at most 123 bytes, e.g.
+        ``lab.drop(sid, mode="close", code=4001, reason="kicked by the instructor")``."""
+        if code is None and reason is None:
+            return self.rest.drop(socket_id, mode)
+        if not self.admin_token:
+            raise RuntimeError("start the lab with an admin_token to drop connections")
+        query = {"mode": mode, **({"code": str(code)} if code is not None else {})}
+        if reason is not None:
+            query["reason"] = reason
+        path = f"/api/admin/sockets/{urllib.parse.quote(socket_id)}/close?{urllib.parse.urlencode(query)}"
+        status, body = self.request("POST", path, headers={"X-Admin-Token": self.admin_token})
+        if status == 400 and isinstance(body, dict):
+            raise ValueError(body.get("message", body))
+        if status != 200 or not isinstance(body, dict):
+            raise RuntimeError(f"could not drop {socket_id}: {status} {body}")
+        return body
+
+    # --- live switches (PROTOCOL.md section 11) -----------------------------------------------
+
+    def switches(self) -> dict[str, Any]:
+        """The lab's live switches, e.g. ``{"ping_interval": 20.0, "presence_grace": 0.0, ...}``."""
+        return self._admin_call("GET", "/api/admin/switches", None)
+
+    def set_switches(self, **changes: Any) -> dict[str, Any]:
+        """Change some switches while the lab runs, all or none, and return the whole new set:
+        ``lab.set_switches(presence_grace=2)``. A bad name or value raises ValueError (nothing changes)."""
+        return self._admin_call("PATCH", "/api/admin/switches", changes)
+
+    def _admin_call(self, method: str, path: str, body: Any) -> dict[str, Any]:
+        if not self.admin_token:
+            raise RuntimeError("start the lab with an admin_token to use the admin API")
+        status, answer = self.request(method, path, body, headers={"X-Admin-Token": self.admin_token})
+        if status == 400 and isinstance(answer, dict):
+            raise ValueError(answer.get("message", answer))
+        if status != 200 or not isinstance(answer, dict) or "switches" not in answer:
+            raise RuntimeError(f"{method} {path} failed: {status} {answer}")
+        switches: dict[str, Any] = answer["switches"]
+        return switches
 
     # --- display ----------------------------------------------------------------------------
 
