@@ -330,3 +330,15 @@ def test_applying_a_batch_of_6000_events() -> None:
     m.apply(snapshot())
     m.apply(batch(*crowd_arrives(2000)))
     assert len(m.sockets) == 2000 and len(m.rooms["general"]) == 2000 and len(m.flow) == 50
+
+
+def test_switches_come_with_the_snapshot_and_follow_each_change() -> None:
+    m = ObservedState()
+    m.apply(snapshot(switches={"leaky_cleanup": False, "presence_grace": 0.0}))
+    assert m.switches == {"leaky_cleanup": False, "presence_grace": 0.0}
+    v = m.version
+    assert m.apply(batch(ev("switches", switches={"leaky_cleanup": True, "presence_grace": 0.0})))
+    assert m.switches["leaky_cleanup"] is True and m.version == v + 1
+    assert not m.apply(batch(ev("switches", switches={"leaky_cleanup": True, "presence_grace": 0.0})))
+    assert not m.apply(batch(ev("switches", switches="on")))  # malformed: ignored, state kept
+    assert m.switches["leaky_cleanup"] is True and m.totals["ignored"] == 1

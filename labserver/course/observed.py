@@ -58,6 +58,7 @@ class ObservedState:
     * ``flow``: the last ``FLOW_LENGTH`` routed messages, oldest first
     * ``history``: connection counts, one per ``stats`` event, oldest first
     * ``stats``: the latest numbers (the snapshot's, then each ``stats`` event's)
+    * ``switches``: the lab's live switches (``PATCH /api/admin/switches``), as last announced
     * ``cpu_percent``: the server's CPU use between the last two ``stats`` events, from
       their ``cpu_s`` and ``t`` (100 = one core busy the whole time, as ``top`` counts);
       None until two have come since the last snapshot
@@ -73,6 +74,7 @@ class ObservedState:
         self.flow: deque[dict[str, Any]] = deque(maxlen=flow_length)
         self.history: deque[int] = deque(maxlen=history_length)
         self.stats: dict[str, Any] = {}
+        self.switches: dict[str, Any] = {}
         self.cpu_percent: float | None = None
         self._cpu_sample: tuple[float, float] | None = None  # (cpu_s, t) of the last stats event
         self.recent_closes: deque[dict[str, Any]] = deque(maxlen=RECENT_CLOSES)
@@ -99,6 +101,7 @@ class ObservedState:
             "routed": self._routed,
             "slow_consumer": self._slow_consumer,
             "stats": self._stats,
+            "switches": self._switches,
         }
 
     # --- feeding --------------------------------------------------------------------
@@ -169,6 +172,9 @@ class ObservedState:
         stats = message.get("stats")
         if isinstance(stats, dict):
             self.stats.update(stats)
+        switches = message.get("switches")
+        if isinstance(switches, dict):
+            self.switches = dict(switches)
         self._cpu_sample = None  # a snapshot may come from a restarted server, whose CPU time starts again
         self._mismatches = 0
         self.totals["snapshots"] += 1
@@ -311,6 +317,14 @@ class ObservedState:
     def _slow_consumer(self, ev: dict[str, Any]) -> bool:
         self.totals["slow_consumers"] += 1
         return True
+
+    def _switches(self, ev: dict[str, Any]) -> bool:
+        switches = ev["switches"]
+        if not isinstance(switches, dict):
+            raise TypeError("switches must be an object")
+        changed = switches != self.switches
+        self.switches = dict(switches)
+        return changed
 
     def _stats(self, ev: dict[str, Any]) -> bool:
         self.stats.update({k: v for k, v in ev.items() if k not in ("ev", "t")})
