@@ -468,3 +468,75 @@ def test_full_jitter_spreads_the_waits() -> None:
     rng = random.Random(1)
     waits = [reconnect_delay(8, rng) for _ in range(1000)]
     assert max(waits) <= 5.0 and min(waits) < 0.5 and max(waits) > 4.5  # uniform over [0, 5]
+
+
+# --- lifecycle: close codes, the backoff policy, the timeline --------------------------------------
+
+
+async def test_close_sends_its_code_and_the_timeline_records_the_life(lab: LabServer, account: Any) -> None:
+    client = await LabClient.connect(lab, account())
+    first = client.socket_id
+    assert first is not None and client.close_code is None and [e.kind for e in client.timeline] == ["opened"]
+    lab.drop(first)  # abort: no close frame
+    await until(lambda: client.connected and client.socket_id != first)
+    lost = next(e for e in client.timeline if e.kind == "lost")
+    assert (lost.socket_id, lost.code, client.close_code) == (first, 1006, 1006)
+    kinds = [e.kind for e in client.timeline]
+    assert kinds[:3] == ["opened", "lost", "attempt"] and kinds[-1] == "reconnected"
+    assert client.timeline[-1].socket_id == client.socket_id
+    assert all(a.t <= b.t for a, b in zip(client.timeline, list(client.timeline)[1:], strict=False))
+    status, me = lab.request("GET", "/api/me", token=client.account.token)
+    with pytest.raises(ValueError, match="close code 1006 cannot be sent"):
+        await client.close(1006)  # only ever reported, never sent (RFC 6455 section 7.4.1)
+    await client.close(1001, "tab closed")
+    assert client.timeline[-1].kind == "closed" and client.timeline[-1].code == 1001
+    assert status == 200 and me["sockets"] == [client.socket_id]
+
+
+async def test_a_server_close_code_is_what_the_client_reports(lab: LabServer, account: Any, connect: Any) -> None:
+    client = await connect(account())
+    sid = client.socket_id
+    lab.drop(sid, mode="close", code=4001, reason="kicked")
+    await until(lambda: any(e.kind == "lost" for e in client.timeline))
+    lost = next(e for e in client.timeline if e.kind == "lost")
+    assert (lost.socket_id, lost.code, lost.reason) == (sid, 4001, "kicked")
+    await until(lambda: client.connected and client.socket_id != sid)  # it still comes back by itself
+
+
+async def test_the_backoff_policy_is_the_clients_and_a_broken_one_falls_back(
+    lab: LabServer, account: Any, connect: Any
+) -> None:
+    asked: list[int] = []
+
+    def policy(attempt: int) -> float:
+        asked.append(attempt)
+        return 0.05
+
+    client = await connect(account(), backoff=policy)
+    old = client.socket_id
+    lab.drop(old)
+    await until(lambda: client.connected and client.socket_id != old)
+    assert asked == [0]
+
+    client.backoff = lambda attempt: -1.0  # nonsense: the default policy waits instead, the error is kept
+    old = client.socket_id
+    lab.drop(old)
+    await until(lambda: client.connected and client.socket_id != old)
+    assert any("the backoff policy" in " ".join(getattr(e, "__notes__", ())) for e in client.errors)
+
+
+async def test_a_full_server_refuses_with_1013_as_a_lab_error(lab: LabServer, account: Any, connect: Any) -> None:
+    holder = await connect(account())
+    lab.set_switches(max_connections=1)
+    try:
+        with pytest.raises(LabError) as refused:
+            await LabClient.connect(lab, account())
+    finally:
+        lab.set_switches(max_connections=0)
+    assert (refused.value.code, refused.value.close_code, refused.value.close_reason) == (
+        "closed",
+        1013,
+        "try again later",
+    )
+    assert "before the welcome" in str(refused.value)
+    assert holder.connected

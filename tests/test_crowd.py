@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
+import time
 from typing import Any
 
 import pytest
 
 from labserver.course import LabServer
-from labserver.course.client import LabClient
+from labserver.course.client import LabClient, reconnect_delay
 from labserver.course.crowd import Crowd
 
 from .conftest import until as _until
@@ -244,3 +245,30 @@ async def test_grow_to_300_users(lab: LabServer, crowds: Any) -> None:
     assert len(ack["members"]) == 300
     await crowd.stop()
     await until(lambda: connections(lab) == 0)
+
+
+async def test_the_backoff_policy_reaches_every_client_and_the_timeline_shows_reconnections(
+    lab: LabServer, crowds: Any
+) -> None:
+    asked: list[int] = []
+
+    def policy(attempt: int) -> float:
+        asked.append(attempt)
+        return 0.01
+
+    crowd = crowds(prefix="bk", backoff=policy)
+    await crowd.grow(4)
+    assert crowd.backoff is policy and all(c.backoff is policy for c in crowd.clients)
+    since = time.time()
+    dropped = crowd.drop(2)
+    await until(lambda: crowd.connected == 4 and not set(dropped) & {c.socket_id for c in crowd.clients})
+    assert asked == [0, 0]
+    events = crowd.timeline(since=since)
+    assert [e.kind for _, e in events].count("lost") == 2
+    assert [e.kind for _, e in crowd.timeline(since=since, kinds={"reconnected"})] == ["reconnected"] * 2
+    assert all(a.t <= b.t for (_, a), (_, b) in zip(events, events[1:], strict=False))
+
+    crowd.backoff = None  # back to the client's default
+    assert all(c.backoff is reconnect_delay for c in crowd.clients)
+    with pytest.raises(ValueError, match="backoff must be a function"):
+        crowd.backoff = 0.5

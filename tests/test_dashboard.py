@@ -252,6 +252,20 @@ async def test_reconnects_when_the_lab_restarts(tmp_path: Any, dashboards: Any, 
     assert out == "" and err == ""
 
 
+async def test_a_connect_error_is_shown_until_the_lab_is_back(tmp_path: Any, dashboards: Any) -> None:
+    with LabServer(tmp_path, admin_token=TOKEN) as own:
+        dash = dashboards(own)
+        await dash.ready()
+        own.kill()
+        await until(lambda: 'data-testid="error">connect:' in dash.status_view.value, timeout=10, what="error shown")
+        await asyncio.to_thread(own.start)
+        await until(lambda: 'data-testid="status">live<' in dash.status_view.value, timeout=10, what="live again")
+        assert 'data-testid="error"' not in dash.status_view.value
+        await dash.stop()  # stopped after the lab came back: the old refusal is not news
+        assert 'data-testid="status">stopped<' in dash.status_view.value
+        assert 'data-testid="error"' not in dash.status_view.value
+
+
 async def test_close_leaves_no_running_task(lab: LabServer) -> None:
     dash = Dashboard(lab)
     await dash.ready()
@@ -535,3 +549,22 @@ def test_flow_text_and_sparkline() -> None:
     assert svg.startswith('<svg data-testid="sparkline"') and svg.count("<polyline") == 1
     assert len(re.search(r'<polyline points="([^"]*)"', svg).group(1).split()) == 4  # type: ignore[union-attr]
     assert "<polyline" in sparkline_svg([]) and "<polyline" in sparkline_svg([5])
+
+
+async def test_header_shows_a_leak_in_the_socket_maps(scripted: ScriptedObserve, dashboards: Any) -> None:
+    stats = {"connections": 3, "sockets_open": 3, "sockets_tracked": 3}
+    scripted.snapshot = {**scripted.snapshot, "stats": stats}
+    dash = dashboards(scripted)
+    await dash.ready()
+    await until(lambda: 'data-testid="sockets-tracked">3</b>' in dash.header.value, what="maps shown")
+    assert "sockets in the maps, 3 open</span>" in dash.header.value
+    assert "leaked" not in dash.header.value and "#c62828" not in dash.header.value
+    leak = {"ev": "stats", "t": time.time(), "connections": 3, "sockets_open": 1, "sockets_tracked": 13}
+    await scripted.push({"type": "events", "events": [leak], "dropped": 0})
+    await until(lambda: "sockets in the maps, 1 open (12 leaked)" in dash.header.value, what="leak shown")
+    assert 'data-testid="sockets-tracked" style="color:#c62828">13</b>' in dash.header.value
+
+
+def test_no_socket_map_figures_without_them() -> None:
+    assert Dashboard._maps_html({"connections": 3}) == ""
+    assert 'data-open="2"' in Dashboard._maps_html({"sockets_open": 2, "sockets_tracked": 2})

@@ -32,8 +32,10 @@ import itertools
 import json
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any, Protocol, Self
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, Self
 from urllib.parse import urlencode, urlsplit
 
 from websockets.asyncio.client import ClientConnection
@@ -43,7 +45,7 @@ from websockets.protocol import State
 
 from .lab import LabLike
 
-__all__ = ["LabClient", "LabError", "backoff_delay", "reconnect_delay"]
+__all__ = ["LabClient", "LabError", "LifecycleEvent", "backoff_delay", "reconnect_delay"]
 
 log = logging.getLogger(__name__)
 log.addHandler(logging.NullHandler())  # quiet by default, even for warnings (no "last resort" handler)
@@ -61,17 +63,31 @@ BACKOFF_FACTOR = 2.0
 BACKOFF_CAP = 5.0
 ERRORS_KEPT = 50
 RESYNCS_KEPT = 50
+TIMELINE_KEPT = 200  # lifecycle events kept per client (a crowd of a thousand keeps 200 each)
 SEQUENCED = frozenset({"chat", "dm"})  # message types carrying a per-room seq
 
 
 class LabError(Exception):
-    """The server answered ``{"type": "error", "code": ..., "message": ...}``."""
+    """The server answered ``{"type": "error", "code": ..., "message": ...}``.
 
-    def __init__(self, code: str, message: str, reply: Message | None = None) -> None:
+    Also raised when a connection is refused: ``unauthorized`` for a refused handshake
+    (401), ``closed`` when the server closed the socket before its ``welcome`` (then
+    ``close_code`` and ``close_reason`` say why, e.g. 1013 "try again later" from a full server)."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        reply: Message | None = None,
+        close_code: int | None = None,
+        close_reason: str = "",
+    ) -> None:
         super().__init__(code, message)
         self.code = code
         self.message = message
         self.reply = reply
+        self.close_code = close_code
+        self.close_reason = close_reason
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
@@ -85,6 +101,31 @@ class AccountLike(Protocol):
 
     @property
     def user(self) -> dict[str, Any]: ...
+
+
+EventKind = Literal["opened", "lost", "attempt", "failed", "reconnected", "closed"]
+
+
+@dataclass(frozen=True)
+class LifecycleEvent:
+    """One step in a client's life, for timelines: ``t`` is wall-clock time (``time.time()``,
+    the clock of the server's ``/observe`` events), ``kind`` one of
+
+    * ``opened``: the first connection received its welcome (``socket_id``);
+    * ``lost``: a connection ended without :meth:`LabClient.close` (``code``, ``reason``:
+      what the client saw; 1006 when no close frame came);
+    * ``attempt``: a reconnection attempt starts (``attempt``: 0, 1, 2... after its wait);
+    * ``failed``: that attempt failed (``reason``; ``code`` if the server closed it);
+    * ``reconnected``: it succeeded (``socket_id``: the new one);
+    * ``closed``: :meth:`LabClient.close` (``code``: the one it sent).
+    """
+
+    t: float
+    kind: EventKind
+    socket_id: str | None = None
+    code: int | None = None
+    reason: str = ""
+    attempt: int | None = None
 
 
 def backoff_delay(
@@ -165,7 +206,12 @@ class LabClient:
     * ``errors``: the last 50 exceptions from handlers, reconnection attempts
       and unsolicited server errors; ``resyncs``: ``resync`` answers to resume;
     * ``closed_reason``: why the client stopped for good, else None;
-    * ``silent``: :meth:`go_silent` was called (a pulled cable: see there).
+    * ``silent``: :meth:`go_silent` was called (a pulled cable: see there);
+    * ``close_code``, ``close_reason``: how the last connection ended as this client
+      saw it (1006: no close frame), None while the first one is open;
+    * ``timeline``: the last 200 :class:`LifecycleEvent` (lost, attempt, reconnected...);
+    * ``backoff``: the reconnection policy, ``backoff(attempt) -> seconds`` to wait before
+      attempt 0, 1, 2... (default :func:`reconnect_delay`: exponential, full jitter).
     """
 
     def __init__(
@@ -177,6 +223,7 @@ class LabClient:
         name: str | None = None,
         max_queue: int | None = None,
         buffer: int = 1000,
+        backoff: Callable[[int], float] | None = None,
     ) -> None:
         self.target = target
         self.account = account
@@ -198,6 +245,10 @@ class LabClient:
         self.resyncs: collections.deque[Message] = collections.deque(maxlen=RESYNCS_KEPT)
         self.closed_reason: str | None = None
         self.silent = False  # go_silent() was called: nothing goes in or out any more
+        self.backoff: Callable[[int], float] = backoff or reconnect_delay
+        self.close_code: int | None = None  # how the last connection ended, as this client saw it
+        self.close_reason: str | None = None
+        self.timeline: collections.deque[LifecycleEvent] = collections.deque(maxlen=TIMELINE_KEPT)
 
         self._handlers: dict[str, list[Handler]] = {}
         self._pending: dict[str, tuple[str, asyncio.Future[Message]]] = {}  # ref -> (type, reply)
@@ -226,6 +277,7 @@ class LabClient:
         name: str | None = None,
         max_queue: int | None = None,
         buffer: int = 1000,
+        backoff: Callable[[int], float] | None = None,
     ) -> _Connecting:
         """Connect ``account`` to a lab (a :class:`~labserver.course.lab.LabServer` or a ``ws://`` URL).
 
@@ -234,11 +286,20 @@ class LabClient:
         travels in ``?token=``; a refused token raises :class:`LabError`
         (``unauthorized``). ``max_queue`` is passed to :func:`websockets.connect`
         (None: its default); ``buffer`` is how many recent messages
-        :meth:`wait_for` can look back on.
+        :meth:`wait_for` can look back on; ``backoff(attempt) -> seconds`` is the
+        reconnection policy (default :func:`reconnect_delay`).
         """
 
         async def opening() -> LabClient:
-            client = cls(lab_or_ws_url, account, reconnect=reconnect, name=name, max_queue=max_queue, buffer=buffer)
+            client = cls(
+                lab_or_ws_url,
+                account,
+                reconnect=reconnect,
+                name=name,
+                max_queue=max_queue,
+                buffer=buffer,
+                backoff=backoff,
+            )
             await client._start()
             return client
 
@@ -252,6 +313,7 @@ class LabClient:
     async def _start(self) -> None:
         ws, welcome = await self._open()
         self._attach(ws, welcome)
+        self._note("opened", socket_id=self.socket_id)
         self._set_connected()
         self._reader = asyncio.create_task(self._run(), name=f"LabClient {self.name} reader")
 
@@ -266,7 +328,15 @@ class LabClient:
             raise _refusal(exc) from exc
         try:
             async with asyncio.timeout(OPEN_TIMEOUT):
-                welcome = json.loads(await ws.recv())
+                try:
+                    welcome = json.loads(await ws.recv())
+                except ConnectionClosed as exc:  # e.g. 1013 from a full server: the 101 came, no welcome
+                    raise LabError(
+                        "closed",
+                        f"closed with {self._close_text(ws)} before the welcome",
+                        close_code=1006 if ws.close_code is None else int(ws.close_code),
+                        close_reason=ws.close_reason or "",
+                    ) from exc
             if not isinstance(welcome, dict) or welcome.get("type") != "welcome":
                 raise LabError("no_welcome", f"expected a welcome message first, got {welcome!r:.200}")
         except BaseException:
@@ -320,10 +390,17 @@ class LabClient:
             return "no close frame"
         return f"code {code}" + (f" {ws.close_reason!r}" if ws.close_reason else "")
 
+    def _note(self, kind: EventKind, **fields: Any) -> None:
+        self.timeline.append(LifecycleEvent(time.time(), kind, **fields))
+
     def _lost(self, ws: ClientConnection) -> None:
         """The connection ended: whatever awaited a reply on it will not get one."""
         self.connected = False
         self._ready.clear()
+        self.close_code = 1006 if ws.close_code is None else int(ws.close_code)
+        self.close_reason = ws.close_reason or ""
+        if not self._closing:
+            self._note("lost", socket_id=self.socket_id, code=self.close_code, reason=self.close_reason)
         self._held.clear()  # last_seq did not move: the next resume asks for them again
         log.debug("%s: connection %s lost (%s)", self.name, self.socket_id, self._close_text(ws))
         reason = f"connection lost ({self._close_text(ws)})"
@@ -334,16 +411,19 @@ class LabClient:
     async def _reconnect(self) -> bool:
         """Try again forever (until :meth:`close`), backing off; False if the token is refused."""
         for attempt in itertools.count():
-            await asyncio.sleep(reconnect_delay(attempt))
+            await asyncio.sleep(self._wait_before(attempt))
+            self._note("attempt", attempt=attempt)
             try:
                 ws, welcome = await self._open()
             except LabError as exc:
+                self._note("failed", attempt=attempt, code=exc.close_code, reason=str(exc))
                 if exc.code == "unauthorized":
                     self.closed_reason = f"reconnection refused: {exc}"
                     self._record(exc, "reconnection refused; not trying again")
                     return False
                 self._record(exc, f"reconnection attempt {attempt + 1}")
             except Exception as exc:  # refused, reset, timed out, 503...: try again later
+                self._note("failed", attempt=attempt, reason=f"{type(exc).__name__}: {exc}")
                 self._record(exc, f"reconnection attempt {attempt + 1}")
             else:
                 self.reconnects += 1
@@ -353,10 +433,25 @@ class LabClient:
                 # them sorted (see _receive). From now on, before the reader reads anything more.
                 self._held = {room: [] for room in rooms}
                 self._attach(ws, welcome)
+                self._note("reconnected", socket_id=self.socket_id, attempt=attempt)
                 log.debug("%s: reconnected as %s after %d attempt(s)", self.name, self.socket_id, attempt + 1)
                 self._spawn(self._resume(ws, rooms), "resume after reconnection")
                 return True
         raise AssertionError("unreachable")
+
+    def _wait_before(self, attempt: int) -> float:
+        """Seconds to wait before reconnection attempt ``attempt``, from :attr:`backoff`.
+
+        A policy that fails or returns nonsense (negative, NaN, not a number) must not kill
+        the reader task: the failure is kept in :attr:`errors` and the default policy used."""
+        try:
+            delay = float(self.backoff(attempt))
+            if not 0 <= delay < float("inf"):
+                raise ValueError(f"backoff({attempt}) returned {delay!r}; expected seconds >= 0")
+        except Exception as exc:
+            self._record(exc, "the backoff policy")
+            delay = reconnect_delay(attempt)
+        return delay
 
     async def _resume(self, ws: ClientConnection, rooms: list[str]) -> None:
         """Ask for what was missed in every room (joined, or with direct messages), then mark the
@@ -644,19 +739,24 @@ class LabClient:
     def closed(self) -> bool:
         return self._closing or self._done
 
-    async def close(self) -> None:
-        """Close with code 1000 and stop reconnecting. Idempotent."""
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close with ``code`` (1000 normal; 1001 "going away", what a browser sends when
+        its tab closes or navigates away) and stop reconnecting. Idempotent."""
+        if not (code in (1000, 1001, 1002, 1003) or 1007 <= code <= 1014 or 3000 <= code <= 4999):
+            # RFC 6455 section 7.4: 1004-1006 and 1015 must never be sent, and nothing else is defined.
+            raise ValueError(f"close code {code} cannot be sent: use 1000, 1001, 1002, 1003, 1007-1014 or 3000-4999")
         if self._closing:
             return
         self._closing = True
         self.closed_reason = self.closed_reason or "closed by the client"
         current = asyncio.current_task()
         ws = self.ws
+        self._note("closed", socket_id=self.socket_id, code=code, reason=reason)
         if ws is not None and self.silent:
             ws.transport.abort()  # the cable is out: no close frame could get through
         elif ws is not None:
             with contextlib.suppress(Exception):
-                await ws.close(1000)
+                await ws.close(code, reason)
         reader = self._reader
         if reader is not None and reader is not current:
             reader.cancel()  # if it is waiting to reconnect; otherwise it has ended already
@@ -664,7 +764,7 @@ class LabClient:
                 await reader
         if self.ws is not None and self.ws is not ws:  # opened by a reconnection meanwhile
             with contextlib.suppress(Exception):
-                await self.ws.close(1000)
+                await self.ws.close(code, reason)
         for task in list(self._tasks):
             if task is not current:
                 task.cancel()

@@ -9,6 +9,11 @@
     await crowd.shrink(150)
     await crowd.stop()
 
+How its users reconnect is :attr:`Crowd.backoff` (``backoff(attempt) -> seconds``;
+default: exponential backoff with full jitter), and :meth:`Crowd.timeline` lists what
+happened to their connections (lost, each reconnection attempt, reconnected), so a
+lesson can plot a thundering herd against a spread-out crowd.
+
 Every simulated user is a :class:`~labserver.course.client.LabClient` (one reader
 task each, which also reconnects it). Their *activity* comes from a single
 scheduler task that ticks every 0.1 s and, for each connected user and each kind
@@ -30,13 +35,13 @@ import contextlib
 import math
 import random
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any, Self
 
 import aiohttp
 
 from ..envelope import ROOM_NAME
-from .client import LabClient, LabError
+from .client import LabClient, LabError, LifecycleEvent, reconnect_delay
 from .lab import LabLike
 from .rest_client import DEFAULT_PASSWORD, Account
 
@@ -104,7 +109,9 @@ class Crowd:
 
     Rates are per user per second and may be changed while the crowd runs
     (``crowd.chat_rate = 1``). ``sent`` counts what the crowd sent by kind;
-    ``errors`` keeps the last 50 failures of its background work.
+    ``errors`` keeps the last 50 failures of its background work. ``backoff``
+    (``attempt -> seconds``, None for the client's default, full jitter) is how every
+    user waits before reconnecting; it too may be changed while the crowd runs.
     """
 
     def __init__(
@@ -118,6 +125,7 @@ class Crowd:
         like_rate: float = 0.0,
         seed: int = 0,
         signup_concurrency: int = 8,
+        backoff: Callable[[int], float] | None = None,
     ) -> None:
         if not PREFIX.fullmatch(prefix):
             raise ValueError(f"prefix must be 1-28 letters, digits or '_', got {prefix!r}")
@@ -132,6 +140,7 @@ class Crowd:
         check_rates(chat_rate, typing_rate, like_rate)
         self.lab = lab
         self.prefix = prefix
+        self._backoff = backoff
         self.seed = seed
         self.signup_concurrency = signup_concurrency
         self._chat_rate, self._typing_rate, self._like_rate = float(chat_rate), float(typing_rate), float(like_rate)
@@ -181,6 +190,19 @@ class Crowd:
     def like_rate(self, rate: float) -> None:
         check_rates(self._chat_rate, self._typing_rate, rate)
         self._like_rate = float(rate)
+
+    @property
+    def backoff(self) -> Callable[[int], float] | None:
+        """The reconnection policy of every user: ``backoff(attempt) -> seconds`` (None: the default)."""
+        return self._backoff
+
+    @backoff.setter
+    def backoff(self, policy: Callable[[int], float] | None) -> None:
+        if policy is not None and not callable(policy):
+            raise ValueError(f"backoff must be a function attempt -> seconds (or None), got {policy!r}")
+        self._backoff = policy
+        for client in self._clients:
+            client.backoff = policy or reconnect_delay
 
     # --- who is in the crowd --------------------------------------------------------------
 
@@ -268,14 +290,18 @@ class Crowd:
                 account = await self._account(name)
             async with handshakes:
                 try:
-                    client = await LabClient.connect(self.lab, account, name=name, buffer=CLIENT_BUFFER)
+                    client = await LabClient.connect(
+                        self.lab, account, name=name, buffer=CLIENT_BUFFER, backoff=self._backoff
+                    )
                 except LabError as exc:
                     if exc.code != "unauthorized":
                         raise
                     self._accounts.pop(name, None)  # an old token (expired, or another server): log in again
                     async with signups:
                         account = await self._account(name)
-                    client = await LabClient.connect(self.lab, account, name=name, buffer=CLIENT_BUFFER)
+                    client = await LabClient.connect(
+                        self.lab, account, name=name, buffer=CLIENT_BUFFER, backoff=self._backoff
+                    )
                 try:
                     for room in self.rooms:
                         await client.join(room)
@@ -444,6 +470,19 @@ class Crowd:
             dropped.append(client.socket_id)
             client.ws.transport.abort()
         return dropped
+
+    def timeline(self, since: float = 0.0, kinds: Collection[str] | None = None) -> list[tuple[str, LifecycleEvent]]:
+        """What happened to the users' connections from ``since`` on (wall-clock time, as
+        :class:`~labserver.course.client.LifecycleEvent`'s ``t``), oldest first, as
+        ``(username, event)``; ``kinds`` keeps only those (e.g. ``{"attempt", "reconnected"}``)."""
+        events = [
+            (client.name, event)
+            for client in self._clients
+            for event in client.timeline
+            if event.t >= since and (kinds is None or event.kind in kinds)
+        ]
+        events.sort(key=lambda item: item[1].t)
+        return events
 
     # --- stopping -------------------------------------------------------------------------
 

@@ -207,6 +207,8 @@ class Dashboard(widgets.VBox):
         self._options_at = (-1, -float("inf"))  # (sockets_version, time) of the picker's options
         self._options_later = False
         self._error_until = 0.0  # the status line shows the last error until then
+        self._error_at = 0.0  # when the last error happened (monotonic)
+        self._connected_at = 0.0  # when /observe last connected (monotonic)
 
         view = {"margin": "0 0 6px 0"}
         self.style_view = widgets.HTML(STYLE)
@@ -385,7 +387,8 @@ class Dashboard(widgets.VBox):
         text = self._scrub(f"{where}: {type(exc).__name__}: {exc}")[:300]
         if not self.errors or self.errors[-1] != text:  # a restarting lab refuses many times alike
             self.errors.append(text)
-        self._error_until = time.monotonic() + ERROR_SHOWN_FOR
+        self._error_at = time.monotonic()
+        self._error_until = self._error_at + ERROR_SHOWN_FOR
         self._touch()
 
     async def _read_loop(self) -> None:
@@ -404,6 +407,7 @@ class Dashboard(widgets.VBox):
                 ) as ws:
                     self._ws = ws
                     self.connected = True
+                    self._connected_at = time.monotonic()
                     self.connections_made += 1
                     self._touch()
                     async for raw in ws:
@@ -509,6 +513,7 @@ class Dashboard(widgets.VBox):
             f'<b data-testid="{tid}">{_esc(value)}</b><span class="lab-dash-muted">{label}</span>'
             for tid, value, label in rates
         )
+        rows += self._maps_html(stats)
         rss, cpu = stats.get("rss_bytes"), s.cpu_percent
         server = [f"server RSS {human_bytes(rss)}"] if isinstance(rss, int) and rss else []
         server += [f"CPU {cpu:.0f}%"] if cpu is not None else []
@@ -521,6 +526,21 @@ class Dashboard(widgets.VBox):
             f"{_esc(server_text)}</div></div>"
             f'<div class="lab-dash-rates">{rows}</div>'
             "</div>"
+        )
+
+    @staticmethod
+    def _maps_html(stats: dict[str, Any]) -> str:
+        """The server's socket maps against its running handlers, when its stats carry both:
+        more entries tracked than sockets open is a leak (a cleanup that did not run)."""
+        tracked, open_ = stats.get("sockets_tracked"), stats.get("sockets_open")
+        if not (isinstance(tracked, int) and isinstance(open_, int)):
+            return ""
+        leaked = tracked - open_
+        style = ' style="color:#c62828"' if leaked > 0 else ""
+        label = f"sockets in the maps, {open_:,} open" + (f" ({leaked:,} leaked)" if leaked > 0 else "")
+        return (
+            f'<b data-testid="sockets-tracked"{style}>{tracked:,}</b>'
+            f'<span class="lab-dash-muted" data-testid="sockets-open" data-open="{open_}"{style}>{_esc(label)}</span>'
         )
 
     def _status_html(self) -> str:
@@ -542,7 +562,9 @@ class Dashboard(widgets.VBox):
         if self._note:
             parts.append(f'<span data-testid="note">{_esc(self._note)}</span>')
         recent = time.monotonic() < self._error_until
-        if self.errors and recent and not (self.connected and self.errors[-1].startswith("connect:")):
+        # A failed connection attempt is over once one succeeded since (a lab that restarted).
+        resolved = self.errors and self.errors[-1].startswith("connect:") and self._connected_at > self._error_at
+        if self.errors and recent and not resolved:
             parts.append(f'<span class="lab-dash-muted" data-testid="error">{_esc(self.errors[-1][:160])}</span>')
         return '<div class="lab-dash lab-dash-status">' + SEP.join(parts) + "</div>"
 
