@@ -20,6 +20,7 @@ LESSONS = {  # notebook -> its exercise module and how many answer cells it has
     "01_polling_vs_push.ipynb": ("lesson01", 4),
     "02_the_upgrade_handshake.ipynb": ("lesson02", 4),
     "03_frames.ipynb": ("lesson03", 7),
+    "04_connection_lifecycle.ipynb": ("lesson04", 6),
     "05_social_features.ipynb": ("lesson05", 6),
     "06_auth_routing_persistence.ipynb": ("lesson06", 7),
 }

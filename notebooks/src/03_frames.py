@@ -832,9 +832,8 @@ await ex.q7.check_async(read_frames)
 # - *"WebSocket messages are always fast."* Only while nothing large is ahead of them on the
 #   same connection.
 #
-# Next: lesson 04, *Connection lifecycle* (closing handshakes, heartbeats, reconnecting and
-# resuming), is not written yet; the [syllabus](../lessons.md) says what it will cover, and
-# the [course index](index.ipynb) lists the lessons you can take now.
+# Next: [04 · Connection lifecycle](04_connection_lifecycle.ipynb): closing handshakes and
+# close codes, heartbeats, reconnecting with backoff and resuming.
 
 # %% [markdown]
 # When you are done, stop the inspector and the tap (the lab keeps running for the next
@@ -848,4 +847,4 @@ await dave.close()
 await tap.close()
 
 # %% [markdown]
-# ← Previous: [02 · The Upgrade handshake](02_the_upgrade_handshake.ipynb) · Next: the [course index](index.ipynb) → (04 · Connection lifecycle is not written yet)
+# ← Previous: [02 · The Upgrade handshake](02_the_upgrade_handshake.ipynb) · [Course index](index.ipynb) · Next: [04 · Connection lifecycle](04_connection_lifecycle.ipynb) →

@@ -35,14 +35,14 @@
 # | 01 | [Polling vs push](01_polling_vs_push.ipynb) | 45 min | measure why HTTP polling wastes requests and adds latency: short polling, long polling, WebSocket push and Server-Sent Events on the same room, for 10 to 1,000 users |
 # | 02 | [The Upgrade handshake](02_the_upgrade_handshake.ipynb) | 40 min | type an HTTP Upgrade on a raw TCP socket, read `101 Switching Protocols`, compute `Sec-WebSocket-Accept` (RFC 6455 section 4.2.2); why the upgrade shares the port with REST |
 # | 03 | [Frames on the wire](03_frames.ipynb) | 60 min | read RFC 6455 section 5 frames byte by byte: FIN, RSV, opcode, mask, 7/16/64-bit lengths, masking, fragmentation, control frames, close codes |
+# | 04 | [Connection lifecycle](04_connection_lifecycle.ipynb) | 40 min | the four states and every way a connection ends, with its close code; heartbeats reaping vanished clients; reconnection with backoff and full jitter vs a thundering herd; presence with a grace period, and the leak a missing `finally` causes |
+# | 05 | [Social features over a hybrid REST + WebSocket API](05_social_features.ipynb) | 60 min | chat, typing indicators (throttled, expiring, never stored), presence, notifications and live counters pushed after REST actions; why uploads and cacheable data stay on HTTP, measured |
+# | 06 | [Auth, userId -> sockets, routing, persistence](06_auth_routing_persistence.ipynb) | 60 min | log in and connect with a JWT; forged, `alg: none` and expired tokens refused; tokens out of logs; a token expiring under an open socket; the user id -> set of sockets map; routing to a room, every tab of a user, one socket; persist before the ack, resume, SIGKILL |
 #
-# Still to come (the lab server already does everything lessons 04 to 07 need; their notebooks are not written yet):
+# Still to come (the lab server already does most of what lesson 07 needs; the notebooks are not written yet):
 #
 # | # | Lesson | Goals |
 # |---|--------|-------|
-# | 04 | Connection lifecycle | close codes and the closing handshake, heartbeats reaping dead peers, reconnect with backoff and jitter, `resume` so nothing is missed |
-# | 05 | Social features over one socket | chat with sequence numbers, typing indicators, presence, notifications and live counters pushed after REST actions |
-# | 06 | Auth, userId -> sockets, routing, persistence | JWTs, the user -> sockets map, routing to a room, a user or one socket, persisting before acknowledging |
 # | 07 | One event loop, thousands of sockets | why a connection is not a thread; what breaks a server: blocking code, heavy CPU, large payloads, slow readers |
 # | 08 | Scaling out with Redis pub/sub | two server processes, one broker between them, presence across processes |
 # | 09 | Socket.IO's extras, wss:// and WebRTC signaling | what Socket.IO adds and costs; TLS for `wss://`; WebRTC offer/answer/ICE relayed by the lab |
