@@ -38,10 +38,13 @@ frames after it WebSocket: :class:`Traffic`.
 from __future__ import annotations
 
 import enum
+import json
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
-from .frames import Frame, FrameError, FrameReader, describe
+from .frames import Frame, FrameError, FrameReader, Opcode, describe
 from .http1 import EndOfMessage, HttpError, HttpReader, HttpState, Peer, RequestHead, ResponseHead
 
 __all__ = [
@@ -54,6 +57,7 @@ __all__ = [
     "StreamState",
     "Traffic",
     "WireEvent",
+    "json_objects",
 ]
 
 MAX_CAPTURED_PAYLOAD = 1 << 20  # a larger frame is counted but no longer read
@@ -97,6 +101,22 @@ class CapturedFrame:
     def describe(self, limit: int = 40) -> str:
         """``→ #1 TEXT · FIN · masked (key 37fa213d) · 5 bytes · 'Hello'``."""
         return f"{self.direction.arrow} #{self.connection_id} {describe(self.frame, limit)}"
+
+
+def json_objects(frames: Iterable[CapturedFrame], direction: Direction) -> list[tuple[float, dict[str, Any]]]:
+    """The JSON objects sent one way, each in one whole text frame (FIN set, RFC 6455 section 5.4),
+    in order, with the time ``t`` of each frame; other frames, and text that is not a JSON object,
+    are skipped."""
+    out = []
+    for captured in frames:
+        if captured.direction is direction and captured.frame.opcode is Opcode.TEXT and captured.frame.fin:
+            try:
+                message = json.loads(captured.frame.payload)
+            except ValueError:
+                continue
+            if isinstance(message, dict):
+                out.append((captured.t, message))
+    return out
 
 
 @dataclass(frozen=True, slots=True)

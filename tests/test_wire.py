@@ -21,6 +21,7 @@ from labserver.wire import (
     StreamState,
     Traffic,
     WireEvent,
+    json_objects,
 )
 
 C2S, S2C = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
@@ -268,3 +269,20 @@ def test_a_reset_while_bytes_wait_for_the_upgrade_answer_keeps_counts_whole() ->
     assert reader.traffic == Traffic(ws_sent=len(GET))  # still held, still counted
     feed(reader, (S2C, REFUSED))
     assert reader.traffic == Traffic(http_sent=len(GET), http_received=len(REFUSED))
+
+
+def test_json_objects_are_the_whole_text_frames_of_one_direction_that_hold_an_object() -> None:
+    def captured(direction: Direction, frame: Frame, t: float) -> CapturedFrame:
+        return CapturedFrame(direction, 1, frame, b"", t)
+
+    frames = [
+        captured(C2S, Frame(Opcode.TEXT, b'{"type": "join"}'), 1.0),
+        captured(S2C, Frame(Opcode.TEXT, b'{"type": "welcome"}'), 2.0),  # the other direction
+        captured(C2S, Frame(Opcode.TEXT, b'{"type": "ch', fin=False), 3.0),  # a fragment, not a message
+        captured(C2S, Frame(Opcode.TEXT, b"[1, 2]"), 4.0),  # JSON, not an object
+        captured(C2S, Frame(Opcode.TEXT, b"not json"), 5.0),
+        captured(C2S, Frame(Opcode.BINARY, b'{"type": "binary"}'), 6.0),
+        captured(C2S, Frame(Opcode.TEXT, b'{"type": "chat"}'), 7.0),
+    ]
+    assert json_objects(frames, C2S) == [(1.0, {"type": "join"}), (7.0, {"type": "chat"})]
+    assert json_objects(frames, S2C) == [(2.0, {"type": "welcome"})]

@@ -31,7 +31,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from ...frames.codec import Opcode
 from ...tap import FrameTap
-from ...wire import C2S, S2C, CapturedFrame, Direction
+from ...wire import C2S, S2C, CapturedFrame, Direction, json_objects
 from .core import CheckError, ChoiceProblem, FunctionProblem, Incorrect, Lesson, LiveProblem, ValueProblem
 
 lesson = Lesson("lesson00", "Welcome: connections, users and presence")
@@ -283,20 +283,6 @@ class _SlowWelcomeTap(FrameTap):
         await super()._pump(conn, direction, reader, writer)
 
 
-def _text_messages(frames: list[CapturedFrame], direction: Direction) -> list[tuple[float, dict[str, Any]]]:
-    """The JSON objects sent one way as single text frames, with the time the tap passed them on."""
-    out = []
-    for captured in frames:
-        if captured.direction is direction and captured.frame.opcode is Opcode.TEXT:
-            try:
-                message = json.loads(captured.frame.payload)
-            except ValueError:
-                continue
-            if isinstance(message, dict):
-                out.append((captured.t, message))
-    return out
-
-
 class SayHello(LiveProblem):
     """The student's ``async def say_hello(ws_url, token, room, text)``: a websockets client
     that joins ``room`` and posts ``text`` there, waits for the ack, and closes."""
@@ -375,8 +361,8 @@ class SayHello(LiveProblem):
     async def _judge(
         self, frames: list[CapturedFrame], still_open: bool, lab: Any, account: Any, room: str, text: str
     ) -> str:
-        sent = _text_messages(frames, C2S)
-        received = _text_messages(frames, S2C)
+        sent = json_objects(frames, C2S)
+        received = json_objects(frames, S2C)
         if not any(m.get("type") == "welcome" for _, m in received):
             raise Incorrect(
                 "no WebSocket with the lab was opened through the `ws_url` you were given: connect to "

@@ -25,15 +25,13 @@ import inspect
 import json
 import math
 import secrets
-from collections.abc import Sequence
 from typing import Any
 
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from ...frames.codec import Opcode
 from ...tap import FrameTap
-from ...wire import C2S, S2C, CapturedFrame, Direction
+from ...wire import C2S, S2C, json_objects
 from ..client import LabClient
 from ..social import row_counts, typing_broadcasts
 from .core import (
@@ -97,20 +95,6 @@ async def _call(answer: Any, call: str, *args: Any) -> Any:
         ) from None
     except Exception as exc:
         raise CheckError(f"`{call}` raised {_describe(exc)}") from None
-
-
-def _text_messages(frames: Sequence[CapturedFrame], direction: Direction) -> list[dict[str, Any]]:
-    """The JSON objects sent one way in single text frames, in order."""
-    out = []
-    for captured in frames:
-        if captured.direction is direction and captured.frame.opcode is Opcode.TEXT and captured.frame.fin:
-            try:
-                message = json.loads(captured.frame.payload)
-            except ValueError:
-                continue
-            if isinstance(message, dict):
-                out.append(message)
-    return out
 
 
 class _Recorder:
@@ -263,8 +247,8 @@ class AnnounceTyping(LiveProblem):
                 pass
             await asyncio.gather(reader.send("ping"), other.send("ping"))  # whatever was routed has arrived
             after = await asyncio.to_thread(row_counts, lab.data_dir)
-            sent = _text_messages(tap.frames, C2S)
-            answers = _text_messages(tap.frames, S2C)
+            sent = [message for _, message in json_objects(tap.frames, C2S)]
+            answers = [message for _, message in json_objects(tap.frames, S2C)]
         from_typist = [m for m in heard.messages if (m.get("user") or m.get("from") or {}).get("id") == typist.id]
         leaked = [
             m

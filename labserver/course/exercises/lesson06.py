@@ -30,9 +30,8 @@ from typing import Any
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from ...frames.codec import Opcode
 from ...tap import FrameTap
-from ...wire import C2S, S2C, CapturedFrame, Direction
+from ...wire import C2S, S2C, json_objects
 from .core import (
     CheckError,
     ChoiceProblem,
@@ -171,20 +170,6 @@ q2 = lesson.add(
 QUIET_TIMEOUT = 10.0
 
 
-def _json_messages(frames: list[CapturedFrame], direction: Direction) -> list[dict[str, Any]]:
-    """The JSON objects sent one way in single text frames, in order."""
-    out = []
-    for captured in frames:
-        if captured.direction is direction and captured.frame.opcode is Opcode.TEXT:
-            try:
-                message = json.loads(captured.frame.payload)
-            except ValueError:
-                continue
-            if isinstance(message, dict):
-                out.append(message)
-    return out
-
-
 class QuietHelloProblem(LiveProblem):
     """The student's ``async def say_quietly(ws_url, token, room, text)``: a websockets client that
     opens ``/ws`` with no credential in its handshake, authenticates with a first ``auth`` message,
@@ -236,8 +221,8 @@ class QuietHelloProblem(LiveProblem):
                     "a WebSocket handshake (only the cookie rides along), and the lab does not read this one: "
                     'send the token in the first message, `{"type": "auth", "token": token}`.'
                 )
-        sent = _json_messages(frames, C2S)
-        received = _json_messages(frames, S2C)
+        sent = [message for _, message in json_objects(frames, C2S)]
+        received = [message for _, message in json_objects(frames, S2C)]
         if not sent or sent[0].get("type") != "auth":
             first = sent[0].get("type") if sent else None
             raise Incorrect(
