@@ -16,10 +16,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import re
+import secrets
 import signal
+import ssl
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -30,7 +33,8 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from . import __version__
-from .app import make_app
+from .aiohttp_compat import ConnectionGuard, GuardedAppRunner
+from .app import make_app, private_dir
 from .appkeys import LAB
 from .config import Settings
 from .resources import raise_open_files_limit
@@ -68,6 +72,51 @@ def _seconds_or_zero(text: str) -> float:
     return value
 
 
+def _allowed_hosts(names: list[str]) -> tuple[str, ...]:
+    """The ``--allowed-host`` names; any Host inside a JupyterHub or Binder single-user server.
+
+    There jupyter-server-proxy forwards the browser's Host (the hub's name) unchanged, and
+    the lab's loopback port is reachable only through that proxy, behind the hub's login:
+    no page can re-point a name at it."""
+    if os.environ.get("JUPYTERHUB_SERVICE_PREFIX") is not None:
+        return (*names, "*")
+    return tuple(names)
+
+
+def _count_or_zero(text: str) -> int:
+    """An argparse type: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a valid int") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def tls_context(certfile: Path, keyfile: Path) -> ssl.SSLContext:
+    """The server's TLS context for ``--certfile``/``--keyfile`` (TLS 1.2 or newer).
+
+    Raises ValueError with one line that says which file is wrong and why: OpenSSL's own
+    messages (``[SSL] PEM lib (_ssl.c:3900)``) name neither file."""
+    for flag, path in (("--certfile", certfile), ("--keyfile", keyfile)):
+        try:
+            path.read_bytes()
+        except OSError as exc:
+            raise ValueError(f"argument {flag}: cannot read {path}: {exc.strerror}") from None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(certfile, keyfile)
+    except ssl.SSLError as exc:
+        if "KEY_VALUES_MISMATCH" in str(exc):
+            why = f"the private key in {keyfile} does not match the certificate in {certfile}"
+        else:
+            why = f"{certfile} must hold a PEM certificate and {keyfile} its PEM private key"
+        raise ValueError(f"argument --certfile/--keyfile: {why}") from None
+    return context
+
+
 def _port(text: str) -> int:
     try:
         port = int(text)
@@ -96,6 +145,26 @@ _TUNABLES: tuple[tuple[str, str, Callable[[str], float], str], ...] = (
     ("--typing-ttl", "typing_ttl", float, "typing expiry in seconds"),
     ("--send-buffer-limit", "send_buffer_limit", int, "bytes queued to a slow reader before it is dropped"),
     ("--resume-limit", "resume_limit", int, "most messages a resume replays"),
+    (
+        "--rest-rate",
+        "rest_rate_per_second",
+        float,
+        "REST writes/s per user, sustained (over it: 429); default: 20 beyond loopback, no limit on loopback",
+    ),
+    ("--rest-burst", "rest_burst", int, "REST write burst per user"),
+    ("--uploads-per-user", "uploads_per_user", int, "uploads one user may send at once"),
+    (
+        "--upload-quota-bytes",
+        "upload_quota_bytes",
+        int,
+        "bytes of new images one user may store while the server runs",
+    ),
+    (
+        "--header-timeout",
+        "header_timeout",
+        float,
+        "seconds a connection may take to send a whole request head, or stay idle, before it is closed",
+    ),
 )
 
 
@@ -126,6 +195,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, bool]:
         metavar="ORIGIN",
         help="extra browser origin allowed to open WebSockets, e.g. http://localhost:8888; '*' allows any",
     )
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name (the Host header) the lab answers besides localhost and IP addresses, e.g. the "
+        "name students type on a classroom LAN; repeatable; '*' answers any (PROTOCOL.md section 2)",
+    )
     for flag, field, kind, text in _TUNABLES:
         default = getattr(defaults, field)
         metavar = flag.removeprefix("--").replace("-", "_").upper()
@@ -141,6 +218,46 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, bool]:
         "a socket of theirs opening meanwhile cancels it, so a refresh does not flap. The start value of the "
         f"live switch (PROTOCOL.md section 11; default {defaults.presence_grace})",
     )
+    p.add_argument(
+        "--max-unfinished-per-ip",
+        type=_count_or_zero,
+        default=defaults.max_unfinished_per_ip,
+        metavar="N",
+        help="connections one client IP may hold open outside a request (sending headers, or idle) before "
+        "new ones get 503; 0: no limit (default: 256 when listening beyond loopback, no limit on loopback)",
+    )
+    p.add_argument(
+        "--max-sockets-per-user",
+        type=_count_or_zero,
+        default=defaults.max_sockets_per_user,
+        metavar="N",
+        help="open /ws sockets one user may have; a new one over it is closed 1008; 0: no limit "
+        "(default: 16 when listening beyond loopback, no limit on loopback)",
+    )
+    p.add_argument(
+        "--max-streams-per-user",
+        type=_count_or_zero,
+        default=defaults.max_streams_per_user,
+        metavar="N",
+        help="open Server-Sent Events streams one user may have; over it 429; 0: no limit "
+        "(default: 8 when listening beyond loopback, no limit on loopback)",
+    )
+    p.add_argument(
+        "--signups-per-minute",
+        dest="signups_per_minute_per_ip",
+        type=_seconds_or_zero,
+        default=defaults.signups_per_minute_per_ip,
+        metavar="N",
+        help="sign-ups one client IP may make per minute (burst 10), over it 429; 0: no limit "
+        "(default: 30 when listening beyond loopback, no limit on loopback)",
+    )
+    p.add_argument(
+        "--certfile",
+        type=Path,
+        metavar="PEM",
+        help="serve TLS (https:// and wss://) with this PEM certificate chain; needs --keyfile",
+    )
+    p.add_argument("--keyfile", type=Path, metavar="PEM", help="the PEM private key of --certfile")
     p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument(
         "--exit-on-stdin-eof",
@@ -149,6 +266,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, bool]:
         "the other end of a pipe takes the server with it when it dies, even by SIGKILL",
     )
     args = p.parse_args(argv)
+    if (args.certfile is None) != (args.keyfile is None):
+        p.error("--certfile and --keyfile go together")
+    if args.certfile is not None:
+        try:
+            tls_context(args.certfile, args.keyfile)  # a bad file is a one-line error now, not at the first client
+        except ValueError as exc:
+            p.error(str(exc))
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=args.log_level, handlers=[handler])
@@ -157,17 +281,39 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, bool]:
         port=args.port,
         data_dir=args.data_dir,
         origins=tuple(args.origin),
+        allowed_hosts=_allowed_hosts(args.allowed_host),
         presence_grace=args.presence_grace,
+        max_unfinished_per_ip=args.max_unfinished_per_ip,
+        max_sockets_per_user=args.max_sockets_per_user,
+        max_streams_per_user=args.max_streams_per_user,
+        signups_per_minute_per_ip=args.signups_per_minute_per_ip,
+        certfile=args.certfile,
+        keyfile=args.keyfile,
         **{field: getattr(args, field) for _, field, _, _ in _TUNABLES},
         admin_token=os.environ.get("LABSERVER_ADMIN_TOKEN") or None,
     ), args.exit_on_stdin_eof
 
 
-# A JWT (its header always starts with '{"', base64 "eyJ"), a token= query value, a Bearer
-# credential or an X-Admin-Token header value.
+# A JWT (its header always starts with '{"', base64 "eyJ"), a token= or admin_token= value, a
+# Bearer credential, or an X-Admin-Token header value in any spelling aiohttp may log: any case,
+# spaces or a tab around the colon, no space at all, or quoted as in a repr of the headers.
 _SECRETS = re.compile(
-    r"eyJ[\w-]*\.[\w-]*\.[\w-]*|(?<=token=)[^&\s'\"]+|(?<=Bearer )[^\s'\"]+|(?i:(?<=X-Admin-Token: ))[^\s'\"]+"
+    r"eyJ[\w-]*\.[\w-]*\.[\w-]*"
+    r"|(?<=token=)[^&\s'\"]+"
+    r"|(?i:(?<=bearer)[ \t]+)[^\s'\"]+"
+    r"|(?i:x-admin-token)['\"]?[ \t]*[:=,][ \t]*['\"]?[^\s'\"]+"
 )
+
+
+def _redact(match: re.Match[str]) -> str:
+    text = match.group(0)
+    if text[:1].lower() == "x":  # keep the header's name, hide its value
+        name_and_colon = re.match(r"(?i)x-admin-token['\"]?[ \t]*[:=,][ \t]*['\"]?", text)
+        assert name_and_colon is not None
+        return name_and_colon.group(0) + "<redacted>"
+    if text[:1] in " \t":  # after "Bearer": keep the space
+        return text[: len(text) - len(text.lstrip(" \t"))] + "<redacted>"
+    return "<redacted>"
 
 
 class RedactingFormatter(logging.Formatter):
@@ -177,7 +323,7 @@ class RedactingFormatter(logging.Formatter):
     overlong line) with its raw request line and headers, token and all."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return _SECRETS.sub("<redacted>", super().format(record))
+        return _SECRETS.sub(_redact, super().format(record))
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -265,11 +411,21 @@ def stop_on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> Ite
 
 async def serve(settings: Settings, *, exit_on_stdin_eof: bool = False) -> None:
     app = make_app(settings)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5, access_log_class=AccessLogger)
+    runner = GuardedAppRunner(
+        app,
+        ConnectionGuard(settings.unfinished_limit),
+        handle_signals=False,
+        shutdown_timeout=5,
+        access_log_class=AccessLogger,
+        keepalive_timeout=settings.header_timeout,  # also the time to send a request head: slowloris
+    )
     await runner.setup()
     # SO_REUSEADDR lets a restarted server take its port back at once on POSIX; on Windows it
     # would let a second server bind a port that is in use (no "cannot listen" error): POSIX only.
-    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=os.name == "posix")
+    tls = None
+    if settings.certfile is not None and settings.keyfile is not None:
+        tls = tls_context(settings.certfile, settings.keyfile)
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=os.name == "posix", ssl_context=tls)
     try:
         await site.start()
     except OSError as exc:
@@ -284,13 +440,47 @@ async def serve(settings: Settings, *, exit_on_stdin_eof: bool = False) -> None:
     with stop_on_signals(loop, stop):  # before the ready line: a parent may signal at once
         if exit_on_stdin_eof:
             stop_at_stdin_eof(loop, stop, lambda: app[LAB].stopping_for_restart())
-        print(f"labserver listening on http://{shown}:{port} (WebSocket ws://{shown}:{port}/ws)", flush=True)
+        s = "s" if tls is not None else ""
+        print(f"labserver listening on http{s}://{shown}:{port} (WebSocket ws{s}://{shown}:{port}/ws)", flush=True)
         await stop.wait()
         await runner.cleanup()  # on_shutdown closes every socket with 1001 (1012 for a restart)
 
 
+ADMIN_TOKEN_FILE = "admin-token"
+"""Where a lab listening beyond loopback without ``LABSERVER_ADMIN_TOKEN`` keeps the one it made."""
+
+
+def class_mode_admin_token(settings: Settings) -> Settings:
+    """``settings`` with an admin token whenever the server is reachable from other machines.
+
+    On a shared network ``/observe`` and the admin API must never be open: without
+    ``LABSERVER_ADMIN_TOKEN`` the lab makes one (or reuses the one it made before), keeps it
+    in ``<data dir>/admin-token`` (mode 0600) and says where on stderr, not the token itself."""
+    if settings.admin_token or settings.loopback_only:
+        return settings
+    path = settings.data_dir / ADMIN_TOKEN_FILE
+    try:
+        token = path.read_text().strip()
+    except FileNotFoundError:
+        token = ""
+    if not token:
+        token = secrets.token_urlsafe(24)
+        private_dir(settings.data_dir)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+    print(
+        f"labserver: listening on {settings.host}, beyond loopback: /observe and the admin API need the admin "
+        f"token in {path} (or set LABSERVER_ADMIN_TOKEN)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return dataclasses.replace(settings, admin_token=token)
+
+
 def main(argv: list[str] | None = None) -> None:
     settings, exit_on_stdin_eof = parse_args(argv)
+    settings = class_mode_admin_token(settings)
     raise_open_files_limit()  # every socket is a file: 256 by default on macOS, 1024 on many Linux desktops
     asyncio.run(serve(settings, exit_on_stdin_eof=exit_on_stdin_eof))
 

@@ -12,6 +12,14 @@ parser and checks close codes as they are read:
   fragmentation, not endless empty fragments);
 * a close frame with a code no endpoint may send: 1002 (section 7.4).
 
+It also keeps a slow HTTP client (slowloris) from taking every open file:
+:class:`GuardedAppRunner` serves with :class:`GuardedRequestHandler`, which counts,
+per client IP, the connections that are not inside a request (still sending their
+headers, or idle) and refuses a new one over the limit with a 503 at once. The
+header-read and idle timeout itself is aiohttp's ``keepalive_timeout``, which closes
+a connection that has not sent a whole request head that long after it opened or
+after its previous response.
+
 This is the only module that names aiohttp's private attributes: they are listed
 in :data:`PRIVATE_NAMES`, pyproject.toml pins aiohttp to the minor version they
 were checked against, and ``tests/test_aiohttp_compat.py`` fails, naming the
@@ -20,19 +28,27 @@ installed version, if one of them moves.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.http_websocket import WebSocketError
+from aiohttp.web_protocol import RequestHandler
 
 from .frames import ClientFrameGuard, is_valid_close_code
 
-__all__ = ["PRIVATE_NAMES", "LabWebSocketResponse"]
+__all__ = ["PRIVATE_NAMES", "ConnectionGuard", "GuardedAppRunner", "GuardedRequestHandler", "LabWebSocketResponse"]
+
+log = logging.getLogger("labserver")
 
 PRIVATE_NAMES: dict[str, tuple[str, ...]] = {
     # owner -> the private names of it used below
     "aiohttp.web.WebSocketResponse": ("_post_start", "_reader", "_max_msg_size"),
-    "aiohttp.web_protocol.RequestHandler": ("_message_tail", "_payload_parser"),
+    "aiohttp.web_protocol.RequestHandler": ("_message_tail", "_payload_parser", "_handle_request"),
+    "aiohttp.web.AppRunner": ("_make_server",),
 }
 
 
@@ -97,3 +113,124 @@ class _GuardedParser:
 
     def feed_eof(self) -> None:
         self._inner.feed_eof()
+
+
+# --- slow HTTP clients: a per-IP cap on connections that are not inside a request ---------------
+
+
+class ConnectionGuard:
+    """Per client IP, how many connections are open but not inside a request (sending their
+    request head, or idle between requests); a new connection over ``limit`` is refused.
+
+    Those are what a slowloris attack holds open: each costs an open file and nothing to
+    send. A connection inside a request (a long poll, a WebSocket) does not count: it
+    authenticated or is being answered. ``limit`` 0: no limit."""
+
+    __slots__ = ("limit", "waiting", "refused")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.waiting: dict[str, int] = {}  # IP -> connections not inside a request
+        self.refused = 0
+
+    def admit(self, ip: str) -> bool:
+        """Count a new connection from ``ip``, or say no (and count nothing)."""
+        count = self.waiting.get(ip, 0)
+        if self.limit and count >= self.limit:
+            self.refused += 1
+            return False
+        self.waiting[ip] = count + 1
+        return True
+
+    def release(self, ip: str) -> None:
+        count = self.waiting.get(ip, 0) - 1
+        if count > 0:
+            self.waiting[ip] = count
+        else:
+            self.waiting.pop(ip, None)
+
+
+class GuardedRequestHandler(RequestHandler):
+    """aiohttp's HTTP connection, counted by a :class:`ConnectionGuard` while it is not
+    inside a request, and closed with a 503 at once when its IP is over the limit."""
+
+    def __init__(self, manager: web.Server, guard: ConnectionGuard, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._guard = guard
+        self._ip: str | None = None
+        self._state = "new"  # -> "waiting" (counted) <-> "busy" (inside a request) -> "gone"
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        peer = transport.get_extra_info("peername")
+        ip = str(peer[0]) if isinstance(peer, tuple) else str(peer)
+        if not self._guard.admit(ip):
+            self._state = "gone"
+            if self._guard.refused % 100 == 1:  # one line per hundred refusals, not a flood of them
+                log.warning("refusing connections from %s: %d unfinished requests (the limit)", ip, self._guard.limit)
+            message = f"too many unfinished requests from {ip} (at most {self._guard.limit}); try again later"
+            body = json.dumps({"error": "too_many_connections", "message": message}).encode()
+            head = (
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 5\r\n"
+                f"Connection: close\r\nContent-Length: {len(body)}\r\n\r\n"
+            )
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write(head.encode() + body)
+            transport.close()  # the open file is given back at once
+            return
+        self._ip, self._state = ip, "waiting"
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._state == "waiting" and self._ip is not None:
+            self._guard.release(self._ip)
+        self._state = "gone"
+        super().connection_lost(exc)
+
+    async def _handle_request(
+        self,
+        request: web.BaseRequest,
+        start_time: float | None,
+        request_handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]],
+    ) -> tuple[web.StreamResponse, bool]:
+        if self._state == "waiting" and self._ip is not None:
+            self._guard.release(self._ip)
+            self._state = "busy"
+        try:
+            return await super()._handle_request(request, start_time, request_handler)
+        finally:
+            # Back to waiting for the next request on a kept-alive connection (a lost one stays gone).
+            if self._state == "busy" and self._ip is not None:
+                self._guard.waiting[self._ip] = self._guard.waiting.get(self._ip, 0) + 1
+                self._state = "waiting"
+
+
+class _GuardedServer(web.Server):
+    """aiohttp's connection factory, making :class:`GuardedRequestHandler` connections."""
+
+    def __init__(self, inner: web.Server, guard: ConnectionGuard, loop: asyncio.AbstractEventLoop, **kwargs: Any):
+        super().__init__(
+            inner.request_handler,
+            request_factory=inner.request_factory,
+            handler_cancellation=inner.handler_cancellation,
+            loop=loop,
+            **kwargs,
+        )
+        self._guarded_by = guard
+        self._handler_kwargs = kwargs
+
+    def __call__(self) -> RequestHandler:
+        return GuardedRequestHandler(self, self._guarded_by, loop=asyncio.get_running_loop(), **self._handler_kwargs)
+
+
+class GuardedAppRunner(web.AppRunner):
+    """``web.AppRunner`` whose connections are counted by ``guard`` (see :class:`ConnectionGuard`)."""
+
+    def __init__(self, app: web.Application, guard: ConnectionGuard, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.guard = guard
+        self._handler_kwargs = kwargs
+
+    async def _make_server(self) -> web.Server:
+        inner = await super()._make_server()  # the application's start-up runs here
+        kwargs = {k: v for k, v in self._handler_kwargs.items() if k not in ("handle_signals", "shutdown_timeout")}
+        return _GuardedServer(inner, self.guard, asyncio.get_running_loop(), **kwargs)

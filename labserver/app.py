@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import secrets
 import time
@@ -18,8 +19,9 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
-from .appkeys import LAB
+from .appkeys import LAB, error_response
 from .auth import TokenIssuer
 from .broker import Broker, InMemoryBroker
 from .config import Settings
@@ -30,27 +32,95 @@ from .rest import json_errors, routes
 from .store import AsyncStore, Store
 from .ws import observe_handler, websocket_handler
 
+log = logging.getLogger("labserver")
+
 STATIC = Path(__file__).parent / "static"
 OBSERVE_FLUSH_INTERVAL = 0.1  # at most 10 observation batches a second
 SWEEP_INTERVAL = 0.25
 
 
 def make_app(settings: Settings, broker: Broker | None = None) -> web.Application:
-    app = web.Application(middlewares=[json_errors], client_max_size=settings.upload_max_bytes + 64 * 1024)
+    app = web.Application(
+        middlewares=[host_allowlist, json_errors], client_max_size=settings.upload_max_bytes + 64 * 1024
+    )
     app.add_routes(routes)
     # GET only (RFC 6455 section 4.1): aiohttp would also route HEAD here and upgrade it.
     app.router.add_get("/ws", websocket_handler, allow_head=False)
     app.router.add_get("/observe", observe_handler, allow_head=False)
     app.router.add_get("/", _index)
     app.router.add_static("/static/", STATIC, name="static")
+    app.on_response_prepare.append(_security_headers)
     app.cleanup_ctx.append(_lab_context(settings, broker or InMemoryBroker()))
     app.cleanup_ctx.append(_background)
     app.on_shutdown.append(_close_sockets)
     return app
 
 
+@web.middleware
+async def host_allowlist(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """403 for a ``Host`` that does not name this server (DNS rebinding), on every path:
+    the first check of every request, before a token, an Origin or a handshake is looked at."""
+    settings = request.app[LAB].settings
+    host = request.headers.get("Host")
+    if not settings.host_allowed(host):
+        return error_response(
+            403,
+            "forbidden_host",
+            f"Host {host!r} is not allowed (DNS rebinding?): use localhost or an IP address, or start the "
+            "lab with --allowed-host NAME",
+        )
+    return await handler(request)
+
+
+# The page's own rules (static/index.html repeats them in a meta tag), plus what only a header
+# can say: no page may frame it (clickjacking). No inline script or handler anywhere in static/.
+PAGE_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+async def _security_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """The page and its assets: no MIME sniffing (uploads set it themselves). Every HTML page: its
+    Content-Security-Policy, no framing. (JSON answers and handshakes keep their few headers, which
+    the lessons show.)"""
+    if request.path.startswith("/static/") or response.content_type == "text/html":
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    if response.content_type == "text/html":
+        response.headers.setdefault("Content-Security-Policy", PAGE_POLICY)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+
+
 async def _index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "index.html")
+
+
+def private_dir(path: Path) -> None:
+    """Create ``path`` (and its parents) readable by its owner only, 0700: it holds password
+    hashes, every DM and the signing key. One that exists already is left as it is (it may be
+    shared on purpose); :func:`warn_if_readable_by_others` says so when others can read it."""
+    if not path.is_dir():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(path, 0o700)  # mkdir's mode passes through the umask; the parents keep the default
+
+
+def warn_if_readable_by_others(data_dir: Path) -> None:
+    """One warning line when the data directory or the database is readable by other local users."""
+    if os.name != "posix":
+        return  # Windows: ACLs, not mode bits
+    for path in (data_dir, data_dir / "lab.sqlite3"):
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            log.warning(
+                "%s is readable by other users (mode %o): it holds password hashes and every DM; chmod go-rwx it",
+                path,
+                mode & 0o777,
+            )
+            return
 
 
 def load_or_create_secret(path: Path) -> bytes:
@@ -59,7 +129,7 @@ def load_or_create_secret(path: Path) -> bytes:
         return bytes.fromhex(path.read_text().strip())
     except FileNotFoundError:
         key = secrets.token_bytes(32)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # readable by the owner only
         with os.fdopen(fd, "w") as f:
             f.write(key.hex())
@@ -68,8 +138,9 @@ def load_or_create_secret(path: Path) -> bytes:
 
 def _lab_context(settings: Settings, broker: Broker) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(app: web.Application) -> AsyncIterator[None]:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        settings.uploads_dir.mkdir(exist_ok=True)
+        private_dir(settings.data_dir)
+        warn_if_readable_by_others(settings.data_dir)
+        settings.uploads_dir.mkdir(mode=0o700, exist_ok=True)
         store = AsyncStore(Store(settings.database_path))
         issuer = TokenIssuer(load_or_create_secret(settings.secret_path), ttl=settings.token_ttl)
         lab = Lab(settings, store, broker, issuer)
@@ -100,7 +171,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 
 async def _sweep(lab: Lab) -> None:
     """Expire typing indicators, announce offlines whose presence grace is over, and close
-    sockets whose token ran out (1008)."""
+    sockets (1008), SSE streams and long polls whose token ran out."""
     while True:
         await asyncio.sleep(SWEEP_INTERVAL)
         now = time.monotonic()
@@ -110,6 +181,7 @@ async def _sweep(lab: Lab) -> None:
         for conn in expired:
             conn.expires_at = float("inf")  # close once
             asyncio.create_task(conn.sink.close(CloseCode.POLICY_VIOLATION, "token expired"))
+        lab.expire_long_reads(time.time())  # SSE streams and long polls end with their token too
 
 
 async def _observe_loop(lab: Lab) -> None:

@@ -10,7 +10,9 @@ Origin check (a cookie rides along with any page's request: cross-site WebSocket
 hijacking).
 
 Tokens are HS256 JWTs (RFC 7519) with ``sub`` (user id), ``name``, ``iat``,
-``exp``, ``aud`` and ``iss``. Verification pins the algorithm, so a token whose
+``exp``, ``aud``, ``iss`` and ``gen``, the generation of the database that issued it (a
+database reset with the key kept must not make an old token name the new user of its id).
+Verification pins the algorithm, so a token whose
 header says ``alg: none`` is refused, as is one signed with another key,
 expired, or meant for another audience. Time is always passed in (``now``), so
 tests check expiry without waiting; the signing key is passed in too (the
@@ -73,6 +75,7 @@ class Claims:
     username: str
     issued_at: float
     expires_at: float
+    generation: str | None = None  # the "gen" claim: the database that issued it (Store.generation)
 
 
 class TokenIssuer:
@@ -84,9 +87,12 @@ class TokenIssuer:
         self._secret = secret
         self.ttl = ttl
 
-    def issue(self, user_id: int, username: str, *, now: float, ttl: float | None = None) -> str:
-        """A token for ``user_id`` issued at ``now`` (Unix time), valid for ``ttl`` seconds."""
-        claims = {
+    def issue(
+        self, user_id: int, username: str, *, now: float, ttl: float | None = None, generation: str | None = None
+    ) -> str:
+        """A token for ``user_id`` issued at ``now`` (Unix time), valid for ``ttl`` seconds;
+        ``generation`` (the database's, see :meth:`labserver.store.Store.generation`) becomes the ``gen`` claim."""
+        claims: dict[str, Any] = {
             "sub": str(user_id),
             "name": username,
             "iat": now,  # sub-second (RFC 7519 allows it): a login right after a logout must not predate it
@@ -94,6 +100,8 @@ class TokenIssuer:
             "aud": AUDIENCE,
             "iss": ISSUER,
         }
+        if generation is not None:
+            claims["gen"] = generation
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
     def verify(self, token: str, *, now: float) -> Claims:
@@ -102,7 +110,14 @@ class TokenIssuer:
             raise AuthError("missing token")
         claims = self._decode(token)
         try:
-            result = Claims(int(claims["sub"]), str(claims.get("name", "")), float(claims["iat"]), float(claims["exp"]))
+            generation = claims.get("gen")
+            result = Claims(
+                int(claims["sub"]),
+                str(claims.get("name", "")),
+                float(claims["iat"]),
+                float(claims["exp"]),
+                generation if isinstance(generation, str) else None,
+            )
         except (TypeError, ValueError) as exc:
             raise AuthError(f"malformed token ({type(exc).__name__})") from None
         # RFC 7519 sections 4.1.4 and 4.1.6, checked against the caller's clock, not PyJWT's.

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +20,8 @@ class Settings:
     data_dir: Path = Path("lab-data")
     # Origins allowed to open /ws besides the server's own host; "*" allows any.
     origins: tuple[str, ...] = ()
+    # Host header names answered besides localhost and IP addresses (DNS rebinding); "*": any.
+    allowed_hosts: tuple[str, ...] = ()
     # RFC 6455 section 5.5.2: the server pings this often and drops a peer whose
     # pong has not come back within half the interval.
     ping_interval: float = 20.0
@@ -30,17 +34,113 @@ class Settings:
     rate_per_second: float = 20.0  # per socket, sustained
     rate_burst: int = 40
     rate_strikes_before_close: int = 40  # rejected messages before closing 1008
+    # Per user: REST writes (POST, PATCH, DELETE under /api, with a bearer token) per second
+    # and their burst; over it, 429 with Retry-After. WebSocket messages have their own limit.
+    # None: 20/s beyond loopback, no limit on loopback (a lesson's checks post fast from one user).
+    rest_rate_per_second: float | None = None
+    rest_burst: int = 40
+    # Open /ws sockets per user; over it a new one is closed 1008. None: 16 when listening
+    # beyond loopback (class mode), no limit on loopback (a lesson's crowd shares accounts).
+    max_sockets_per_user: int | None = None
+    # Open Server-Sent Events streams per user; over it 429. None: 8 beyond loopback, no limit on
+    # loopback (lesson 01 opens a thousand streams with one account).
+    max_streams_per_user: int | None = None
+    # Sign-ups per client IP per minute (burst 10). None: 30 beyond loopback, no limit on loopback.
+    signups_per_minute_per_ip: float | None = None
     typing_ttl: float = 5.0  # a typing indicator expires by itself after this
     typing_min_interval: float = 1.0  # typing is re-broadcast at most this often
     send_buffer_limit: int = 1024 * 1024  # bytes queued to one slow reader before it is dropped
     resume_limit: int = 1000  # resume replays at most this many messages, else "resync"
     upload_max_bytes: int = 5 * 1024 * 1024
+    uploads_per_user: int = 2  # uploads one user may send at once; more: 429 too_many_uploads
+    # Bytes of new images one user may store (per server run: the count starts at 0 at start-up).
+    upload_quota_bytes: int = 50 * 1024 * 1024
     long_poll_max_seconds: float = 30.0
     stats_interval: float = 1.0
+    # Slow HTTP clients (slowloris): a connection that has not sent a whole request head this
+    # long after it opened (or after its previous response) is closed; so is an idle one.
+    header_timeout: float = 20.0
+    # Connections per client IP open but not inside a request (sending headers, or idle); a
+    # new one over it gets 503 at once. None: 256 when listening beyond loopback, else no limit.
+    max_unfinished_per_ip: int | None = None
     # Enables POST /api/admin/sockets/{id}/close (an instructor drops a connection
     # live). Passed in the LABSERVER_ADMIN_TOKEN environment variable, never a flag,
     # so it does not show in the process list.
     admin_token: str | None = None
+    # TLS (wss:// and https://): a PEM certificate chain and its private key, both or neither.
+    certfile: Path | None = None
+    keyfile: Path | None = None
+
+    @property
+    def loopback_only(self) -> bool:
+        """True when only this machine can connect (``127.0.0.1``, ``::1``, ``localhost``): the
+        class-mode rules (admin token, connection caps) apply to every other address."""
+        if self.host.lower() == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host.strip("[]")).is_loopback
+        except ValueError:  # a host name other than localhost: whatever it resolves to, treat as exposed
+            return False
+
+    def host_allowed(self, host: str | None) -> bool:
+        """Whether a request's ``Host`` header names this server, not a DNS-rebinding attacker's name.
+
+        A page of ``http://evil.example:PORT`` whose name the attacker re-points at 127.0.0.1 is
+        same-origin with the lab for the browser; only the Host it sends betrays it. Allowed:
+        ``localhost``, a loopback IP (any IP when listening beyond loopback: an IP literal is not
+        a name anyone can re-point), the names of ``allowed_hosts``, and a request without Host
+        (HTTP/1.0, a program: a browser always sends one)."""
+        if host is None or "*" in self.allowed_hosts:
+            return True
+        try:
+            name = urlsplit("//" + host).hostname
+        except ValueError:  # an unclosed "[" and the like
+            return False
+        if not name:
+            return False
+        name = name.rstrip(".")
+        if name == "localhost" or name in (h.lower() for h in self.allowed_hosts):
+            return True
+        try:
+            address = ipaddress.ip_address(name)
+        except ValueError:
+            return False
+        return address.is_loopback or not self.loopback_only
+
+    @property
+    def unfinished_limit(self) -> int:
+        """The per-IP cap on connections not inside a request in force (0: none)."""
+        if self.max_unfinished_per_ip is not None:
+            return self.max_unfinished_per_ip
+        return 0 if self.loopback_only else 256
+
+    @property
+    def sockets_per_user_limit(self) -> int:
+        """The cap on one user's open sockets in force (0: none)."""
+        if self.max_sockets_per_user is not None:
+            return self.max_sockets_per_user
+        return 0 if self.loopback_only else 16
+
+    @property
+    def rest_rate_limit(self) -> float:
+        """REST writes per second per user in force (0: none)."""
+        if self.rest_rate_per_second is not None:
+            return self.rest_rate_per_second
+        return 0.0 if self.loopback_only else 20.0
+
+    @property
+    def streams_per_user_limit(self) -> int:
+        """The cap on one user's open SSE streams in force (0: none)."""
+        if self.max_streams_per_user is not None:
+            return self.max_streams_per_user
+        return 0 if self.loopback_only else 8
+
+    @property
+    def signup_rate_limit(self) -> float:
+        """Sign-ups per minute per IP in force (0: none)."""
+        if self.signups_per_minute_per_ip is not None:
+            return self.signups_per_minute_per_ip
+        return 0.0 if self.loopback_only else 30.0
 
     @property
     def database_path(self) -> Path:

@@ -45,6 +45,7 @@ class ErrorCode(StrEnum):
     BAD_FIELD = "bad_field"
     UNSUPPORTED_TYPE = "unsupported_type"  # a binary message (an upload) that is not a PNG, JPEG, GIF or WebP
     TOO_LARGE = "too_large"  # a binary message (an upload) over upload_max_bytes
+    QUOTA_EXCEEDED = "quota_exceeded"  # an upload past the user's upload_quota_bytes
     NOT_AUTHENTICATED = "not_authenticated"
     ALREADY_AUTHENTICATED = "already_authenticated"
     FORBIDDEN = "forbidden"
@@ -152,8 +153,10 @@ def _int(raw: Mapping[str, Any], name: str, ref: Ref, *, minimum: int) -> int:
     # bool is an int subclass in Python; JSON true is not a number here.
     if not isinstance(value, int) or isinstance(value, bool):
         raise EnvelopeError(ErrorCode.BAD_FIELD, f"field {name!r} must be an integer, got {type(value).__name__}", ref)
-    if value < minimum or value > 2**53:
+    if value < minimum:
         raise EnvelopeError(ErrorCode.BAD_FIELD, f"field {name!r} must be >= {minimum}, got {value}", ref)
+    if value > 2**53:  # the bound it broke, not the other one
+        raise EnvelopeError(ErrorCode.BAD_FIELD, f"field {name!r} must be <= 2^53, got {value}", ref)
     return value
 
 

@@ -18,13 +18,15 @@ for both halves, REST and ``/ws``.
 from __future__ import annotations
 
 import asyncio
+import collections
+import dataclasses
 import hashlib
 import json
 import logging
 import os
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,7 @@ from .messages import (
 )
 from .observe import Observatory
 from .outlet import Outlet
+from .ratelimit import Backoff, TokenBucket
 from .resources import cpu_seconds, rss_bytes
 from .store import AsyncStore, NewMessage, Post, RoomTaken, StoredMessage, User
 
@@ -62,6 +65,8 @@ IMAGE_TYPES = {  # magic bytes -> (extension, content type); the client's Conten
     b"GIF87a": ("gif", "image/gif"),
     b"GIF89a": ("gif", "image/gif"),
 }
+PUBLIC_ROOMS = frozenset({"general", "lobby"})
+"""Rooms no one may make private (see :meth:`Lab.create_private_room`)."""
 UPLOAD_NAME = re.compile(r"[0-9a-f]{32}\.(png|jpg|gif|webp)")
 
 
@@ -97,11 +102,93 @@ class Upload:
         return f"/uploads/{self.name}"
 
 
+class UploadWriter:
+    """One upload on its way to disk, a chunk at a time: hashed and sniffed as it streams, kept
+    in a temporary file, never whole in memory. :meth:`Lab.save_upload_stream` drives it."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / f".part-{os.urandom(8).hex()}"
+        self._file = open(self.path, "xb")  # closed in finish() or discard()
+        self._hash = hashlib.sha256()
+        self.head = b""
+        self.size = 0
+
+    def write(self, chunk: bytes) -> None:
+        if len(self.head) < 16:
+            self.head += chunk[: 16 - len(self.head)]
+        self._hash.update(chunk)
+        self._file.write(chunk)  # to the page cache: microseconds for a 64 KiB chunk
+        self.size += len(chunk)
+
+    def finish(self, directory: Path, ext: str) -> tuple[str, bool]:
+        """Move the file to its content-addressed name; return the name and whether it is new
+        (the same bytes uploaded before are kept once)."""
+        self._file.close()
+        name = f"{self._hash.hexdigest()[:32]}.{ext}"
+        if (directory / name).exists():
+            self.path.unlink()
+            return name, False
+        self.path.replace(directory / name)
+        return name, True
+
+    def discard(self) -> None:
+        self._file.close()
+        self.path.unlink(missing_ok=True)
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".part")
     tmp.write_bytes(data)
     tmp.replace(path)
+
+
+@dataclass(eq=False, slots=True)
+class LongRead:
+    """An open Server-Sent Events stream or a waiting long poll: a read that outlives its
+    request's token check. Logout and the token's expiry end it, as they close a socket:
+    ``ended`` then holds the reason (``logged out`` or ``token expired``)."""
+
+    user_id: int
+    expires_at: float  # the token's exp, Unix time
+    ended: asyncio.Future[str]
+
+
+@dataclass(eq=False, slots=True)
+class EventStream:
+    """One open Server-Sent Events stream, fed by :meth:`Lab.deliver_everywhere` like a socket: each message
+    of its room is encoded as an event once, for every stream, and queued here for the stream's
+    own task to write. No database query per stream per message."""
+
+    room: str
+    user_id: int
+    on_overflow: Callable[[], None]  # the stream fell ``send_buffer_limit`` behind: cut it
+    events: collections.deque[tuple[int, bytes]] = dataclasses.field(default_factory=collections.deque)
+    queued: int = 0  # bytes in ``events``
+    overflowed: bool = False
+    waiter: asyncio.Future[None] | None = None  # set while the stream's task waits for an event
+
+    def push(self, seq: int, event: bytes, limit: int) -> None:
+        if self.overflowed:
+            return
+        if self.queued + len(event) > limit:  # a reader this far behind reconnects with Last-Event-ID
+            self.overflowed = True
+            self.events.clear()
+            self.on_overflow()
+        else:
+            self.events.append((seq, event))
+            self.queued += len(event)
+        self.wake()
+
+    def wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def pop(self) -> tuple[int, bytes]:
+        seq, event = self.events.popleft()
+        self.queued -= len(event)
+        return seq, event
 
 
 class Lab:
@@ -113,24 +200,38 @@ class Lab:
         self.issuer = issuer
         self.hub = Hub(typing_ttl=settings.typing_ttl, typing_min_interval=settings.typing_min_interval)
         self.observatory = Observatory(clock=time.time)
+        if not settings.admin_token:
+            # Anyone may observe a server without an admin token (on loopback only: beyond it the
+            # server always has one): they see no private room, DM pair, signal target or text.
+            self.observatory.hidden_room = self.hidden_from_observers
         self.process_id = f"p{os.getpid()}"
         self.started_at = time.time()
         self.peers: set[Outlet] = set()  # every upgraded /ws socket, authenticated or not
         self.sockets_open = 0  # authenticated /ws sockets whose handler still runs (leak or not)
         self.room_waiters: dict[str, set[asyncio.Future[None]]] = {}  # long polls parked on a room
+        self.event_streams: dict[str, set[EventStream]] = {}  # room -> its open SSE streams
+        self.long_reads: dict[int, set[LongRead]] = {}  # user id -> their open SSE streams and long polls
         self.closing = False  # set at shutdown: long polls answer at once
         # How shutdown closes every socket: 1001, or 1012 when the parent said it will restart us.
         self.shutdown_close: tuple[int, str] = (CloseCode.GOING_AWAY, "server shutting down")
         self.private_rooms: dict[str, frozenset[int]] = {}  # private room -> its members' ids
+        self.generation = ""  # the database's (Store.generation), read at start: tokens carry it
+        self.rest_buckets: dict[int, TokenBucket] = {}  # user id -> their REST writes' bucket
+        self.signup_buckets: dict[str, TokenBucket] = {}  # client IP -> its sign-ups' bucket
+        self.login_failures = Backoff(free=5)  # by username: guessing one account's password
+        self.login_failures_by_ip = Backoff(free=20)  # by client IP: guessing many accounts' passwords
+        self.uploading: dict[int, int] = {}  # user id -> uploads in progress
+        self.uploaded_bytes: dict[int, int] = {}  # user id -> bytes of new images stored since start-up
         # counters for /observe stats and /healthz
         self.messages_in = 0
         self.deliveries = 0
         self.dropped_slow = 0
 
     async def start(self) -> None:
+        self.generation = await self.db.generation()
         self.hub.last_seq.update(await self.db.last_seqs())
         self.private_rooms.update(await self.db.private_rooms())
-        await self.broker.start(self.deliver)
+        await self.broker.start(self.deliver_everywhere)
 
     # --- the send path ---------------------------------------------------------------
 
@@ -151,6 +252,17 @@ class Lab:
         log.info("dropping slow reader %s (%d bytes queued)", who, queued)
         if user is not None:
             self.observatory.emit(ObserveEvent.slow_consumer(who, user))
+
+    def deliver_everywhere(self, routed: Routed) -> None:
+        """What the broker calls for every routed message: :meth:`deliver` to the sockets, then
+        the same message to the room's event streams (SSE)."""
+        self.deliver(routed)
+        streams = self.event_streams.get(routed.name) if routed.seq else None
+        if streams:  # one encoding for every stream, as one frame for every socket
+            event = f"id: {routed.seq}\ndata: {routed.payload}\n\n".encode()
+            limit = self.settings.send_buffer_limit
+            for stream in streams:
+                stream.push(routed.seq, event, limit)
 
     def deliver(self, routed: Routed) -> None:
         """Deliver a routed message (from this process or another) to local sockets."""
@@ -205,11 +317,18 @@ class Lab:
 
     # --- authentication -------------------------------------------------------------
 
+    def issue_token(self, user: User) -> str:
+        """A new token for ``user``, carrying the database's generation."""
+        return self.issuer.issue(user.id, user.username, now=time.time(), generation=self.generation)
+
     async def authenticate(self, token: str) -> tuple[User, Claims]:
         claims = self.issuer.verify(token, now=time.time())
         user = await self.db.user_by_id(claims.user_id)
         if user is None:
             raise AuthError("token names a user that does not exist")
+        if claims.generation != self.generation:
+            # Issued by another database (a reset, the key kept): its id may now be someone else's.
+            raise AuthError("token is from before the database was reset")
         if claims.issued_at < user.tokens_valid_after:
             raise AuthError("token was revoked by a logout")
         return user, claims
@@ -294,21 +413,59 @@ class Lab:
             if user is not None and user.id != actor.id:
                 await self.notify(user.id, "mention", actor, post_id, kind_text)
 
-    async def save_upload(self, data: bytes) -> Upload:
-        """Check and store one image, the same for ``POST /api/uploads`` and a binary message on
-        ``/ws``: its type sniffed from its bytes, at most ``upload_max_bytes``, named by its hash."""
-        limit = self.settings.upload_max_bytes
-        if len(data) > limit:
-            raise UploadRefused("too_large", f"upload over {limit} bytes")
-        kind = sniff_image(data[:16])
-        if kind is None:
-            raise UploadRefused("unsupported_type", "only PNG, JPEG, GIF and WebP images are accepted")
-        ext, content_type = kind
-        name = f"{hashlib.sha256(data).hexdigest()[:32]}.{ext}"
-        path = self.settings.uploads_dir / name
-        if not path.exists():
-            await asyncio.to_thread(_write_atomically, path, data)
-        return Upload(name, len(data), content_type)
+    async def save_upload(self, data: bytes, user_id: int) -> Upload:
+        """Check and store one image that is in memory already (a binary message on ``/ws``, at
+        most ``max_message_bytes``), as :meth:`save_upload_stream` does with a streamed one."""
+
+        async def one_chunk() -> AsyncIterator[bytes]:
+            yield data
+
+        return await self.save_upload_stream(one_chunk(), user_id)
+
+    async def save_upload_stream(self, chunks: AsyncIterator[bytes], user_id: int) -> Upload:
+        """Check and store one image as its bytes arrive: its type sniffed from its first bytes, at
+        most ``upload_max_bytes``, within the user's ``upload_quota_bytes``, named by its hash.
+
+        At most ``uploads_per_user`` at once per user (``too_many_uploads``). The bytes go to a
+        temporary file as they come: an upload never sits whole in memory, and one refused or
+        cut off midway is deleted at once (the caller's exception passes through)."""
+        settings = self.settings
+        if self.uploading.get(user_id, 0) >= settings.uploads_per_user:
+            raise UploadRefused(
+                "too_many_uploads", f"at most {settings.uploads_per_user} uploads at once per user; wait for one to end"
+            )
+        self.uploading[user_id] = self.uploading.get(user_id, 0) + 1
+        writer = UploadWriter(settings.uploads_dir)
+        try:
+            room = settings.upload_quota_bytes - self.uploaded_bytes.get(user_id, 0)
+            async for chunk in chunks:
+                writer.write(chunk)
+                if writer.size > settings.upload_max_bytes:
+                    raise UploadRefused("too_large", f"upload over {settings.upload_max_bytes} bytes")
+                if writer.size > room:
+                    raise UploadRefused(
+                        "quota_exceeded",
+                        f"your uploads would pass the {settings.upload_quota_bytes} bytes one user may store",
+                    )
+                if len(writer.head) >= 12 and sniff_image(writer.head) is None:  # refused before the rest comes
+                    break
+            kind = sniff_image(writer.head)
+            if kind is None:
+                raise UploadRefused("unsupported_type", "only PNG, JPEG, GIF and WebP images are accepted")
+            ext, content_type = kind
+            name, new = writer.finish(settings.uploads_dir, ext)
+            if new:  # the same bytes again cost no disk, and count once
+                self.uploaded_bytes[user_id] = self.uploaded_bytes.get(user_id, 0) + writer.size
+            return Upload(name, writer.size, content_type)
+        except BaseException:
+            writer.discard()
+            raise
+        finally:
+            left = self.uploading.get(user_id, 1) - 1
+            if left:
+                self.uploading[user_id] = left
+            else:
+                self.uploading.pop(user_id, None)
 
     def can_read_room(self, user_id: int, room: str) -> bool:
         return self.read_refusal(user_id, room) is None
@@ -323,7 +480,9 @@ class Lab:
         return None if parties is None or user_id in parties else f"room {room!r} is another pair's direct messages"
 
     async def create_private_room(self, owner: User, name: str, member_ids: list[int]) -> list[int]:
-        if name in self.private_rooms or self.hub.rooms.get(name):  # someone joined it as a public room
+        # The rooms the lab's own clients meet in are never private: whoever claimed one first
+        # would lock everyone else out of it (the browser client and the toolkit join "general").
+        if name in PUBLIC_ROOMS or name in self.private_rooms or self.hub.rooms.get(name):
             raise RoomTaken(name)
         self.private_rooms[name] = frozenset()  # reserved: no one joins while the store writes
         try:
@@ -334,8 +493,9 @@ class Lab:
         self.private_rooms[name] = frozenset(members)
         return members
 
-    async def wait_for_room(self, room: str, timeout: float) -> None:
-        """Park a long poll until the next message in ``room`` or ``timeout`` seconds.
+    async def wait_for_room(self, room: str, timeout: float, read: LongRead | None = None) -> None:
+        """Park a long poll until the next message in ``room``, ``timeout`` seconds, or the end
+        of ``read`` (a logout or its token's expiry).
 
         Each poll parks its own future and removes it when it returns (or its client goes
         away), so polls on rooms that never get a message leave nothing behind."""
@@ -343,13 +503,90 @@ class Lab:
         waiters = self.room_waiters.setdefault(room, set())
         waiters.add(waiter)
         try:
-            await asyncio.wait_for(waiter, timeout)
+            if read is None:
+                await asyncio.wait_for(waiter, timeout)
+            else:  # wait() neither raises on timeout nor cancels the futures it watches
+                await asyncio.wait((waiter, read.ended), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         except TimeoutError:
             pass
         finally:
             waiters.discard(waiter)
             if not waiters and self.room_waiters.get(room) is waiters:
                 del self.room_waiters[room]
+
+    # --- limits of HTTP clients --------------------------------------------------------------
+
+    def rest_write_wait(self, user_id: int, now: float) -> float:
+        """0 if ``user_id`` may make a REST write at ``now`` (monotonic; it takes a token), else the
+        seconds until they may."""
+        rate = self.settings.rest_rate_limit
+        if not rate:
+            return 0.0
+        bucket = self.rest_buckets.get(user_id)
+        if bucket is None:
+            bucket = self.rest_buckets[user_id] = TokenBucket(rate, self.settings.rest_burst, now)
+        return 0.0 if bucket.allow(now) else bucket.wait(now)
+
+    def signup_wait(self, ip: str, now: float) -> float:
+        """0 if ``ip`` may sign up at ``now`` (monotonic), else the seconds until it may."""
+        per_minute = self.settings.signup_rate_limit
+        if not per_minute:
+            return 0.0
+        bucket = self.signup_buckets.get(ip)
+        if bucket is None:
+            if len(self.signup_buckets) >= 10_000:  # a bound: the oldest IP is forgotten
+                del self.signup_buckets[next(iter(self.signup_buckets))]
+            bucket = self.signup_buckets[ip] = TokenBucket(per_minute / 60, 10, now)
+        return 0.0 if bucket.allow(now) else bucket.wait(now)
+
+    # --- long-lived reads: SSE streams and long polls ------------------------------------
+
+    def open_event_stream(self, room: str, user_id: int, on_overflow: Callable[[], None]) -> EventStream:
+        """Register an SSE stream on ``room``: from now on :meth:`deliver` queues the room's messages
+        on it. :meth:`close_event_stream` when it ends."""
+        stream = EventStream(room, user_id, on_overflow)
+        self.event_streams.setdefault(room, set()).add(stream)
+        return stream
+
+    def close_event_stream(self, stream: EventStream) -> None:
+        streams = self.event_streams.get(stream.room)
+        if streams is not None:
+            streams.discard(stream)
+            if not streams:
+                del self.event_streams[stream.room]
+
+    def user_streams(self, user_id: int) -> int:
+        """How many SSE streams ``user_id`` has open."""
+        return sum(s.user_id == user_id for streams in self.event_streams.values() for s in streams)
+
+    def open_long_read(self, user_id: int, claims: Claims) -> LongRead:
+        """Register a read that stays open past its token check; :meth:`close_long_read` when it ends."""
+        read = LongRead(user_id, claims.expires_at, asyncio.get_running_loop().create_future())
+        self.long_reads.setdefault(user_id, set()).add(read)
+        return read
+
+    def close_long_read(self, read: LongRead) -> None:
+        reads = self.long_reads.get(read.user_id)
+        if reads is not None:
+            reads.discard(read)
+            if not reads:
+                del self.long_reads[read.user_id]
+
+    def end_long_reads(self, user_id: int, reason: str) -> int:
+        """End every open SSE stream and long poll of ``user_id`` (a logout); return how many."""
+        ended = 0
+        for read in self.long_reads.get(user_id, ()):
+            if not read.ended.done():
+                read.ended.set_result(reason)
+                ended += 1
+        return ended
+
+    def expire_long_reads(self, now: float) -> None:
+        """End the reads whose token has expired at ``now`` (Unix time), as sockets are closed 1008."""
+        for reads in self.long_reads.values():
+            for read in reads:
+                if read.expires_at <= now and not read.ended.done():
+                    read.ended.set_result("token expired")
 
     # --- numbers for /healthz and /observe -----------------------------------------------
 
@@ -359,7 +596,9 @@ class Lab:
             "sockets_open": self.sockets_open,
             "sockets_tracked": self.hub.tracked_sockets(),  # > sockets_open: the cleanup leaks
             "peers": len(self.peers),  # upgraded /ws sockets, authenticated or not
-            "long_polls": sum(len(waiters) for waiters in self.room_waiters.values()),
+            # Long polls and SSE streams waiting for a message.
+            "long_polls": sum(len(waiters) for waiters in self.room_waiters.values())
+            + sum(s.waiter is not None and not s.waiter.done() for ss in self.event_streams.values() for s in ss),
             "messages_in": self.messages_in,
             "deliveries": self.deliveries,
             "dropped_slow": self.dropped_slow,
@@ -367,8 +606,14 @@ class Lab:
             "cpu_s": round(cpu_seconds(), 3),  # since the process started; a rate is two samples apart
         }
 
+    def hidden_from_observers(self, room: str) -> bool:
+        """A room whose name an observer without the admin token does not see: private or DM."""
+        return room in self.private_rooms or dm_parties(room) is not None
+
     def snapshot(self) -> SnapshotMessage:
-        return SnapshotMessage.of(self.hub, self.stats(), self.switches.to_json())
+        snapshot = SnapshotMessage.of(self.hub, self.stats(), self.switches.to_json())
+        hidden = self.observatory.hidden_room
+        return snapshot if hidden is None else snapshot.without_rooms(hidden)
 
     def flush_observers(self) -> None:
         """Send the pending observation batch to every observer; a snapshot where one was missed or lost.
@@ -411,3 +656,6 @@ class Lab:
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
+        for streams in self.event_streams.values():
+            for stream in streams:
+                stream.wake()

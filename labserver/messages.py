@@ -20,7 +20,7 @@ not know their JSON: the ``*_of`` constructors here translate them.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -395,6 +395,14 @@ class SnapshotMessage(ServerMessage):
         # Rooms with a socket in them, and those whose last member's member_left is held back.
         rooms = {room: [u.id for u in hub.room_members(room)] for room in sorted({*hub.rooms, *hub.leaving})}
         return cls(sockets, tuple(u.id for u in hub.online_users()), rooms, stats, switches)
+
+    def without_rooms(self, hidden: Callable[[str], bool]) -> SnapshotMessage:
+        """This snapshot without the rooms ``hidden`` names (for observers without the admin token)."""
+        sockets = tuple(
+            SocketView(s.socket_id, s.user, tuple(r for r in s.rooms if not hidden(r))) for s in self.sockets
+        )
+        rooms = {room: users for room, users in self.rooms.items() if not hidden(room)}
+        return SnapshotMessage(sockets, self.online, rooms, self.stats, self.switches)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,10 @@ from typing import Any
 
 from .messages import EventsMessage, ObserveEvent
 
+HIDDEN = "(hidden)"
+"""What an observer without the admin token sees in place of a private room's name or a DM
+pair (no room name has parentheses, so it names no real room)."""
+
 
 class Observatory:
     """Collects events between flushes. Two bounds, because two kinds of event:
@@ -61,6 +65,10 @@ class Observatory:
         self._state = 0
         self.stale = False
         self.dropped = 0
+        # Set when observers are not the instructor (a server with no admin token): which rooms
+        # they may not see (private rooms, DM rooms). Then events about those are left out,
+        # routed events lose their previews, and DM, private-room and signal targets are hidden.
+        self.hidden_room: Callable[[str], bool] | None = None
 
     @property
     def active(self) -> bool:
@@ -81,8 +89,25 @@ class Observatory:
                 return
             self._state += 1
         fields = event.to_json()
+        if self.hidden_room is not None and not self._redact(fields, self.hidden_room):
+            return
         fields["t"] = round(self.clock(), 4)
         self._batch.append(fields)
+
+    @staticmethod
+    def _redact(fields: dict[str, Any], hidden: Callable[[str], bool]) -> bool:
+        """Redact one event in place for an observer without the admin token; False: leave it out."""
+        room = fields.get("room")
+        if isinstance(room, str) and hidden(room):  # joins and leaves of a private room
+            return False
+        if fields.get("ev") == "routed":
+            fields["preview"] = None  # neither chat nor notification texts
+            to = fields.get("to")
+            if isinstance(to, dict):
+                kind, name = to.get("kind"), to.get("name")
+                if kind in ("dm", "socket") or fields.get("type") == "signal" or (kind == "room" and hidden(str(name))):
+                    fields["to"] = {"kind": kind, "name": HIDDEN}  # no DM pair, private room or signal target
+        return True
 
     def preview(self, text: str) -> str:
         return text if len(text) <= self.preview_chars else text[: self.preview_chars - 1] + "\u2026"

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import re
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -19,15 +21,19 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from .appkeys import LAB, MAX_CLOSE_REASON_BYTES, error_response, is_admin
-from .auth import SESSION_COOKIE, AuthError, hash_password, verify_password
+from .auth import SESSION_COOKIE, AuthError, Claims, hash_password, verify_password
 from .config import SwitchError
 from .envelope import MAX_TEXT_CHARS, ROOM_NAME, is_dm_room
 from .frames import CloseCode
 from .lab import UPLOAD_NAME, Lab, UploadRefused
 from .messages import NotificationMessage, UploadedMessage, UserRef, comment_json, message_of, post_json
+from .ratelimit import retry_after
 from .store import NotFound, RoomTaken, User, UsernameTaken
 
+log = logging.getLogger("labserver")
+
 USERNAME = re.compile(r"[A-Za-z0-9_]{3,32}")
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_JSON_BODY = 64 * 1024
 
 routes = web.RouteTableDef()
@@ -64,6 +70,14 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        # Not a mere formality: text/plain and form bodies are what any website can make a
+        # visitor's browser send cross-site without asking (no CORS preflight); JSON is not.
+        raise api_error(
+            415,
+            "unsupported_media_type",
+            f"send the body as Content-Type: application/json, not {request.headers.get('Content-Type', 'none')!r}",
+        )
     if request.content_length is not None and request.content_length > MAX_JSON_BODY:
         raise api_error(413, "too_large", f"JSON body over {MAX_JSON_BODY} bytes")
     raw = await request.content.read(MAX_JSON_BODY + 1)
@@ -109,17 +123,34 @@ def int_query(request: web.Request, name: str, default: int, *, low: int, high: 
 async def current_user(request: web.Request, *, query_token: bool = False) -> User:
     """The user of ``Authorization: Bearer``; with ``query_token``, also of ``?token=``
     (for clients that cannot set headers: a browser's EventSource, like its WebSocket)."""
+    user, _ = await current_claims(request, query_token=query_token)
+    return user
+
+
+async def current_claims(request: web.Request, *, query_token: bool = False) -> tuple[User, Claims]:
+    """:func:`current_user` and what its token says (its expiry: a long read ends with it)."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         token = request.query.get("token", "") if query_token else ""
     if not token:
         raise api_error(401, "unauthorized", "send Authorization: Bearer <token>")
+    lab = request.app[LAB]
     try:
-        user, _ = await request.app[LAB].authenticate(token.strip())
+        user, claims = await lab.authenticate(token.strip())
     except AuthError as exc:
         raise api_error(401, "unauthorized", str(exc)) from None
-    return user
+    if request.method in WRITES and request.path != "/api/logout":  # a logout is never refused
+        wait = lab.rest_write_wait(user.id, time.monotonic())
+        if wait:
+            rate = lab.settings.rest_rate_limit
+            raise ApiError(
+                429,
+                "too_many_requests",
+                f"over {rate:g} REST writes per second (burst {lab.settings.rest_burst}); retry in {wait:.2f} s",
+                {"Retry-After": retry_after(wait)},
+            )
+    return user, claims
 
 
 def session_response(request: web.Request, user: User, status: int = 200) -> web.Response:
@@ -132,7 +163,7 @@ def session_response(request: web.Request, user: User, status: int = 200) -> web
     cookie: the REST API wants ``Authorization: Bearer``, so no cross-site form can act
     as the user (CSRF)."""
     lab = request.app[LAB]
-    token = lab.issuer.issue(user.id, user.username, now=time.time())
+    token = lab.issue_token(user)
     response = web.json_response({"token": token, "user": UserRef.of(user).to_json()}, status=status)
     response.set_cookie(
         SESSION_COOKIE,
@@ -168,6 +199,15 @@ async def _credentials(request: web.Request) -> tuple[str, str]:
 @routes.post("/api/signup")
 async def signup(request: web.Request) -> web.Response:
     lab = request.app[LAB]
+    wait = lab.signup_wait(request.remote or "?", time.monotonic())
+    if wait:
+        per_minute = lab.settings.signup_rate_limit
+        raise ApiError(
+            429,
+            "too_many_attempts",
+            f"over {per_minute:g} sign-ups a minute from this address; retry in {retry_after(wait)} s",
+            {"Retry-After": retry_after(wait)},
+        )
     username, password = await _credentials(request)
     if not USERNAME.fullmatch(username):
         raise api_error(400, "bad_field", "username must be 3-32 letters, digits or '_'")
@@ -185,22 +225,44 @@ async def signup(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     lab = request.app[LAB]
     username, password = await _credentials(request)
+    # Back-off after failures, by username (one account guessed) and by address (many guessed):
+    # checked before the password, so a shut-out guesser learns nothing from the answer.
+    # By address only beyond loopback: on one machine every lesson's client shares 127.0.0.1.
+    name_key, ip_key = username.lower(), request.remote or "?"
+    by_ip = not lab.settings.loopback_only
+    now = time.monotonic()
+    wait = max(lab.login_failures.wait(name_key, now), lab.login_failures_by_ip.wait(ip_key, now) if by_ip else 0)
+    if wait:
+        raise ApiError(
+            429,
+            "too_many_attempts",
+            f"too many failed logins; retry in {retry_after(wait)} s",
+            {"Retry-After": retry_after(wait)},
+        )
     user = await lab.db.user_by_name(username)
     stored = user.password_hash if user else "scrypt$4096$8$1$AAAA$AAAA"  # same work either way
     if not await asyncio.to_thread(verify_password, password, stored) or user is None:
+        lab.login_failures.failed(name_key, time.monotonic())
+        if by_ip:
+            lab.login_failures_by_ip.failed(ip_key, time.monotonic())
         raise api_error(401, "bad_credentials", "wrong username or password")
+    lab.login_failures.succeeded(name_key)
     return session_response(request, user)
 
 
 @routes.post("/api/logout")
 async def logout(request: web.Request) -> web.Response:
-    """Revoke every token issued so far to this user and close their sockets (1008)."""
+    """Revoke every token issued so far to this user, close their sockets (1008), and end
+    their SSE streams and long polls (a stolen token must not keep reading)."""
     lab = request.app[LAB]
     user = await current_user(request)
     await lab.db.set_tokens_valid_after(user.id, time.time())
     sockets = list(lab.hub.user_sockets.get(user.id, ()))
+    streams = lab.end_long_reads(user.id, "logged out")
     await asyncio.gather(*(c.sink.close(CloseCode.POLICY_VIOLATION, "logged out") for c in sockets))
-    response = web.json_response({"closed_sockets": len(sockets)})
+    # closed_streams only when there were any: the answer lesson 06 shows keeps its shape.
+    answer = {"closed_sockets": len(sockets), **({"closed_streams": streams} if streams else {})}
+    response = web.json_response(answer)
     # The revocation above already makes the cookie's token useless; this also removes it from the browser.
     response.del_cookie(SESSION_COOKIE, path="/")
     return response
@@ -350,7 +412,7 @@ async def upload(request: web.Request) -> web.Response:
     """Multipart upload of one image (field ``file``). The stored name is its content hash:
     the client's filename is never used, so no path trick can reach the disk."""
     lab = request.app[LAB]
-    await current_user(request)
+    user = await current_user(request)
     limit = lab.settings.upload_max_bytes
     if request.content_length is not None and request.content_length > limit + 64 * 1024:
         raise api_error(413, "too_large", f"upload over {limit} bytes")
@@ -368,15 +430,23 @@ async def upload(request: web.Request) -> web.Response:
         raise api_error(400, "bad_upload", f"expected multipart/form-data with a 'file' field ({exc})") from None
     if part is None or not hasattr(part, "read_chunk"):
         raise api_error(400, "bad_upload", "expected multipart/form-data with a 'file' field")
-    data = bytearray()
-    while chunk := await part.read_chunk(64 * 1024):
-        data += chunk
-        if len(data) > limit:
-            raise api_error(413, "too_large", f"upload over {limit} bytes")
+    file_part = part
+
+    async def chunks() -> AsyncIterator[bytes]:
+        while chunk := await file_part.read_chunk(64 * 1024):
+            yield chunk
+
     try:
-        saved = await lab.save_upload(bytes(data))
+        saved = await lab.save_upload_stream(chunks(), user.id)
     except UploadRefused as exc:
-        raise api_error(413 if exc.code == "too_large" else 415, exc.code, exc.message) from None
+        status = {"too_large": 413, "quota_exceeded": 413, "too_many_uploads": 429}.get(exc.code, 415)
+        headers = {"Retry-After": "1"} if status == 429 else None
+        raise ApiError(status, exc.code, exc.message, headers) from None
+    except (ConnectionError, asyncio.IncompleteReadError, HttpProcessingError) as exc:
+        # The client went away (or broke the body) midway: its partial file is already deleted.
+        # One line, not aiohttp's traceback of the failed read; the answer reaches no one.
+        log.info("upload by %s aborted after %d bytes: %s", user.username, request.content.total_bytes, exc)
+        raise api_error(400, "bad_upload", "the upload ended before its last byte") from None
     return web.json_response(UploadedMessage.of(saved).record(), status=201)
 
 
@@ -567,18 +637,24 @@ async def post_room_message(request: web.Request) -> web.Response:
 async def long_poll(request: web.Request) -> web.Response:
     """Long polling: the request is held until a message after ``after`` exists, or ``timeout`` s."""
     lab = request.app[LAB]
-    user = await current_user(request)
+    user, claims = await current_claims(request)
     room = _readable_room(request, user)
     after = int_query(request, "after", 0, low=0, high=2**53)
     limit = int_query(request, "limit", 100, low=1, high=1000)
     max_wait = lab.settings.long_poll_max_seconds
     timeout = float(int_query(request, "timeout", int(min(25, max_wait)), low=0, high=int(max_wait)))
     deadline = time.monotonic() + timeout
-    while True:
-        _readable_room(request, user)  # again: the room may have become private meanwhile
-        if lab.hub.last_seq.get(room, 0) > after or time.monotonic() >= deadline or lab.closing:
-            return web.json_response(await _messages_after(lab, room, after, limit))
-        await lab.wait_for_room(room, deadline - time.monotonic())
+    read = lab.open_long_read(user.id, claims)
+    try:
+        while True:
+            if read.ended.done():  # a logout or the token's expiry while it waited: nothing more to read
+                raise api_error(401, "unauthorized", f"the long poll ended: {read.ended.result()}")
+            _readable_room(request, user)  # again: the room may have become private meanwhile
+            if lab.hub.last_seq.get(room, 0) > after or time.monotonic() >= deadline or lab.closing:
+                return web.json_response(await _messages_after(lab, room, after, limit))
+            await lab.wait_for_room(room, deadline - time.monotonic(), read)
+    finally:
+        lab.close_long_read(read)
 
 
 @routes.get("/api/rooms/{room}/events")
@@ -587,18 +663,54 @@ async def room_events(request: web.Request) -> web.StreamResponse:
     ``after`` (or the ``Last-Event-ID`` a reconnecting EventSource sends) is an event
     ``id: <seq>`` / ``data: <json>``; a comment line every 15 s keeps proxies from closing."""
     lab = request.app[LAB]
-    user = await current_user(request, query_token=True)
+    user, claims = await current_claims(request, query_token=True)
     room = _readable_room(request, user)
     last_id = request.headers.get("Last-Event-ID", "")
     after = int(last_id) if last_id.isdigit() else int_query(request, "after", 0, low=0, high=2**53)
+    per_user = lab.settings.streams_per_user_limit
+    if per_user and lab.user_streams(user.id) >= per_user:
+        raise api_error(429, "too_many_streams", f"at most {per_user} open event streams per user; close one")
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await response.prepare(request)
-    while not lab.closing and lab.read_refusal(user.id, room) is None:  # a room may turn private
-        for row in await lab.db.messages_after(room, after, 100):
-            await response.write(f"id: {row.seq}\ndata: {message_of(row).encode()}\n\n".encode())
-            after = row.seq
-        if lab.hub.last_seq.get(room, 0) <= after:
-            await lab.wait_for_room(room, 15.0)
-            if lab.hub.last_seq.get(room, 0) <= after and not lab.closing:
-                await response.write(b": keep-alive\n\n")
+    transport = request.transport
+    # Subscribed before the history is read: what is delivered meanwhile is queued, and the
+    # seqs already sent are skipped, so nothing falls between the two.
+    stream = lab.open_event_stream(room, user.id, lambda: transport.abort() if transport is not None else None)
+    read = lab.open_long_read(user.id, claims)
+    loop = asyncio.get_running_loop()
+    try:
+        while not read.ended.done():  # the history, from the database, a page at a time
+            rows = await lab.db.messages_after(room, after, 100)
+            for row in rows:
+                if read.ended.done():  # checked before every event: nothing is sent after a logout
+                    break
+                await response.write(f"id: {row.seq}\ndata: {message_of(row).encode()}\n\n".encode())
+                after = row.seq
+            if len(rows) < 100:
+                break
+        while not lab.closing and not read.ended.done() and lab.read_refusal(user.id, room) is None:
+            while stream.events and not read.ended.done():  # live: encoded once by Lab.deliver_everywhere
+                if lab.read_refusal(user.id, room) is not None:  # the room turned private meanwhile
+                    break
+                seq, event = stream.pop()
+                if seq > after:
+                    await response.write(event)
+                    after = seq
+            if stream.overflowed or lab.closing or read.ended.done():
+                break
+            stream.waiter = loop.create_future()
+            await asyncio.wait((stream.waiter, read.ended), timeout=15.0, return_when=asyncio.FIRST_COMPLETED)
+            if not stream.waiter.done() and not read.ended.done():
+                await response.write(b": keep-alive\n\n")  # 15 s of silence: keeps proxies from closing it
+            stream.waiter = None
+        if read.ended.done():
+            # A last event that says why, like a socket's 1008 reason; its reconnect then gets 401.
+            reason = read.ended.result()
+            await response.write(f"event: end\ndata: {json.dumps({'type': 'end', 'reason': reason})}\n\n".encode())
+    except ConnectionError:
+        pass  # the client went away (or was cut as too slow): nothing to answer
+    finally:
+        stream.waiter = None
+        lab.close_event_stream(stream)
+        lab.close_long_read(read)
     return response

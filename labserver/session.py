@@ -78,11 +78,12 @@ def new_socket_id() -> str:
 class Session:
     """The protocol logic of one authenticated socket."""
 
-    __slots__ = ("lab", "conn")
+    __slots__ = ("lab", "conn", "registered")
 
-    def __init__(self, lab: Lab, conn: Connection) -> None:
+    def __init__(self, lab: Lab, conn: Connection, *, registered: bool = True) -> None:
         self.lab = lab
         self.conn = conn
+        self.registered = registered  # False: refused at open, never in the hub
 
     @classmethod
     async def open(
@@ -103,6 +104,12 @@ class Session:
             bucket=TokenBucket(settings.rate_per_second, settings.rate_burst, now),
             sink=outlet,
         )
+        per_user = settings.sockets_per_user_limit
+        if per_user and len(lab.hub.user_sockets.get(user.id, ())) >= per_user:
+            # Per-socket limits (rate, send buffer) would multiply with the sockets: one user, a few tabs.
+            # Closed before its welcome; the handler's loop then ends at once, with nothing to unregister.
+            await outlet.close(CloseCode.POLICY_VIOLATION, f"too many sockets for this user (at most {per_user})")
+            return cls(lab, conn, registered=False)
         ping = lab.switches.ping_interval if ping_interval is None else ping_interval
         lab.send(outlet, WelcomeMessage(conn.socket_id, conn.user, Limits.of(settings, ping)))
         await lab.register(conn)
@@ -110,7 +117,8 @@ class Session:
 
     async def close(self, code: int | None, reason: str) -> None:
         """The socket has ended, for whatever reason: forget it everywhere."""
-        await self.lab.unregister(self.conn, code, reason)
+        if self.registered:
+            await self.lab.unregister(self.conn, code, reason)
 
     @property
     def outlet(self) -> Outlet:
@@ -134,7 +142,7 @@ class Session:
             return
         conn.strikes = max(0, conn.strikes - 1)
         try:
-            upload = await lab.save_upload(data)
+            upload = await lab.save_upload(data, conn.user.id)
         except UploadRefused as exc:
             self.reply(ErrorMessage(ErrorCode(exc.code), exc.message))
             return

@@ -54,7 +54,7 @@ __all__ = [
     "UsernameTaken",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MAX_BATCH = 512
 """Most messages :class:`AsyncStore` commits in one transaction."""
 WRITE_BEHIND_INTERVAL = 1.0
@@ -238,6 +238,11 @@ _SCHEMA_V2 = (
     ) WITHOUT ROWID""",
 )
 
+# Version 3: the database's generation, a random value made with it. Tokens carry it (the "gen"
+# claim): after a reset (a new database, the signing key kept) ids are handed out again, and
+# an old token must not name whoever got its id.
+_SCHEMA_V3 = ("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",)
+
 # Column order matches the dataclass fields, so rows unpack straight into them.
 _USER = "SELECT id, username, password_hash, created_at, tokens_valid_after FROM users"
 _MESSAGE = (
@@ -265,6 +270,10 @@ class Store:
     """One SQLite database file. Not thread-safe: use it from one thread at a time."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
+        if str(path) != ":memory:" and not os.path.exists(path):
+            # Created readable by the owner only: it holds password hashes and every DM. SQLite
+            # gives its -wal and -shm files the database file's mode, so they are 0600 too.
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         # isolation_level=None: the sqlite3 module never opens transactions behind
         # our back; every write below says BEGIN and COMMIT itself.
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -282,13 +291,17 @@ class Store:
     def _migrate(self) -> None:
         with self._tx():
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            statements: tuple[str, ...]
             if version == 0:  # a new database (_SCHEMA sets the current version)
-                for statement in _SCHEMA + _SCHEMA_V2:
-                    self._db.execute(statement)
-            elif version == 1:  # 1 -> 2: add private rooms; nothing else changes
-                for statement in _SCHEMA_V2:
-                    self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                statements = _SCHEMA + _SCHEMA_V2 + _SCHEMA_V3
+            else:  # 1 -> 2: add private rooms; 2 -> 3: add the generation; nothing else changes
+                statements = {1: _SCHEMA_V2 + _SCHEMA_V3, 2: _SCHEMA_V3}.get(version, ())
+                if statements:
+                    statements += (f"PRAGMA user_version = {SCHEMA_VERSION}",)
+            for statement in statements:
+                self._db.execute(statement)
+            if statements:
+                self._db.execute("INSERT INTO meta (key, value) VALUES ('generation', ?)", (os.urandom(8).hex(),))
             elif version != SCHEMA_VERSION:
                 raise StoreError(f"database schema version {version} is not {SCHEMA_VERSION}; wrong labserver version?")
 
@@ -457,6 +470,10 @@ class Store:
             )
             self._db.executemany("INSERT INTO room_members (room, user_id) VALUES (?, ?)", [(name, u) for u in members])
         return members
+
+    def generation(self) -> str:
+        """This database's generation: random, made with it (schema version 3)."""
+        return str(self._one("SELECT value FROM meta WHERE key = 'generation'")[0])
 
     def private_rooms(self) -> dict[str, frozenset[int]]:
         """Every private room and its member ids."""
@@ -654,6 +671,9 @@ class AsyncStore:
 
     async def create_private_room(self, name: str, owner_id: int, member_ids: Sequence[int], now: float) -> list[int]:
         return await self._run(self._store.create_private_room, name, owner_id, member_ids, now)
+
+    async def generation(self) -> str:
+        return await self._run(self._store.generation)
 
     async def private_rooms(self) -> dict[str, frozenset[int]]:
         return await self._run(self._store.private_rooms)

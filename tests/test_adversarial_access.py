@@ -36,6 +36,8 @@ from .adversarial import (
 )
 from .conftest import Client, until
 
+NO_KEY: Any = None  # alg none takes no key (PyJWT's types, with cryptography installed, say a key is required)
+
 
 def secret_of(lab: LabServer) -> bytes:
     return bytes.fromhex((lab.data_dir / "jwt-secret").read_text())
@@ -47,9 +49,9 @@ def bad_token(lab: LabServer, kind: str, account: Account) -> str:
     now = time.time()
     return {
         "forged": lambda: jwt.encode(claims, "x" * 32, algorithm="HS256"),
-        "alg_none": lambda: jwt.encode(claims, None, algorithm="none"),
+        "alg_none": lambda: jwt.encode(claims, NO_KEY, algorithm="none"),
         "alg_none_real_signature": lambda: ".".join(
-            [jwt.encode(claims, None, algorithm="none").split(".")[0], *account.token.split(".")[1:]]
+            [jwt.encode(claims, NO_KEY, algorithm="none").split(".")[0], *account.token.split(".")[1:]]
         ),
         "hs512_real_key": lambda: jwt.encode(claims, key, algorithm="HS512"),
         "expired": lambda: jwt.encode({**claims, "exp": int(now) - 5}, key, algorithm="HS256"),
@@ -483,20 +485,21 @@ def test_private_rooms_survive_a_restart(tmp_path: Path) -> None:
         still_serves_sync(proc)
 
 
-def test_a_version_1_database_is_migrated_to_version_2(tmp_path: Path) -> None:
+def test_a_version_1_database_is_migrated_to_version_3(tmp_path: Path) -> None:
     db = tmp_path / "lab.sqlite3"
     with Store(db) as store:
         alice = store.create_user("alice", "h", 1.0)
         store.append_messages([NewMessage("lobby", alice.id, "before the migration", 2.0)])
     raw = sqlite3.connect(db)  # back to what version 1 looked like
-    raw.executescript("DROP TABLE room_members; DROP TABLE private_rooms; PRAGMA user_version = 1;")
+    raw.executescript("DROP TABLE room_members; DROP TABLE private_rooms; DROP TABLE meta; PRAGMA user_version = 1;")
     raw.close()
     with Store(db) as store:
+        assert len(store.generation()) == 16
         assert [m.text for m in store.messages_after("lobby", 0, 10)] == ["before the migration"]
         assert store.create_private_room("club", alice.id, [], 3.0) == [alice.id]
         assert store.private_rooms() == {"club": frozenset({alice.id})}
     raw = sqlite3.connect(db)
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     raw.close()
 
 
@@ -523,12 +526,15 @@ async def test_tokens_never_reach_the_logs_even_at_debug(tmp_path: Path) -> None
                 except OSError:
                     pass
 
-        raw(f"FOO /ws?token={token} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        raw(f"GET /ws?token={token}&pad={'a' * 9000} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        raw(f"GET /api/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\x00\r\n\r\n".encode())
-        raw(f"GET /api/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nX-Pad: {'b' * 9000}\r\n\r\n".encode())
-        raw(b"GET /api/users HTTP/1.1\r\nHost: x\r\nX-Admin-Token: instructor-secret-123\x01\r\n\r\n")
-        raw(b"GET /observe?admin_token=instructor-secret-123 HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
+        raw(f"FOO /ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        raw(f"GET /ws?token={token}&pad={'a' * 9000} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        raw(f"GET /api/me HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\x00\r\n\r\n".encode())
+        pad = "b" * 9000
+        raw(
+            f"GET /api/me HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nX-Pad: {pad}\r\n\r\n".encode()
+        )
+        raw(b"GET /api/users HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Admin-Token: instructor-secret-123\x01\r\n\r\n")
+        raw(b"GET /observe?admin_token=instructor-secret-123 HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header\r\n\r\n")
         proc.request("GET", f"/api/me?token={token}", token=token)
         proc.request("GET", "/api/users", headers={"X-Admin-Token": "instructor-secret-123"})
         async with websockets.connect(f"{proc.ws_url}?token={token}") as ws:

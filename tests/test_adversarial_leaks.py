@@ -113,7 +113,7 @@ async def test_long_polls_on_rooms_that_stay_silent_leave_nothing_behind(lab: La
     for i in range(10):
         with socket.create_connection((host, port)) as sock:
             sock.sendall(
-                f"GET /api/rooms/abandoned{i}/poll?after=0&timeout=3 HTTP/1.1\r\nHost: x\r\n"
+                f"GET /api/rooms/abandoned{i}/poll?after=0&timeout=3 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                 f"Authorization: Bearer {token}\r\n\r\n".encode()
             )
             await until_long_polls(lab, i + 1)  # parked before its client goes away

@@ -55,7 +55,7 @@ def post(
     ``answered_early=True`` asserts that the server's answer arrived while the body was
     still being sent: it refused the upload as it streamed, not after reading it all."""
     pieces = list(pieces) if not chunked else pieces
-    head = "POST /api/uploads HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    head = "POST /api/uploads HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
     if token:
         head += f"Authorization: Bearer {token}\r\n"
     head += f"Content-Type: {content_type or f'multipart/form-data; boundary={boundary}'}\r\n"
@@ -181,7 +181,7 @@ def test_a_polyglot_is_stored_and_served_as_the_image_type_its_magic_says(lab: L
     )
     assert status == 201 and body["content_type"] == "image/png" and body["name"].endswith(".png")
     with socket.create_connection(hostport(lab), timeout=10) as sock:
-        sock.sendall(f"GET {body['url']} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        sock.sendall(f"GET {body['url']} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
         answer = b""
         while chunk := sock.recv(65536):
             answer += chunk

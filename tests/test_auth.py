@@ -6,6 +6,7 @@ import os
 import stat
 import time
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
@@ -21,6 +22,8 @@ from labserver.auth import (
     hash_password,
     verify_password,
 )
+
+NO_KEY: Any = None  # alg none takes no key (PyJWT's types, with cryptography installed, say a key is required)
 
 SECRET = b"s" * 32
 OTHER = b"o" * 32
@@ -159,7 +162,7 @@ def test_expired() -> None:
 
 def test_alg_none_is_refused() -> None:
     issuer = TokenIssuer(SECRET)
-    token = jwt.encode(claims(), None, algorithm="none")
+    token = jwt.encode(claims(), NO_KEY, algorithm="none")
     assert jwt.get_unverified_header(token)["alg"] == "none"
     assert reason(issuer, token) == "token algorithm is not HS256"
 

@@ -9,6 +9,7 @@ import asyncio
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -211,6 +212,11 @@ def test_without_the_flag_stdin_eof_is_ignored(server: Server) -> None:
         ["--presence-grace", "nan"],
         ["--presence-grace", "soon"],
         ["--rate", "fast"],
+        ["--header-timeout", "0"],
+        ["--max-unfinished-per-ip", "-1"],
+        ["--max-sockets-per-user", "many"],
+        ["--signups-per-minute", "-5"],
+        ["--upload-quota-bytes", "0"],
         ["--bogus"],
         ["--log-level", "LOUD"],
         ["--port"],
@@ -232,6 +238,13 @@ def test_help_exits_0(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert "--port" in result.stdout and "--data-dir" in result.stdout
     assert "--exit-on-stdin-eof" in result.stdout
+
+
+def test_every_flag_is_in_the_protocols_flag_table() -> None:
+    flags = set(re.findall(r"(--[a-z][a-z-]+)", run("--help").stdout))
+    protocol = (Path(labserver_package.__file__).parent / "PROTOCOL.md").read_text()
+    table = protocol.split("| Flag ", 1)[1].split("\n\n", 1)[0]
+    assert not {f for f in flags if f"`{f}" not in table}, "flags missing from PROTOCOL.md section 2"
 
 
 def test_version_prints_the_package_version() -> None:

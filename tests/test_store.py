@@ -63,7 +63,7 @@ def test_schema_and_pragmas(store: Store, db_path: Path) -> None:
     try:
         tables = {name for (name,) in raw.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
         assert {"users", "rooms", "messages", "posts", "likes", "comments", "notifications"} <= tables
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # persistent in the file
     finally:
         raw.close()
@@ -72,6 +72,14 @@ def test_schema_and_pragmas(store: Store, db_path: Path) -> None:
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+
+
+def test_each_database_has_its_own_generation_kept_across_opens(tmp_path: Path) -> None:
+    with Store(tmp_path / "a.sqlite3") as a, Store(tmp_path / "b.sqlite3") as b:
+        first, other = a.generation(), b.generation()
+    assert len(first) == 16 and first != other
+    with Store(tmp_path / "a.sqlite3") as again:
+        assert again.generation() == first
 
 
 def test_reopen_keeps_data(db_path: Path) -> None:
@@ -89,9 +97,9 @@ def test_reopen_keeps_data(db_path: Path) -> None:
 def test_unknown_schema_version_is_refused(db_path: Path) -> None:
     Store(db_path).close()
     raw = sqlite3.connect(db_path)
-    raw.execute("PRAGMA user_version = 3")
+    raw.execute("PRAGMA user_version = 4")
     raw.close()
-    with pytest.raises(StoreError, match="schema version 3"):
+    with pytest.raises(StoreError, match="schema version 4"):
         Store(db_path)
 
 
