@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import secrets
+import ssl
 import sys
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -56,13 +57,36 @@ def proxy_prefix() -> str | None:
 class LabServer(LabProcess):
     """A running lab server, as a lesson sees it: the process, and blocking REST calls to it.
 
+    With ``certfile=`` and ``keyfile=`` (PEM files) it serves TLS: :attr:`url` is ``https://``,
+    :attr:`ws_url` ``wss://``. ``cafile=`` (not a server flag) is the CA the toolkit's own
+    calls trust for it (:attr:`ssl_context`); without it, the system's CAs.
+
     (Not to be confused with :class:`labserver.lab.Lab`, the server's own core object.)
     """
+
+    def __init__(
+        self, data_dir: str | os.PathLike[str] | None = None, *, admin_token: str | None = None, **options: Any
+    ) -> None:
+        self.cafile: str | os.PathLike[str] | None = options.pop("cafile", None)  # ours, not a server flag
+        super().__init__(data_dir, admin_token=admin_token, **options)
+
+    @property
+    def tls(self) -> bool:
+        """True when the server speaks TLS (started with ``certfile``/``keyfile``)."""
+        return "certfile" in self.options
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """A client context that verifies this server (None for a plain one): pass it as
+        ``ssl=`` to ``websockets.connect`` or aiohttp."""
+        if not self.tls:
+            return None
+        return ssl.create_default_context(cafile=None if self.cafile is None else os.fspath(self.cafile))
 
     @property
     def rest(self) -> RestClient:
         """Blocking REST calls to this server; the methods below are its, for one-word calls in cells."""
-        return RestClient(self.url, self.admin_token)
+        return RestClient(self.url, self.admin_token, ssl_context=self.ssl_context)
 
     @property
     def browser_url(self) -> str:
@@ -228,7 +252,8 @@ def start_lab(**options: Any) -> LabServer:
 
     ``options`` are the server's flags in Python spelling, e.g.
     ``start_lab(ping_interval=5, typing_ttl=2)``; ``data_dir`` keeps data between
-    runs (default: a fresh temporary directory per lab).
+    runs (default: a fresh temporary directory per lab). ``certfile`` and ``keyfile``
+    serve TLS (``https://``, ``wss://``), ``cafile`` is the CA the handle's calls trust.
     """
     _warn_once_about_the_frontend()
     # Every socket is a file (a macOS shell allows 256): raised before the server starts, which inherits it.

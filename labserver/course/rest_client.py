@@ -16,6 +16,7 @@ thousand threads. Every endpoint is in labserver/PROTOCOL.md.
 from __future__ import annotations
 
 import json
+import ssl
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ class RestClient:
     base_url: str
     admin_token: str | None = None
     timeout: float = 30.0
+    ssl_context: ssl.SSLContext | None = None  # for https://: whom to trust (a lesson's own CA); None: the system's
 
     def request(
         self, method: str, path: str, body: Any = None, token: str | None = None, headers: dict[str, str] | None = None
@@ -69,7 +71,7 @@ class RestClient:
         if token:
             req.add_header("Authorization", f"Bearer {token}")
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with urllib.request.urlopen(req, timeout=self.timeout, context=self.ssl_context) as resp:
                 return resp.status, json.loads(resp.read() or b"null")
         except urllib.error.HTTPError as err:
             raw = err.read()
