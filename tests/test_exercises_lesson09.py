@@ -178,8 +178,10 @@ async def _next_signal(ws: Any, kind: str) -> dict[str, Any]:
     return dict(msg)
 
 
-async def test_q4_answer_to_every_tab_is_refused(live: None) -> None:
-    async def broadcast_answer(ws_url: str, caller_token: str, callee_token: str, callee_id: int) -> None:
+def partial_call(*, answer: bool, to_caller_socket: bool, ice: bool) -> Any:
+    """A ``place_call`` that stops early or answers every tab: the wrong answers q4 must catch."""
+
+    async def place_call(ws_url: str, caller_token: str, callee_token: str, callee_id: int) -> None:
         async with (
             websockets.connect(f"{ws_url}?token={caller_token}") as caller,
             websockets.connect(f"{ws_url}?token={callee_token}") as callee,
@@ -188,46 +190,34 @@ async def test_q4_answer_to_every_tab_is_refused(live: None) -> None:
             await callee.recv()
             await caller.send(_signal(callee_id, "offer"))
             offer = await _next_signal(callee, "offer")
+            if not answer:
+                return
             caller_id = offer["from"]["id"]
-            await callee.send(_signal(caller_id, "answer"))  # no to_socket: every tab of the caller rings
+            to_socket = offer["from_socket"] if to_caller_socket else None  # None: every tab of the caller rings
+            await callee.send(_signal(caller_id, "answer", to_socket=to_socket))
             await _next_signal(caller, "answer")
+            if not ice:
+                return
             await caller.send(_signal(callee_id, "ice"))
             await callee.send(_signal(caller_id, "ice"))
             await _next_signal(callee, "ice")
             await _next_signal(caller, "ice")
 
-    verdict = await ex.q4.check_async(broadcast_answer)
-    assert verdict.status is Status.INCORRECT and "`to_socket`" in verdict.message
+    return place_call
 
 
-async def test_q4_missing_ice_and_missing_answer(live: None) -> None:
-    async def offer_answer_only(ws_url: str, caller_token: str, callee_token: str, callee_id: int) -> None:
-        async with (
-            websockets.connect(f"{ws_url}?token={caller_token}") as caller,
-            websockets.connect(f"{ws_url}?token={callee_token}") as callee,
-        ):
-            await caller.recv()
-            await callee.recv()
-            await caller.send(_signal(callee_id, "offer"))
-            offer = await _next_signal(callee, "offer")
-            await callee.send(_signal(offer["from"]["id"], "answer", to_socket=offer["from_socket"]))
-            await _next_signal(caller, "answer")
-
-    verdict = await ex.q4.check_async(offer_answer_only)
-    assert verdict.status is Status.INCORRECT and "ICE candidate" in verdict.message
-
-    async def offer_only(ws_url: str, caller_token: str, callee_token: str, callee_id: int) -> None:
-        async with (
-            websockets.connect(f"{ws_url}?token={caller_token}") as caller,
-            websockets.connect(f"{ws_url}?token={callee_token}") as callee,
-        ):
-            await caller.recv()
-            await callee.recv()
-            await caller.send(_signal(callee_id, "offer"))
-            await _next_signal(callee, "offer")
-
-    verdict = await ex.q4.check_async(offer_only)
-    assert verdict.status is Status.INCORRECT and "never answered" in verdict.message
+@pytest.mark.parametrize(
+    ("wrong", "says"),
+    [
+        (partial_call(answer=True, to_caller_socket=False, ice=True), "`to_socket`"),
+        (partial_call(answer=True, to_caller_socket=True, ice=False), "ICE candidate"),
+        (partial_call(answer=False, to_caller_socket=False, ice=False), "never answered"),
+    ],
+    ids=["answer to every tab", "no ICE", "no answer"],
+)
+async def test_q4_wrong_calls_are_told_what_is_missing(live: None, wrong: Any, says: str) -> None:
+    verdict = await ex.q4.check_async(wrong)
+    assert verdict.status is Status.INCORRECT and says in verdict.message, verdict
 
 
 async def test_q4_one_socket_only(live: None) -> None:

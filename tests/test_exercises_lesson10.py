@@ -220,63 +220,40 @@ async def registers_first(svc: ReactionsService, conn: Conn, post: int, after: i
 # --- q1, q2, q3: live ----------------------------------------------------------------------------
 
 
-async def test_q1_reference_passes(live: None) -> None:
-    verdict = await ex.q1.check_async(ex.handle_socket)
-    assert verdict, verdict
-    assert "`svc.conns` and `svc.viewers` are empty" in verdict.message
-
-
 @pytest.mark.parametrize(
-    ("wrong", "says"),
+    ("question", "answer", "says"),
     [
-        (no_finally, "the ones that ended by 'bad message'"),
-        (guest_allowed, "a connection with no token was accepted"),
-        (never_unregisters, "'abort', 'bad message', 'close'"),
+        ("q1", ex.handle_socket, "`svc.conns` and `svc.viewers` are empty"),
+        ("q2", ex.on_react, "15 refused `rate_limited`"),
+        ("q3", ex.on_view, ""),
     ],
 )
-async def test_q1_wrong_answers(live: None, wrong: Any, says: str) -> None:
-    verdict = await ex.q1.check_async(wrong)
-    assert verdict.status is Status.INCORRECT and says in verdict.message, verdict
-
-
-async def test_q2_reference_passes(live: None) -> None:
-    verdict = await ex.q2.check_async(ex.on_react)
+async def test_the_reference_handlers_pass(live: None, question: str, answer: Any, says: str) -> None:
+    verdict = await getattr(ex, question).check_async(answer)
     assert verdict, verdict
-    assert "15 refused `rate_limited`" in verdict.message
+    assert says in verdict.message
 
 
 @pytest.mark.parametrize(
-    ("wrong", "says"),
+    ("question", "wrong", "says"),
     [
-        (awaited_sends, "everything stopped after"),
-        (gathered_sends, "everything stopped after"),
-        (ack_before_persist, "an `ack` without a seq"),
-        (to_everyone, "who views another post, received 400 reactions"),
-        (unlimited, "every one was stored"),
-    ],
-)
-async def test_q2_wrong_answers(live: None, wrong: Any, says: str) -> None:
-    verdict = await ex.q2.check_async(wrong)
-    assert verdict.status is Status.INCORRECT and says in verdict.message, verdict
-
-
-async def test_q3_reference_passes(live: None) -> None:
-    verdict = await ex.q3.check_async(ex.on_view)
-    assert verdict, verdict
-
-
-@pytest.mark.parametrize(
-    ("wrong", "says"),
-    [
-        (ignores_after, "(lost)"),
-        (replays_everything, "got 10 old ones replayed"),
+        ("q1", no_finally, "the ones that ended by 'bad message'"),
+        ("q1", guest_allowed, "a connection with no token was accepted"),
+        ("q1", never_unregisters, "'abort', 'bad message', 'close'"),
+        ("q2", awaited_sends, "everything stopped after"),
+        ("q2", gathered_sends, "everything stopped after"),
+        ("q2", ack_before_persist, "an `ack` without a seq"),
+        ("q2", to_everyone, "who views another post, received 400 reactions"),
+        ("q2", unlimited, "every one was stored"),
+        ("q3", ignores_after, "(lost)"),
+        ("q3", replays_everything, "got 10 old ones replayed"),
         # A race, not a certainty: ~30 views while reactions stream, each with about a one in three
         # chance to catch a reaction between add_viewer and the read; missing all 30 is below 1e-4.
-        (registers_first, "no `await` in between"),
+        ("q3", registers_first, "no `await` in between"),
     ],
 )
-async def test_q3_wrong_answers(live: None, wrong: Any, says: str) -> None:
-    verdict = await ex.q3.check_async(wrong)
+async def test_wrong_handlers_are_told_what_failed(live: None, question: str, wrong: Any, says: str) -> None:
+    verdict = await getattr(ex, question).check_async(wrong)
     assert verdict.status is Status.INCORRECT and says in verdict.message, verdict
 
 
