@@ -777,6 +777,50 @@ async def test_live_problem_that_needs_no_answer() -> None:
         q.check()
 
 
+class CallsYourClient(LiveProblem):
+    """A live problem whose answer must be a function of a given kind, checked before the lab is touched."""
+
+    call_with = "my_client"
+
+    async def _check_async(self, answer: Any, lab: Any) -> str | None:
+        lab.touched = True
+        return "ran"
+
+
+@pytest.mark.parametrize(
+    ("kind", "says_of_async", "says_of_plain"),
+    [
+        ("async", None, "Incorrect: `plain_function` must be an `async def` function: a notebook cell"),
+        ("sync", "Incorrect: `coroutine_function` must be a plain function (`def`, not `async def`)", None),
+        ("function", None, None),
+        (None, None, None),
+    ],
+)
+async def test_live_answers_of_the_wrong_kind_are_refused_before_the_lab_is_touched(
+    kind: Any, says_of_async: str | None, says_of_plain: str | None
+) -> None:
+    async def coroutine_function(lab: Any) -> int:
+        return 1
+
+    def plain_function(lab: Any) -> int:
+        return 1
+
+    for answer, says in ((coroutine_function, says_of_async), (plain_function, says_of_plain)):
+        q = in_lesson(CallsYourClient(), "q7")
+        q.answer_kind = kind
+        q.lab = FakeLab(0)
+        verdict = await q.check_async(answer)
+        if says is None:
+            assert repr(verdict) == "Correct: ran" and getattr(q.lab, "touched", False)
+        else:
+            assert repr(verdict).startswith(says) and not hasattr(q.lab, "touched"), repr(verdict)
+    q = in_lesson(CallsYourClient(), "q7")
+    q.answer_kind, q.lab = "async", FakeLab(0)
+    assert repr(await q.check_async(42)) == (
+        "Incorrect: pass your function itself, not a number: `await ex.q7.check_async(my_client)`."
+    )
+
+
 async def test_live_against_the_real_lab_server(lab: LabServer, account: Any, connect: Any) -> None:
     alice = account()
     await connect(alice)

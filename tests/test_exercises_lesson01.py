@@ -415,7 +415,7 @@ WRONG: dict[Any, tuple[Status, str]] = {  # answer -> the verdict's status and a
     crashes: (Status.ERROR, "`crashes` raised KeyError: 'message' after 1 request(s)"),
     wrong_path: (Status.INCORRECT, "`404`"),
     own_session: (Status.INCORRECT, "no request reached the lab"),
-    sync_poller: (Status.INCORRECT, "async def sync_poller(http, room, token, deliver):"),
+    sync_poller: (Status.INCORRECT, "`sync_poller` must be an `async def` function"),
     three_arguments: (Status.INCORRECT, "must take four arguments"),
 }
 

@@ -285,7 +285,7 @@ async def test_q5_bad_shapes(live: None) -> None:
     async def awaiting(target: Any, sockets: Any) -> set[str]:
         return set()
 
-    assert "plain `def`" in (await ex.q5.check_async(awaiting)).message
+    assert "plain function" in (await ex.q5.check_async(awaiting)).message
     assert "set of socket ids" in (await ex.q5.check_async(lambda t, s: "s_a1")).message
     assert (await ex.q5.check_async(lambda t, s: 1 / 0)).status is Status.ERROR
 

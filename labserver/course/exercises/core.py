@@ -41,7 +41,7 @@ import re
 import textwrap
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 __all__ = [
     "NOT_ANSWERED",
@@ -793,10 +793,27 @@ class LiveProblem(Problem):
     _await_reason = "this check talks to the lab server"
 
     call_with = "..."  # what the check call shows as its argument, e.g. the student's function's name
+    # What the answer must be, checked before the lab is touched: "async" (an ``async def`` the
+    # check awaits), "sync" (a plain ``def`` it calls), "function" (either), or None (not a function).
+    answer_kind: Literal["async", "sync", "function"] | None = None
+    why_async = "a notebook cell runs inside an event loop, which a blocking client would freeze"
+    why_sync = "it only computes; it awaits nothing"
 
     @property
     def _check_call(self) -> str:
         return f"await {self.ref}.check_async({self.call_with})"
+
+    def _check_kind(self, answer: Any) -> None:
+        """Refuse an answer that is not a function of :attr:`answer_kind`, saying why in one line."""
+        if self.answer_kind is None:
+            return
+        if not callable(answer):
+            raise Incorrect(f"pass your function itself, not {_kind(answer)}: `{self._check_call}`.")
+        name = getattr(answer, "__name__", self.call_with)  # the student's own name for it
+        if self.answer_kind == "async" and not _is_async_callable(answer):
+            raise Incorrect(f"`{name}` must be an `async def` function: {self.why_async}.")
+        if self.answer_kind == "sync" and _is_async_callable(answer):
+            raise Incorrect(f"`{name}` must be a plain function (`def`, not `async def`): {self.why_sync}.")
 
     def _is_placeholder(self, answer: Any) -> bool:
         # A function (or coroutine function) whose body is still ``...`` is not started yet.
@@ -816,6 +833,7 @@ class LiveProblem(Problem):
         return running
 
     async def _acheck(self, answer: Any) -> str | None:
+        self._check_kind(answer)
         return await self._check_async(answer, self._find_lab())
 
     async def _check_async(self, answer: Any, lab: Any) -> str | None:

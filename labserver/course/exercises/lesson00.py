@@ -22,7 +22,6 @@ went each way and in which order.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import secrets
 from typing import Any, cast
@@ -288,14 +287,20 @@ class SayHello(LiveProblem):
     that joins ``room`` and posts ``text`` there, waits for the ack, and closes."""
 
     answer_format = "your async function itself, `say_hello` (no parentheses)"
+    call_with = "say_hello"
+    # Checked before calling: a blocking client (websockets.sync) would freeze this event loop,
+    # and with it the tap it has to go through.
+    answer_kind = "async"
+    why_async = (
+        "use `websockets.connect` from the asyncio API (`async with websockets.connect(...)`, `await ws.send(...)`, "
+        "`await ws.recv()`): a notebook cell runs inside an event loop, which a blocking client would freeze"
+    )
 
     def __init__(self, username: str = "hello_checker", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.username = username
 
     async def _check_async(self, answer: Any, lab: Any) -> str | None:
-        if not callable(answer):
-            raise Incorrect(f"pass your function itself: `await {self.ref}.check_async(say_hello)`.")
         account = await asyncio.to_thread(lab.account, self.username)
         room = f"hello-{secrets.token_hex(3)}"
         text = f"hello from {self.username}, {secrets.token_hex(2)}"
@@ -320,14 +325,6 @@ class SayHello(LiveProblem):
 
     async def _run(self, answer: Any, ws_url: str, token: str, room: str, text: str) -> None:
         call = f"say_hello({ws_url!r}, token, {room!r}, {text!r})"
-        if not inspect.iscoroutinefunction(answer):
-            # Checked before calling: a blocking client (websockets.sync) would freeze this event loop,
-            # and with it the tap it has to go through.
-            raise Incorrect(
-                "`say_hello` must be an `async def` function using `websockets.connect` from the asyncio API "
-                "(`async with websockets.connect(...)`, `await ws.send(...)`, `await ws.recv()`): a notebook "
-                "cell runs inside an event loop, which a blocking client would freeze."
-            )
         try:
             async with asyncio.timeout(HELLO_TIMEOUT):
                 await answer(ws_url, token, room, text)

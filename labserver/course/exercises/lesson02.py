@@ -592,10 +592,11 @@ class BrokenHandshakeProblem(LiveProblem):
     prediction must be what the lab answers when the request is sent on a raw socket."""
 
     username = "q4_handshaker"
+    call_with = "broken_handshake"
+    answer_kind = "sync"
+    why_sync = "it builds request bytes; the check sends them"
 
     async def _check_async(self, answer: Any, lab: Any) -> str | None:
-        if not callable(answer):
-            raise Incorrect(f"pass your function itself, `broken_handshake`, not {show(answer)}.")
         parts = urlsplit(lab.url)
         host, port = parts.hostname or "127.0.0.1", parts.port or 80
         account = await asyncio.to_thread(lab.account, self.username)

@@ -698,6 +698,9 @@ class _FrameReaderProblem(LiveProblem):
     """The student's frame reader, run on traffic captured live through a tap, fed in awkward pieces."""
 
     answer_format = "your function itself, `read_frames`"
+    call_with = "read_frames"
+    answer_kind = "sync"
+    why_sync = "it parses bytes it is given; it awaits nothing"
 
     def _not_attempted(self) -> Verdict:
         return Verdict(
@@ -707,10 +710,6 @@ class _FrameReaderProblem(LiveProblem):
         )
 
     async def _check_async(self, answer: Any, lab: Any) -> str | None:
-        if not callable(answer):
-            raise Incorrect(
-                f"pass your function itself, not {type(answer).__name__}: `await {self.ref}.check_async(read_frames)`."
-            )
         capture = await capture_live_traffic(lab)
         seed = random.randrange(1 << 30)
         total = 0

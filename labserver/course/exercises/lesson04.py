@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import inspect
 import math
 import secrets
 import statistics
@@ -215,14 +214,13 @@ class WhatNext(LiveProblem):
 
     answer_format = "your function itself, `what_next` (no parentheses)"
     call_with = "what_next"
+    answer_kind = "sync"
 
     def __init__(self, username: str = "q4_probe", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.username = username
 
     async def _check_async(self, answer: Any, lab: Any) -> str | None:
-        if not callable(answer) or inspect.iscoroutinefunction(answer):
-            raise Incorrect(f"pass a plain function (`def`, not `async def`): `{self._check_call}`.")
         seen: list[tuple[str, int, str]] = []
         for scenario in LIVE_SCENARIOS:
             code, reason = await provoke_close(lab, scenario, self.username)  # type: ignore[arg-type]
@@ -353,6 +351,7 @@ class LiveBackoff(LiveProblem):
 
     answer_format = "your function itself, `backoff` (no parentheses)"
     call_with = "backoff"
+    answer_kind = "sync"
 
     def __init__(self, prefix: str = "q5_bot", down: float = 0.5, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -360,8 +359,6 @@ class LiveBackoff(LiveProblem):
         self.down = down
 
     async def _check_async(self, answer: Any, lab: Any) -> str | None:
-        if not callable(answer) or inspect.iscoroutinefunction(answer):
-            raise Incorrect(f"pass a plain function (`def`, not `async def`): `{self._check_call}`.")
         _judge_backoff(answer)
         crowd = Crowd(lab, prefix=self.prefix, rooms=("q5-restart",), backoff=answer)
         try:
@@ -515,11 +512,10 @@ class LivePresence(LiveProblem):
 
     answer_format = "your function itself, `announcements` (no parentheses)"
     call_with = "announcements"
+    answer_kind = "sync"
 
     async def _check_async(self, answer: Any, lab: Any) -> str | None:
         PRESENCE_CASES.key, PRESENCE_CASES.lesson = self.key, self.lesson  # its messages name ex.q6
-        if inspect.iscoroutinefunction(answer):
-            raise Incorrect(f"pass a plain function (`def`, not `async def`): `{self._check_call}`.")
         PRESENCE_CASES._check(answer)  # raises Incorrect on the first failing case
         sockets, published = await _live_presence_session(lab)
         try:

@@ -215,16 +215,13 @@ class AnnounceTyping(LiveProblem):
 
     answer_format = "your async function itself, `announce_typing` (no parentheses)"
     call_with = "announce_typing"
+    answer_kind = "async"
+    why_async = (
+        "use the asyncio API of websockets (`async with websockets.connect(...) as ws`, `await ws.send(...)`, "
+        "`await ws.recv()`): a blocking client would freeze the notebook's event loop"
+    )
 
     async def _check_async(self, answer: Any, lab: Any) -> str | None:
-        if not callable(answer):
-            raise Incorrect(f"pass your function itself: `await {self.ref}.check_async(announce_typing)`.")
-        if not inspect.iscoroutinefunction(answer):
-            raise Incorrect(
-                "`announce_typing` must be an `async def` function using the asyncio API of websockets "
-                "(`async with websockets.connect(...) as ws`, `await ws.send(...)`, `await ws.recv()`): a "
-                "blocking client would freeze the notebook's event loop."
-            )
         typist, member, outsider = await asyncio.gather(
             *(asyncio.to_thread(lab.account, _fresh(p)) for p in ("typist", "reader", "outsider"))
         )
@@ -377,10 +374,9 @@ class LikeAndCatch(LiveProblem):
 
     answer_format = "your async function itself, `like_and_catch` (no parentheses)"
     call_with = "like_and_catch"
+    answer_kind = "async"
 
     async def _check_async(self, answer: Any, lab: Any) -> str | None:
-        if not callable(answer):
-            raise Incorrect(f"pass your function itself: `await {self.ref}.check_async(like_and_catch)`.")
         author, liker = await asyncio.gather(*(asyncio.to_thread(lab.account, _fresh(p)) for p in ("author", "liker")))
         status, made = await _rest(lab, "POST", "/api/posts", author.token, {"text": "my first photo"})
         if status != 201:
@@ -547,10 +543,9 @@ class PushHandler(LiveProblem):
 
     answer_format = "your function itself, `pushes_for` (no parentheses)"
     call_with = "pushes_for"
+    answer_kind = "function"  # a plain def or an async def: both are awaited or called as they are
 
     async def _check_async(self, answer: Any, lab: Any) -> str | None:
-        if not callable(answer):
-            raise Incorrect(f"pass your function itself: `await {self.ref}.check_async(pushes_for)`.")
         names = {who: _fresh(who) for who in ("ann", "bob", "cat", "viewer")}
         accounts = dict(
             zip(names, await asyncio.gather(*(asyncio.to_thread(lab.account, n) for n in names.values())), strict=True)

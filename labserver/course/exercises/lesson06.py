@@ -178,19 +178,17 @@ class QuietHelloProblem(LiveProblem):
 
     answer_format = "your async function itself, `say_quietly` (no parentheses)"
     call_with = "say_quietly"
+    answer_kind = "async"
+    why_async = (
+        "use `websockets.connect` (a blocking client would freeze the notebook's event loop, and the tap it "
+        "talks through)"
+    )
 
     def __init__(self, username: str = "quiet_checker", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.username = username
 
     async def _check_async(self, answer: Any, lab: Any) -> str | None:
-        if not callable(answer):
-            raise Incorrect(f"pass your function itself: `await {self.ref}.check_async(say_quietly)`.")
-        if not inspect.iscoroutinefunction(answer):
-            raise Incorrect(
-                "`say_quietly` must be an `async def` function using `websockets.connect` (a blocking client "
-                "would freeze the notebook's event loop, and the tap it talks through)."
-            )
         account = await asyncio.to_thread(lab.account, self.username)
         tag = secrets.token_hex(3)
         room, text = f"quiet-{tag}", f"no token in my URL, {tag}"
@@ -431,16 +429,14 @@ class RoutingProblem(LiveProblem):
 
     answer_format = "your function itself, `recipients` (no parentheses)"
     call_with = "recipients"
+    answer_kind = "sync"
+    why_sync = "it only looks up maps; it awaits nothing"
 
     def __init__(self, prefix: str = "route", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.prefix = prefix
 
     async def _check_async(self, answer: Any, lab: Any) -> str | None:
-        if not callable(answer):
-            raise Incorrect(f"pass your function itself: `await {self.ref}.check_async(recipients)`.")
-        if inspect.iscoroutinefunction(answer):
-            raise Incorrect("`recipients` should be a plain `def` function: it only looks up maps, it awaits nothing.")
         for target, expected, why in _OFFLINE_CASES:
             got = self._ask(answer, target, EXAMPLE_SOCKETS)
             if got != expected:
@@ -631,6 +627,11 @@ class FollowProblem(LiveProblem):
 
     answer_format = "your async function itself, `follow` (no parentheses)"
     call_with = "follow"
+    answer_kind = "async"
+    why_async = (
+        "use `websockets.connect` (a blocking client would freeze the notebook's event loop, and the lab's "
+        "messages with it)"
+    )
 
     def __init__(self, prefix: str = "follower", **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -639,13 +640,6 @@ class FollowProblem(LiveProblem):
     async def _check_async(self, answer: Any, lab: Any) -> str | None:
         from ..client import LabClient
 
-        if not callable(answer):
-            raise Incorrect(f"pass your function itself: `await {self.ref}.check_async(follow)`.")
-        if not inspect.iscoroutinefunction(answer):
-            raise Incorrect(
-                "`follow` must be an `async def` function using `websockets.connect` (a blocking client would "
-                "freeze the notebook's event loop, and the lab's messages with it)."
-            )
         tag = secrets.token_hex(2)
         room = f"follow-{tag}"
         reader = await asyncio.to_thread(lab.account, f"{self.prefix}_{tag}")

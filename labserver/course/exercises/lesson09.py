@@ -140,10 +140,9 @@ class SocketIOByHandProblem(LiveProblem):
     """Runs the student's coroutine against a fresh python-socketio chat, with a real client in the room."""
 
     call_with = "chat_by_hand"
+    answer_kind = "async"
 
     async def _check_async(self, answer: Any, lab: Any) -> str | None:
-        if not callable(answer):
-            raise CheckError("pass your function itself: `await ex.q3.check_async(chat_by_hand)`.")
         room, text = f"room-{secrets.token_hex(3)}", f"by hand {secrets.token_hex(4)}"
         with SocketIOChat(ping_interval=0.5, ping_timeout=2) as chat:
             listener = socketio.AsyncClient(handle_sigint=False, reconnection=False)
@@ -303,10 +302,9 @@ class PlaceCallProblem(LiveProblem):
     """Runs the student's coroutine through a frame tap in front of the lab and reads the signaling."""
 
     call_with = "place_call"
+    answer_kind = "async"
 
     async def _check_async(self, answer: Any, lab: Any) -> str | None:
-        if not callable(answer):
-            raise CheckError("pass your function itself: `await ex.q4.check_async(place_call)`.")
         tag = secrets.token_hex(3)
         caller, callee = await asyncio.gather(
             asyncio.to_thread(lab.account, f"caller_{tag}"), asyncio.to_thread(lab.account, f"callee_{tag}")

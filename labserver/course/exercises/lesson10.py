@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -86,13 +85,6 @@ def reference_handlers() -> dict[str, Any]:
 CHECK_TIMEOUT = 5.0  # seconds a check waits for something that takes milliseconds
 STALL = 3.0  # seconds without progress that count as a stall
 LEAK_WAIT = 2.0  # seconds the maps get to empty after the last disconnect (it takes milliseconds)
-
-
-def _require_async(answer: Any, name: str, ref: str) -> None:
-    if not callable(answer):
-        raise Incorrect(f"pass your function itself: `await {ref}.check_async({name})`.")
-    if not inspect.iscoroutinefunction(answer):
-        raise Incorrect(f"`{name}` must be an `async def` function: the service awaits it in its event loop.")
 
 
 class _Scene:
@@ -196,10 +188,11 @@ class SocketProblem(LiveProblem):
 
     answer_format = "your async function itself, `handle_socket` (no parentheses)"
     call_with = "handle_socket"
+    answer_kind = "async"
+    why_async = "the service awaits it in its event loop"
     VIEWERS_PER_ENDING = 2
 
     async def _check_async(self, answer: Any, lab: Any) -> str | None:
-        _require_async(answer, "handle_socket", self.ref)
         async with _Scene(lab, "sock", handle_socket=answer, on_view=on_view, on_react=on_react) as scene:
             post = await scene.post("capstone q1: the socket handler")
             await self._refusals(scene)
@@ -342,9 +335,10 @@ class ReactProblem(LiveProblem):
 
     answer_format = "your async function itself, `on_react` (no parentheses)"
     call_with = "on_react"
+    answer_kind = "async"
+    why_async = "the service awaits it in its event loop"
 
     async def _check_async(self, answer: Any, lab: Any) -> str | None:
-        _require_async(answer, "on_react", self.ref)
         options = {"rate": 1000.0, "burst": 1000.0, "send_limit": 8 * 1024, "disk_delay": 0.002}
         async with _Scene(lab, "react", handle_socket=handle_socket, on_view=on_view, on_react=answer, **options) as s:
             post, other = await s.post("capstone q2: react here"), await s.post("capstone q2: another post")
@@ -516,9 +510,10 @@ class ViewProblem(LiveProblem):
 
     answer_format = "your async function itself, `on_view` (no parentheses)"
     call_with = "on_view"
+    answer_kind = "async"
+    why_async = "the service awaits it in its event loop"
 
     async def _check_async(self, answer: Any, lab: Any) -> str | None:
-        _require_async(answer, "on_view", self.ref)
         options = {"rate": 1000.0, "burst": 1000.0, "disk_delay": 0.002}
         async with _Scene(lab, "view", handle_socket=handle_socket, on_view=answer, on_react=on_react, **options) as s:
             post = await s.post("capstone q3: come and go")
