@@ -67,6 +67,19 @@ class LabWebSocketResponse(web.WebSocketResponse):
         if tail and guard.feed(tail):
             self._refuse(guard)
 
+    async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"", drain: bool = True) -> bool:
+        """Close; in answer to the peer's Close frame, with the peer's own code.
+
+        RFC 6455 section 5.5.1: an endpoint that receives a Close frame sends one back, and
+        "typically echoes the status code it received". aiohttp answers 1000 whatever the
+        client said; a client leaving with 1001 (a closed tab) gets 1001 back here. An empty
+        Close (no code) is answered 1000.
+        """
+        received = self.close_code  # set from the peer's Close frame before aiohttp answers it
+        if received is not None and not self.closed and is_valid_close_code(received):
+            code = received
+        return await super().close(code=code, message=message, drain=drain)
+
     def _refuse(self, guard: ClientFrameGuard) -> None:
         """Hand aiohttp's reader the violation as a protocol error: aiohttp closes with its code."""
         assert self._reader is not None
