@@ -17,7 +17,7 @@ import websockets
 from websockets.exceptions import InvalidMessage
 
 from labserver.__main__ import parse_args
-from labserver.course import LabServer
+from labserver.course import LabClient, LabServer
 from labserver.course.tls import LocalCertificate, RawTap, local_certificate
 
 
@@ -57,6 +57,14 @@ async def test_a_verifying_client_gets_its_welcome(tls_lab: LabServer, cert: Loc
     async with websockets.connect(f"{tls_lab.ws_url}?token={token}", ssl=cert.client_context()) as ws:
         assert json.loads(await ws.recv())["type"] == "welcome"
         assert ws.transport.get_extra_info("ssl_object").version() in ("TLSv1.2", "TLSv1.3")
+
+
+async def test_the_toolkit_client_trusts_the_labs_own_ca(tls_lab: LabServer) -> None:
+    async with LabClient.connect(tls_lab, tls_lab.account("tls_cat")) as client:
+        assert client.welcome["type"] == "welcome"
+        assert client.ws is not None and client.ws.transport.get_extra_info("ssl_object") is not None
+        await client.join("tls")
+        assert (await client.chat("tls", "over wss"))["seq"] == 1
 
 
 @pytest.mark.parametrize("trust", ["another CA", "system CAs"])

@@ -322,6 +322,9 @@ class LabClient:
         options: dict[str, Any] = {"open_timeout": OPEN_TIMEOUT, "logger": log.getChild("websockets")}
         if self.max_queue is not None:
             options["max_queue"] = self.max_queue
+        trust = getattr(self.target, "ssl_context", None)  # a lab serving wss:// on a lesson's own CA
+        if trust is not None:
+            options["ssl"] = trust
         try:
             ws = await ws_connect(_url_with_token(self.ws_url, self.account.token), **options)
         except InvalidStatus as exc:
