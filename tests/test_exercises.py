@@ -25,6 +25,7 @@ from labserver.course.exercises import (
     Verdict,
     get_lesson,
     lessons,
+    seq_ranges,
     show,
 )
 from labserver.course.exercises import lesson00 as ex
@@ -1059,3 +1060,9 @@ def test_function_whose_body_is_still_ellipsis_is_not_attempted() -> None:
 
     assert lesson00.q3.check(is_online).status is Status.NOT_ATTEMPTED
     assert lesson00.q3.check(written).status is Status.INCORRECT
+
+
+def test_seq_ranges_reads_like_a_person_would_say_them() -> None:
+    assert seq_ranges([3, 4, 5, 9]) == "3-5, 9"
+    assert seq_ranges([1]) == "1"
+    assert seq_ranges([]) == "none"

@@ -387,8 +387,3 @@ async def test_q6_sync_function_and_wrong_messages(lab: LabServer, live: None) -
 
     verdict = await ex.q6.check_async(everything)
     assert verdict.status is Status.INCORRECT and "`deliver` got a `welcome` message" in verdict.message
-
-
-def test_ranges() -> None:
-    assert ex._ranges([3, 4, 5, 9]) == "3-5, 9"
-    assert ex._ranges([1]) == "1"

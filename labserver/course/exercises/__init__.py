@@ -29,6 +29,7 @@ from .core import (
     Verdict,
     get_lesson,
     lessons,
+    seq_ranges,
     show,
 )
 
@@ -48,5 +49,6 @@ __all__ = [
     "Verdict",
     "get_lesson",
     "lessons",
+    "seq_ranges",
     "show",
 ]

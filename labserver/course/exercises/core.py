@@ -59,6 +59,7 @@ __all__ = [
     "ValueProblem",
     "get_lesson",
     "lessons",
+    "seq_ranges",
     "show",
 ]
 
@@ -144,6 +145,22 @@ class Markdown:
         return isinstance(other, Markdown) and (self.markdown, self.plain) == (other.markdown, other.plain)
 
     __hash__ = None  # type: ignore[assignment]
+
+
+def seq_ranges(numbers: list[int]) -> str:
+    """Sorted sequence numbers as a reader takes them in: ``[3, 4, 5, 9]`` -> ``"3-5, 9"``."""
+    if not numbers:
+        return "none"
+    out: list[str] = []
+    start = prev = numbers[0]
+    for n in [*numbers[1:], None]:
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        out.append(f"{start}-{prev}" if prev != start else f"{start}")
+        if n is not None:
+            start = prev = n
+    return ", ".join(out)
 
 
 def show(value: Any, limit: int = 200) -> str:

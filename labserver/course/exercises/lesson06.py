@@ -40,6 +40,7 @@ from .core import (
     Lesson,
     LiveProblem,
     ValueProblem,
+    seq_ranges,
     show,
 )
 
@@ -707,14 +708,14 @@ class FollowProblem(LiveProblem):
         duplicates = sorted({s for s in seqs if seqs.count(s) > 1})
         if duplicates:
             raise Incorrect(
-                f"seq {_ranges(duplicates)} delivered more than once. After a reconnect, resume after the last "
+                f"seq {seq_ranges(duplicates)} delivered more than once. After a reconnect, resume after the last "
                 "seq you *delivered* (not 0), and skip any message whose seq you already have."
             )
         missing = sorted(set(expected) - set(seqs))
         if missing:
             late = "" if task in done else f" (`follow` had not returned after {FOLLOW_TIMEOUT:g} s)"
             raise Incorrect(
-                f"seq {_ranges(missing)} never delivered{late}. Messages posted while your connection was down "
+                f"seq {seq_ranges(missing)} never delivered{late}. Messages posted while your connection was down "
                 "do not come by themselves: after reconnecting, send "
                 '`{"type": "resume", "room": room, "after": <last seq delivered>}` (a `join` only brings new ones).'
             )
@@ -731,20 +732,6 @@ class FollowProblem(LiveProblem):
             f"all {FOLLOW_LAST} messages delivered once and in order, although the lab cut {len(cuts)} of your "
             f"connections mid-stream ({FOLLOW_BEFORE} were posted before you connected)."
         )
-
-
-def _ranges(numbers: list[int]) -> str:
-    """``[3, 4, 5, 9]`` -> ``"3-5, 9"``."""
-    out: list[str] = []
-    start = prev = numbers[0]
-    for n in [*numbers[1:], None]:
-        if n is not None and n == prev + 1:
-            prev = n
-            continue
-        out.append(f"{start}-{prev}" if prev != start else f"{start}")
-        if n is not None:
-            start = prev = n
-    return ", ".join(out)
 
 
 async def _follow_reference(ws_url: str, token: str, room: str, last: int, deliver: Callable[[Any], Any]) -> None:

@@ -32,7 +32,7 @@ from websockets.exceptions import InvalidStatus
 
 from ..capstone import Conn, ReactionClient, ReactionsService, StuckReader
 from ..tokens import tamper
-from .core import ChoiceProblem, FunctionProblem, Incorrect, Lesson, LiveProblem
+from .core import ChoiceProblem, FunctionProblem, Incorrect, Lesson, LiveProblem, seq_ranges
 
 lesson = Lesson("lesson10", "Capstone: live reactions on a post")
 
@@ -147,33 +147,17 @@ async def _until(condition: Callable[[], bool], timeout: float) -> bool:
     return condition()
 
 
-def _ranges(numbers: list[int]) -> str:
-    """``[3, 4, 5, 9]`` -> ``"3-5, 9"``."""
-    if not numbers:
-        return "none"
-    out: list[str] = []
-    start = prev = numbers[0]
-    for n in [*numbers[1:], None]:
-        if n is not None and n == prev + 1:
-            prev = n
-            continue
-        out.append(f"{start}-{prev}" if prev != start else f"{start}")
-        if n is not None:
-            start = prev = n
-    return ", ".join(out)
-
-
 def _sequence_problem(who: str, seqs: list[int], expected: list[int]) -> str | None:
     """What is wrong with the seqs a viewer received, or None."""
     duplicates = sorted({s for s in seqs if seqs.count(s) > 1})
     if duplicates:
-        return f"{who} received seq {_ranges(duplicates)} twice"
+        return f"{who} received seq {seq_ranges(duplicates)} twice"
     missing = sorted(set(expected) - set(seqs))
     if missing:
-        return f"{who} never received seq {_ranges(missing)} (lost)"
+        return f"{who} never received seq {seq_ranges(missing)} (lost)"
     extra = sorted(set(seqs) - set(expected))
     if extra:
-        return f"{who} received seq {_ranges(extra)}, which it should not have"
+        return f"{who} received seq {seq_ranges(extra)}, which it should not have"
     if seqs != expected:
         first = next(i for i, (a, b) in enumerate(zip(seqs, expected, strict=True)) if a != b)
         return f"{who} received the reactions out of order: ... {seqs[max(0, first - 2) : first + 3]} ..."
