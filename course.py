@@ -86,7 +86,10 @@ SANITY_MODULES = {
 # there, what is skipped without it).  The lessons need none.
 SYSTEM_PACKAGES = {
     "lab": (),
-    "test": (("chromium", "chromium", "the browser tests"),),
+    "test": (
+        ("chromium", "chromium", "the browser tests"),
+        ("redis-server", "redis-server", "the scale-out tests (--redis)"),
+    ),
 }
 
 IS_WINDOWS = os.name == "nt"
@@ -618,6 +621,12 @@ def cmd_lab_server(ns, extra):
     exec_venv(["-m", "labserver"] + extra)
 
 
+def cmd_class(ns, extra):
+    """Run one lab for the whole class: a join code, the students' URL and the projector link."""
+    setup("lab", system=False)
+    exec_venv(["-c", "from labserver.course.classroom import main; main()"] + extra)
+
+
 def cmd_kernel(ns, extra):
     if extra:
         die("`kernel` takes no pass-through arguments")
@@ -719,6 +728,12 @@ def main(argv=None):
     p.set_defaults(func=cmd_kernel)
     p = sub.add_parser("lab-server", help="setup, then run `python -m labserver` (extra args after -- go to it)")
     p.set_defaults(func=cmd_lab_server)
+    p = sub.add_parser(
+        "class",
+        help="setup, then run one lab for a class with a join code (after --: --host 0.0.0.0 for the room's LAN, "
+        "--port, --code, --accounts-per-code, --data-dir)",
+    )
+    p.set_defaults(func=cmd_class)
     p = sub.add_parser(
         "constraints", help="setup --test, then rewrite %s from the versions installed in .venv" % CONSTRAINTS.name
     )

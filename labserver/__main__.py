@@ -34,9 +34,10 @@ from aiohttp.abc import AbstractAccessLogger
 
 from . import __version__
 from .aiohttp_compat import ConnectionGuard, GuardedAppRunner
-from .app import make_app, private_dir
+from .app import make_app, read_or_create
 from .appkeys import LAB
-from .config import Settings
+from .config import Settings, normalized_join_code
+from .redis_broker import BrokerUnavailable, RedisBroker
 from .resources import raise_open_files_limit
 
 
@@ -115,6 +116,13 @@ def tls_context(certfile: Path, keyfile: Path) -> ssl.SSLContext:
             why = f"{certfile} must hold a PEM certificate and {keyfile} its PEM private key"
         raise ValueError(f"argument --certfile/--keyfile: {why}") from None
     return context
+
+
+def _node_name(text: str) -> str:
+    """A node name: it travels in every routed message's one-line header, so no spaces."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", text):
+        raise argparse.ArgumentTypeError(f"node name {text!r}: 1 to 64 letters, digits, '_', '.' or '-'")
+    return text
 
 
 def _port(text: str) -> int:
@@ -258,6 +266,27 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, bool]:
         help="serve TLS (https:// and wss://) with this PEM certificate chain; needs --keyfile",
     )
     p.add_argument("--keyfile", type=Path, metavar="PEM", help="the PEM private key of --certfile")
+    p.add_argument(
+        "--join-code",
+        metavar="CODE",
+        help="class mode: sign-ups need this code (4-32 letters or digits; case, spaces and dashes ignored); "
+        "`python3 course.py class` makes one",
+    )
+    p.add_argument(
+        "--accounts-per-code",
+        type=_positive(int),
+        default=defaults.accounts_per_code,
+        metavar="N",
+        help=f"accounts the join code may make per server run, over it 403 class_full "
+        f"(default {defaults.accounts_per_code})",
+    )
+    p.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share rooms, chat, DMs and presence with the other lab processes on this Redis, "
+        "e.g. redis://127.0.0.1:6379/0 (they must share --data-dir); default: this process alone",
+    )
+    p.add_argument("--node", type=_node_name, help="this process's name in /healthz and welcome (default p<pid>)")
     p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument(
         "--exit-on-stdin-eof",
@@ -273,6 +302,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, bool]:
             tls_context(args.certfile, args.keyfile)  # a bad file is a one-line error now, not at the first client
         except ValueError as exc:
             p.error(str(exc))
+    if args.join_code is not None and not re.fullmatch(r"[A-Z0-9]{4,32}", normalized_join_code(args.join_code)):
+        p.error(f"--join-code must be 4-32 letters or digits (spaces and dashes ignored), got {args.join_code!r}")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=args.log_level, handlers=[handler])
@@ -289,6 +320,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, bool]:
         signups_per_minute_per_ip=args.signups_per_minute_per_ip,
         certfile=args.certfile,
         keyfile=args.keyfile,
+        join_code=args.join_code,
+        accounts_per_code=int(args.accounts_per_code),
+        redis_url=args.redis,
+        node=args.node,
         **{field: getattr(args, field) for _, field, _, _ in _TUNABLES},
         admin_token=os.environ.get("LABSERVER_ADMIN_TOKEN") or None,
     ), args.exit_on_stdin_eof
@@ -410,6 +445,11 @@ def stop_on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> Ite
 
 
 async def serve(settings: Settings, *, exit_on_stdin_eof: bool = False) -> None:
+    if settings.redis_url is not None:
+        try:  # a typo or a Redis that is down is one line now, not a retry loop behind a started server
+            await RedisBroker.probe(settings.redis_url)
+        except BrokerUnavailable as exc:
+            raise SystemExit(f"labserver: error: --redis: {exc}") from None
     app = make_app(settings)
     runner = GuardedAppRunner(
         app,
@@ -463,12 +503,9 @@ def class_mode_admin_token(settings: Settings) -> Settings:
         token = path.read_text().strip()
     except FileNotFoundError:
         token = ""
-    if not token:
-        token = secrets.token_urlsafe(24)
-        private_dir(settings.data_dir)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(token + "\n")
+    if not token:  # made once: processes sharing the data dir (--redis) share it
+        path.unlink(missing_ok=True)  # an empty file left by a crash
+        token = read_or_create(path, lambda: secrets.token_urlsafe(24))
     print(
         f"labserver: listening on {settings.host}, beyond loopback: /observe and the admin API need the admin "
         f"token in {path} (or set LABSERVER_ADMIN_TOKEN)",

@@ -28,6 +28,7 @@ from .config import Settings
 from .frames import CloseCode
 from .lab import Lab
 from .messages import ObserveEvent
+from .redis_broker import RedisBroker
 from .rest import json_errors, routes
 from .store import AsyncStore, Store
 from .ws import observe_handler, websocket_handler
@@ -48,8 +49,11 @@ def make_app(settings: Settings, broker: Broker | None = None) -> web.Applicatio
     app.router.add_get("/ws", websocket_handler, allow_head=False)
     app.router.add_get("/observe", observe_handler, allow_head=False)
     app.router.add_get("/", _index)
+    app.router.add_get("/live", _live)  # the projector view (class mode), fed by /observe
     app.router.add_static("/static/", STATIC, name="static")
     app.on_response_prepare.append(_security_headers)
+    if broker is None and settings.redis_url is not None:
+        broker = RedisBroker(settings.redis_url, settings.node or f"p{os.getpid()}")
     app.cleanup_ctx.append(_lab_context(settings, broker or InMemoryBroker()))
     app.cleanup_ctx.append(_background)
     app.on_shutdown.append(_close_sockets)
@@ -96,6 +100,10 @@ async def _index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "index.html")
 
 
+async def _live(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "live.html")
+
+
 def private_dir(path: Path) -> None:
     """Create ``path`` (and its parents) readable by its owner only, 0700: it holds password
     hashes, every DM and the signing key. One that exists already is left as it is (it may be
@@ -123,17 +131,34 @@ def warn_if_readable_by_others(data_dir: Path) -> None:
             return
 
 
-def load_or_create_secret(path: Path) -> bytes:
-    """The JWT signing key, kept in the data directory so tokens survive a restart."""
+def read_or_create(path: Path, make: Callable[[], str]) -> str:
+    """The text in ``path``; if there is none, ``make()``'s, written there (mode 0600) first.
+
+    Safe when several processes share the data directory and start together (``--redis``):
+    the text is written whole to a file of our own, then linked to ``path``, which fails if
+    another process got there first; then everyone reads the one that won, never a half file."""
     try:
-        return bytes.fromhex(path.read_text().strip())
+        return path.read_text().strip()
     except FileNotFoundError:
-        key = secrets.token_bytes(32)
-        private_dir(path.parent)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # readable by the owner only
-        with os.fdopen(fd, "w") as f:
-            f.write(key.hex())
-        return key
+        pass
+    private_dir(path.parent)
+    part = path.with_name(f".{path.name}.{os.getpid()}.part")
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # readable by the owner only
+    with os.fdopen(fd, "w") as f:
+        f.write(make() + "\n")
+    try:
+        os.link(part, path)
+    except FileExistsError:
+        pass  # another process made it first: its text is the one
+    finally:
+        part.unlink()
+    return path.read_text().strip()
+
+
+def load_or_create_secret(path: Path) -> bytes:
+    """The JWT signing key, kept in the data directory so tokens survive a restart (and every
+    process sharing the directory signs and checks tokens with the same key)."""
+    return bytes.fromhex(read_or_create(path, lambda: secrets.token_bytes(32).hex()))
 
 
 def _lab_context(settings: Settings, broker: Broker) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -147,6 +172,7 @@ def _lab_context(settings: Settings, broker: Broker) -> Callable[[web.Applicatio
         await lab.start()
         app[LAB] = lab
         yield
+        lab.chaos.close()  # the worker processes of offloaded CPU work, if any
         await broker.close()
         await store.close()
 

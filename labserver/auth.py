@@ -78,6 +78,9 @@ class Claims:
     generation: str | None = None  # the "gen" claim: the database that issued it (Store.generation)
 
 
+DECODED_CACHE_SIZE = 10_000  # tokens whose signature was checked already (one entry ~1 KiB)
+
+
 class TokenIssuer:
     """Issues and verifies the lab's JWTs."""
 
@@ -86,6 +89,10 @@ class TokenIssuer:
             raise ValueError("JWT secret must be at least 32 bytes")
         self._secret = secret
         self.ttl = ttl
+        # token -> its decoded claims. The signature check is a pure function of the token and the
+        # key, and PyJWT's costs more than the rest of a connection's set-up: a client reconnecting
+        # with the same token pays it once. Expiry, revocation and the user are checked on every use.
+        self._decoded: dict[str, dict[str, Any]] = {}
 
     def issue(
         self, user_id: int, username: str, *, now: float, ttl: float | None = None, generation: str | None = None
@@ -108,7 +115,12 @@ class TokenIssuer:
         """Return the claims of a token valid at ``now`` (Unix time), or raise :class:`AuthError` saying why not."""
         if not isinstance(token, str) or not token:
             raise AuthError("missing token")
-        claims = self._decode(token)
+        claims = self._decoded.get(token)
+        if claims is None:
+            claims = self._decode(token)
+            if len(self._decoded) >= DECODED_CACHE_SIZE:
+                self._decoded.clear()  # bounded; refilled by the tokens in use
+            self._decoded[token] = claims
         try:
             generation = claims.get("gen")
             result = Claims(

@@ -70,6 +70,14 @@ class Settings:
     # TLS (wss:// and https://): a PEM certificate chain and its private key, both or neither.
     certfile: Path | None = None
     keyfile: Path | None = None
+    # Scaling out (PROTOCOL.md section 10): a Redis URL makes processes sharing this data dir
+    # share rooms, DMs, notifications and presence; None: this process alone (in-memory broker).
+    redis_url: str | None = None
+    node: str | None = None  # this process's name in /healthz, welcome and /observe; None: p<pid>
+    # Class mode (PROTOCOL.md section 2): with a join code, POST /api/signup needs {"code": ...}
+    # and at most accounts_per_code accounts are made with it per server run.
+    join_code: str | None = None
+    accounts_per_code: int = 100
 
     @property
     def loopback_only(self) -> bool:
@@ -155,6 +163,16 @@ class Settings:
         return self.data_dir / "jwt-secret"
 
 
+def normalized_join_code(code: str) -> str:
+    """A join code as compared: upper case, without the spaces and dashes people type between groups."""
+    return "".join(ch for ch in code.upper() if ch not in " -")
+
+
+MAX_CHAOS_MS = 10_000  # a chaos switch stalls a chat 10 s at most: enough to show, short of the heartbeat
+MIN_MESSAGE_BYTES = 1024  # below it, ordinary chats (a few hundred bytes) would be refused
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
 class SwitchError(ValueError):
     """A change of switches that is refused; the message names the switch (one line)."""
 
@@ -177,11 +195,23 @@ class Switches:
     """Upgraded /ws sockets allowed at once; over it a new one is closed with 1013. 0: no limit."""
     bug_on_text: str | None = None
     """A chat with exactly this text raises inside its handler (a simulated bug): close 1011."""
+    block_ms: int = 0
+    """Chaos: each chat handler makes a blocking call (``time.sleep``) this long, on the event loop."""
+    cpu_ms: int = 0
+    """Chaos: each chat handler does CPU-heavy work (hashing) this long, on the event loop."""
+    offload: bool = False
+    """The fix of both: the blocking call goes to a thread, the CPU work to a process pool (labserver.chaos)."""
+    max_message_bytes: int = 64 * 1024
+    """Largest incoming message of the sockets opened from now on (close 1009 above it)."""
 
     @classmethod
     def of(cls, settings: Settings) -> Switches:
         """The start values: from the flags where there is one, else the defaults."""
-        return cls(ping_interval=settings.ping_interval, presence_grace=settings.presence_grace)
+        return cls(
+            ping_interval=settings.ping_interval,
+            presence_grace=settings.presence_grace,
+            max_message_bytes=settings.max_message_bytes,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -216,6 +246,21 @@ def _checked(name: str, value: Any) -> Any:
     if name == "bug_on_text":
         if value is not None and (not isinstance(value, str) or not value):
             raise SwitchError(f"switch 'bug_on_text' must be a non-empty string or null, got {value!r}")
+        return value
+    if name in ("block_ms", "cpu_ms"):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_CHAOS_MS:
+            raise SwitchError(f"switch {name!r} must be an integer of milliseconds, 0 to {MAX_CHAOS_MS}, got {value!r}")
+        return value
+    if name == "offload":
+        if not isinstance(value, bool):
+            raise SwitchError(f"switch 'offload' must be true or false, got {value!r}")
+        return value
+    if name == "max_message_bytes":
+        if isinstance(value, bool) or not isinstance(value, int) or not MIN_MESSAGE_BYTES <= value <= MAX_MESSAGE_BYTES:
+            raise SwitchError(
+                f"switch 'max_message_bytes' must be an integer of bytes, "
+                f"{MIN_MESSAGE_BYTES} to {MAX_MESSAGE_BYTES}, got {value!r}"
+            )
         return value
     known = ", ".join(f.name for f in dataclasses.fields(Switches))
     raise SwitchError(f"unknown switch {name!r} (the switches: {known})")

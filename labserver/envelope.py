@@ -52,6 +52,7 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "not_found"
     NOT_IN_ROOM = "not_in_room"
     RATE_LIMITED = "rate_limited"
+    ROOM_PAUSED = "room_paused"  # the instructor paused the room (class mode): chats are refused
 
 
 class EnvelopeError(ValueError):

@@ -7,6 +7,8 @@ sockets in it: the aiohttp adapter calls it and writes bytes. It keeps
 * ``user_sockets``: user id -> the set of that user's open sockets. A user with
   two tabs has two sockets; the user is *online* while the set is non-empty;
 * ``rooms``: room -> member sockets; ``topics``: topic -> subscribed sockets;
+* ``room_users``: room -> user id -> that user's entry (name, sockets in the room), kept
+  incrementally so a join or leave costs O(1) whatever the room's size;
 * ``typing``: (room, user id) -> when the indicator expires; never stored;
 * ``last_seq``: the last chat sequence number delivered per room, which lets
   ``resume`` hand over from history to live delivery without a gap.
@@ -21,6 +23,11 @@ until :meth:`Hub.due` finds the time has come. A socket of that user that opens
 meanwhile cancels the offline, and joining one of those rooms again cancels its
 member_left, so a page refresh never flaps. Until then the user counts as online
 and as a member of those rooms.
+Big rooms (more than ``announce_limit`` members) announce no member_joined/member_left:
+each would go to every member, making a room's filling quadratic. The hub notes the
+room in ``member_counts_changed`` instead, and the sweep sends one ``member_count``
+per room per tick. A join ack lists at most ``ack_member_cap`` members (REST pages the rest).
+
 Methods return small event objects (:class:`PresenceChanged`,
 :class:`MembershipChanged`, :class:`TypingChanged`) that the adapter turns into
 messages and routes; the hub itself never sends.
@@ -31,6 +38,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
+from itertools import chain, islice
 
 from .messages import UserRef
 from .outlet import Outlet
@@ -103,6 +111,14 @@ class _Pending:
 
 
 @dataclass(slots=True)
+class _RoomUser:
+    """One user in one room: their name and how many of their sockets joined it."""
+
+    username: str
+    sockets: int
+
+
+@dataclass(slots=True)
 class _TypingState:
     username: str
     expires_at: float
@@ -115,13 +131,30 @@ class TypingDecision(Enum):
     NOT_IN_ROOM = "not_in_room"
 
 
+# A join ack lists at most this many members; rooms above this many members are *big*:
+# no member_joined/member_left, a coalesced member_count instead (PROTOCOL.md, join).
+ACK_MEMBER_CAP = 100
+ANNOUNCE_LIMIT = 100
+
+
 class Hub:
-    def __init__(self, *, typing_ttl: float = 5.0, typing_min_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        *,
+        typing_ttl: float = 5.0,
+        typing_min_interval: float = 1.0,
+        ack_member_cap: int = ACK_MEMBER_CAP,
+        announce_limit: int = ANNOUNCE_LIMIT,
+    ) -> None:
         self.typing_ttl = typing_ttl
         self.typing_min_interval = typing_min_interval
+        self.ack_member_cap = ack_member_cap
+        self.announce_limit = announce_limit
         self.connections: dict[str, Connection] = {}
         self.user_sockets: dict[int, set[Connection]] = {}
         self.rooms: dict[str, set[Connection]] = {}
+        self.room_users: dict[str, dict[int, _RoomUser]] = {}  # in join order
+        self.member_counts_changed: set[str] = set()  # big rooms whose member count changed
         self.topics: dict[str, set[Connection]] = {}
         self.typing: dict[tuple[str, int], _TypingState] = {}
         self.last_seq: dict[str, int] = {}
@@ -173,11 +206,7 @@ class Hub:
 
     def _leave_later(self, conn: Connection, room: str, due: float) -> list[HubEvent]:
         """The user's last socket leaves ``room`` now; their member_left waits until ``due``."""
-        del conn.rooms[room]
-        members = self.rooms[room]
-        members.discard(conn)
-        if not members:
-            del self.rooms[room]
+        self._remove_member(conn, room)  # the user's only socket: their entry goes too
         self.leaving.setdefault(room, {})[conn.user_id] = _Pending(conn.username, due)
         stopped = self.stop_typing(room, conn.user_id, conn.username)  # typing stops at once all the same
         return [stopped] if stopped else []
@@ -189,7 +218,10 @@ class Hub:
             for user_id, pending in list(users.items()):
                 if pending.due <= now:
                     del users[user_id]
-                    events.append(MembershipChanged(room, user_id, pending.username, False))
+                    if self._is_big(room, extra=1):
+                        self.member_counts_changed.add(room)
+                    else:
+                        events.append(MembershipChanged(room, user_id, pending.username, False))
             if not users:
                 del self.leaving[room]
         for user_id, pending in list(self.going_offline.items()):
@@ -214,18 +246,48 @@ class Hub:
 
     # --- rooms -----------------------------------------------------------------------
 
-    def _user_in_room(self, user_id: int, room: str, *, besides: Connection) -> bool:
-        return any(room in other.rooms for other in self.user_sockets.get(user_id, ()) if other is not besides)
+    def member_count(self, room: str) -> int:
+        """Users in ``room``, those whose member_left is held back included: O(1)."""
+        return len(self.room_users.get(room, ())) + len(self.leaving.get(room, ()))
+
+    def _is_big(self, room: str, *, extra: int = 0) -> bool:
+        """Above ``announce_limit`` (counting ``extra`` users just gone): no per-user announcements."""
+        return self.member_count(room) + extra > self.announce_limit
+
+    def _remove_member(self, conn: Connection, room: str) -> bool:
+        """Take ``conn`` out of ``room``'s maps; True if it was its user's last socket there."""
+        del conn.rooms[room]
+        members = self.rooms[room]
+        members.discard(conn)
+        if not members:
+            del self.rooms[room]
+        users = self.room_users[room]
+        entry = users[conn.user_id]
+        entry.sockets -= 1
+        if entry.sockets:
+            return False
+        del users[conn.user_id]
+        if not users:
+            del self.room_users[room]
+        return True
 
     def join(self, conn: Connection, room: str) -> list[HubEvent]:
+        """O(1) whatever the room's size: the per-room user index says if the user is new."""
         if room in conn.rooms:
             return []
         conn.rooms[room] = self.last_seq.get(room, 0)
         self.rooms.setdefault(room, set()).add(conn)
-        if self._user_in_room(conn.user_id, room, besides=conn):
-            return []
+        users = self.room_users.setdefault(room, {})
+        entry = users.get(conn.user_id)
+        if entry is not None:
+            entry.sockets += 1
+            return []  # another tab of a user already in the room
+        users[conn.user_id] = _RoomUser(conn.username, 1)
         if self._cancel_leaving(room, conn.user_id):
             return []  # back within the grace: their member_left was never announced
+        if self._is_big(room):
+            self.member_counts_changed.add(room)
+            return []
         return [MembershipChanged(room, conn.user_id, conn.username, True)]
 
     def _cancel_leaving(self, room: str, user_id: int) -> bool:
@@ -239,22 +301,39 @@ class Hub:
     def leave(self, conn: Connection, room: str) -> list[HubEvent]:
         if room not in conn.rooms:
             return []
-        del conn.rooms[room]
-        members = self.rooms[room]
-        members.discard(conn)
-        if not members:
-            del self.rooms[room]
-        if self._user_in_room(conn.user_id, room, besides=conn):
-            return []
-        events: list[HubEvent] = [MembershipChanged(room, conn.user_id, conn.username, False)]
+        if not self._remove_member(conn, room):
+            return []  # still in the room through another tab
         stopped = self.stop_typing(room, conn.user_id, conn.username)
-        return ([stopped] if stopped else []) + events
+        events: list[HubEvent] = [stopped] if stopped else []
+        if self._is_big(room, extra=1):
+            self.member_counts_changed.add(room)
+        else:
+            events.append(MembershipChanged(room, conn.user_id, conn.username, False))
+        return events
 
-    def room_members(self, room: str) -> list[UserRef]:
-        """The users (not sockets) in a room, by user id; those whose member_left is held back too."""
-        users = {c.user_id: c.username for c in self.rooms.get(room, ())}
-        users.update((uid, pending.username) for uid, pending in self.leaving.get(room, {}).items())
-        return [UserRef(uid, users[uid]) for uid in sorted(users)]
+    def _member_names(self, room: str) -> Iterable[tuple[int, str]]:
+        """(user id, name) of every member, in join order, the held-back leavers last."""
+        return chain(
+            ((uid, entry.username) for uid, entry in self.room_users.get(room, {}).items()),
+            ((uid, pending.username) for uid, pending in self.leaving.get(room, {}).items()),
+        )
+
+    def room_members(self, room: str, limit: int | None = None) -> list[UserRef]:
+        """The users (not sockets) in a room, by user id; those whose member_left is held back too.
+
+        With ``limit``, at most that many: the first to join (O(limit), for the join ack)."""
+        names = islice(self._member_names(room), limit) if limit is not None else self._member_names(room)
+        return [UserRef(uid, name) for uid, name in sorted(names)]
+
+    def room_members_page(self, room: str, after: int, limit: int) -> list[UserRef]:
+        """Members with a user id above ``after``, by id, at most ``limit`` (REST paging)."""
+        return [UserRef(uid, name) for uid, name in sorted(self._member_names(room)) if uid > after][:limit]
+
+    def take_member_counts(self) -> list[tuple[str, int]]:
+        """The big rooms whose member count changed since the last call, with their count now."""
+        changed = [(room, self.member_count(room)) for room in sorted(self.member_counts_changed)]
+        self.member_counts_changed.clear()
+        return changed
 
     def note_delivered(self, room: str, seq: int) -> None:
         if seq > self.last_seq.get(room, 0):

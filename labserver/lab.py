@@ -33,11 +33,13 @@ from typing import Any
 
 from .auth import AuthError, Claims, TokenIssuer
 from .broker import Broker, Routed, TargetKind
+from .chaos import Chaos
 from .config import Settings, Switches
 from .envelope import dm_parties, dm_room
 from .frames import CloseCode, server_text_frame
 from .hub import Connection, Hub, HubEvent, MembershipChanged, PresenceChanged, TypingChanged
 from .messages import (
+    MemberCountMessage,
     MemberJoinedMessage,
     MemberLeftMessage,
     NotificationMessage,
@@ -53,6 +55,7 @@ from .messages import (
 from .observe import Observatory
 from .outlet import Outlet
 from .ratelimit import Backoff, TokenBucket
+from .redis_broker import ClusterView, Departed, NodeState, RedisBroker, SeqTracker
 from .resources import cpu_seconds, rss_bytes
 from .store import AsyncStore, NewMessage, Post, RoomTaken, StoredMessage, User
 
@@ -195,6 +198,7 @@ class Lab:
     def __init__(self, settings: Settings, store: AsyncStore, broker: Broker, issuer: TokenIssuer) -> None:
         self.settings = settings
         self.switches = Switches.of(settings)  # live: changed by PATCH /api/admin/switches
+        self.chaos = Chaos()  # what the block_ms, cpu_ms and offload switches do to a chat
         self.db = store
         self.broker = broker
         self.issuer = issuer
@@ -204,7 +208,17 @@ class Lab:
             # Anyone may observe a server without an admin token (on loopback only: beyond it the
             # server always has one): they see no private room, DM pair, signal target or text.
             self.observatory.hidden_room = self.hidden_from_observers
-        self.process_id = f"p{os.getpid()}"
+        # This process's name (--node): the origin of what it publishes, shown in /healthz and welcome.
+        self.process_id = settings.node or f"p{os.getpid()}"
+        # Clients are told the name only where it means something: several processes, one address.
+        self.welcome_node = self.process_id if settings.node or settings.redis_url else None
+        # With a Redis broker, the other processes' online users and room members (else None),
+        # and the seqs delivered here, to deliver from the store what Redis lost (else None).
+        self.cluster: ClusterView | None = None
+        self.delivered_seqs: SeqTracker | None = None
+        # Offlines not announced because another process had the user: re-checked every
+        # heartbeat, in case that process let them go at the same moment (then no one would say it).
+        self.offline_held: dict[int, str] = {}
         self.started_at = time.time()
         self.peers: set[Outlet] = set()  # every upgraded /ws socket, authenticated or not
         self.sockets_open = 0  # authenticated /ws sockets whose handler still runs (leak or not)
@@ -222,6 +236,9 @@ class Lab:
         self.login_failures_by_ip = Backoff(free=20)  # by client IP: guessing many accounts' passwords
         self.uploading: dict[int, int] = {}  # user id -> uploads in progress
         self.uploaded_bytes: dict[int, int] = {}  # user id -> bytes of new images stored since start-up
+        # Class mode: rooms the instructor paused (chats refused), and accounts made with the join code.
+        self.paused_rooms: set[str] = set()
+        self.signups_with_code = 0
         # counters for /observe stats and /healthz
         self.messages_in = 0
         self.deliveries = 0
@@ -231,6 +248,11 @@ class Lab:
         self.generation = await self.db.generation()
         self.hub.last_seq.update(await self.db.last_seqs())
         self.private_rooms.update(await self.db.private_rooms())
+        if isinstance(self.broker, RedisBroker):
+            self.cluster = self.broker.cluster
+            self.delivered_seqs = SeqTracker()
+            self.delivered_seqs.load(self.hub.last_seq)
+            self.broker.attach(self.node_state, self.announce_departed, self.hear_remote, self.heartbeat)
         await self.broker.start(self.deliver_everywhere)
 
     # --- the send path ---------------------------------------------------------------
@@ -256,6 +278,9 @@ class Lab:
     def deliver_everywhere(self, routed: Routed) -> None:
         """What the broker calls for every routed message: :meth:`deliver` to the sockets, then
         the same message to the room's event streams (SSE)."""
+        seqs = self.delivered_seqs
+        if routed.seq and seqs is not None and not seqs.saw(routed.name, routed.seq, time.monotonic()):
+            return  # delivered already: a repair from the store came first (Redis broker only)
         self.deliver(routed)
         streams = self.event_streams.get(routed.name) if routed.seq else None
         if streams:  # one encoding for every stream, as one frame for every socket
@@ -337,7 +362,7 @@ class Lab:
 
     async def register(self, conn: Connection) -> None:
         self.sockets_open += 1
-        self.observatory.emit(ObserveEvent.socket_opened(conn.socket_id, conn.user))
+        self.observatory.emit(ObserveEvent.socket_opened(conn.socket_id, conn.user, self.process_id))
         await self.publish_hub_events(self.hub.connect(conn))
 
     async def unregister(self, conn: Connection, code: int | None, reason: str) -> None:
@@ -354,26 +379,138 @@ class Lab:
     async def publish_due(self, now: float) -> None:
         """Announce the offlines and member_lefts whose presence grace is over (``now``: monotonic)."""
         await self.publish_hub_events(self.hub.due(now))
+        for room, count in self.hub.take_member_counts():  # big rooms: one count per tick, not one per join
+            await self.publish(TargetKind.ROOM, room, MemberCountMessage(room, count))
 
     def set_switches(self, changes: dict[str, Any]) -> Switches:
         """Change some switches, all or none (:class:`~labserver.config.SwitchError` names a bad one)."""
         self.switches.apply(changes)
+        if self.switches.offload:
+            self.chaos.warm_up()  # its worker processes start now, not during the first offloaded chat
         self.observatory.emit(ObserveEvent.switches(self.switches.to_json()))
         return self.switches
 
     async def publish_hub_events(self, events: Iterable[HubEvent]) -> None:
-        """Turn the hub's decisions into messages and route them."""
+        """Turn the hub's decisions into messages and route them.
+
+        With Redis, a user's presence and membership are the whole cluster's: a change on this
+        process is not announced while another live process has the user (or them in the room)."""
+        cluster = self.cluster
         for event in events:
             user = UserRef(event.user_id, event.username)
             if isinstance(event, PresenceChanged):
                 self.observatory.emit(ObserveEvent.presence(user, event.online))
+                if cluster is not None and cluster.online_elsewhere(event.user_id):
+                    if event.online:
+                        self.offline_held.pop(event.user_id, None)
+                    else:
+                        self.offline_held[event.user_id] = event.username
+                    continue
                 await self.publish(TargetKind.TOPIC, "presence", PresenceMessage(user, event.online))
             elif isinstance(event, MembershipChanged):
                 self.observatory.emit(ObserveEvent.membership(user, event.room, joined=event.joined))
+                if cluster is not None and cluster.member_elsewhere(event.room, event.user_id):
+                    continue
                 message = (MemberJoinedMessage if event.joined else MemberLeftMessage)(event.room, user)
                 await self.publish(TargetKind.ROOM, event.room, message)
             elif isinstance(event, TypingChanged):
                 await self.publish(TargetKind.ROOM, event.room, TypingMessage(event.room, user, event.active))
+
+    # --- presence across processes (a Redis broker) ------------------------------------
+
+    def is_online(self, user_id: int) -> bool:
+        """Online here (see :meth:`Hub.is_online`) or, with Redis, on another live process."""
+        return self.hub.is_online(user_id) or (self.cluster is not None and self.cluster.online_elsewhere(user_id))
+
+    def online_users(self) -> list[UserRef]:
+        """Every online user, by id: this process's and, with Redis, every live process's."""
+        users = self.cluster.users() if self.cluster is not None else {}
+        users.update((u.id, u.username) for u in self.hub.online_users())
+        return [UserRef(uid, users[uid]) for uid in sorted(users)]
+
+    def room_members(self, room: str, limit: int | None = None) -> list[UserRef]:
+        """The users in ``room`` (at most ``limit``, by id): here and, with Redis, on every live process."""
+        local = self.hub.room_members(room, limit)
+        if self.cluster is None:
+            return local
+        users = self.cluster.room_members(room)
+        users.update((u.id, u.username) for u in local)
+        ids = sorted(users)[:limit] if limit is not None else sorted(users)
+        return [UserRef(uid, users[uid]) for uid in ids]
+
+    def node_state(self) -> NodeState:
+        """What this process's heartbeat tells the others: its online users and its rooms' members."""
+        hub = self.hub
+        users = {u.id: u.username for u in hub.online_users()}
+        rooms = {room: [u.id for u in hub.room_members(room)] for room in {*hub.rooms, *hub.leaving}}
+        return NodeState(users, rooms)
+
+    def hear_remote(self, routed: Routed) -> None:
+        """A message from another process, before delivery: its presence and membership changes
+        update :attr:`cluster` at once. Only those are decoded (a cheap prefix test skips chat)."""
+        if self.cluster is not None and routed.payload.startswith(('{"type":"presence"', '{"type":"member_')):
+            message = json.loads(routed.payload)
+            self.cluster.hear(routed.origin, message, time.monotonic())
+            if message["type"] == "presence":  # another process said it: no need to say it here
+                self.offline_held.pop(message["user"]["id"], None)
+
+    async def heartbeat(self) -> None:
+        """Every second (Redis broker), Redis there or not: say the held-back offlines no process
+        said (:attr:`offline_held`), and deliver from the store the chat and DM messages that
+        Redis lost for this process (published while it, or their publisher, was cut from Redis),
+        once a room has been behind longer than a message takes in flight. They reach sockets
+        out of order, as a resume's older messages do; a seq is still delivered once."""
+        for uid, name in list(self.offline_held.items()):  # see offline_held
+            if not self.is_online(uid):
+                del self.offline_held[uid]
+                message = PresenceMessage(UserRef(uid, name), False).encode()
+                self.deliver_everywhere(Routed(TargetKind.TOPIC, "presence", message, 0, self.process_id))
+        seqs = self.delivered_seqs
+        if seqs is None:
+            return
+        seqs.note_stored(await self.db.last_seqs(), time.monotonic())
+        for room, _ in seqs.stuck(time.monotonic(), patience=1.0):
+            await self.catch_up(room)
+
+    async def catch_up(self, room: str) -> None:
+        """Deliver the messages of ``room`` that are in the store but were not delivered here yet
+        (Redis broker; nothing without it). A ``resume`` calls it first, so that a client coming
+        from another process is never "ahead" of this one."""
+        seqs = self.delivered_seqs
+        if seqs is None:
+            return
+        rows = await self.db.messages_after(room, seqs.contiguous.get(room, 0), self.settings.resume_limit)
+        kind = TargetKind.DM if dm_parties(room) is not None else TargetKind.ROOM
+        for row in rows:  # no await in this loop: a live copy arriving meanwhile is dropped by saw()
+            self.deliver_everywhere(Routed(kind, room, message_of(row).encode(), row.seq, "store"))
+        if len(rows) >= self.settings.resume_limit:  # too far behind: skip the rest, clients resync
+            seqs.skip_to(room, await self.db.last_seq(room))
+        if rows:
+            log.info("delivered %d message(s) of %s from the store: Redis lost them", len(rows), room)
+
+    def announce_departed(self, departed: Departed) -> None:
+        """Another process died (its heartbeat expired): tell *this* process's sockets that its
+        users left their rooms and went offline, unless they are here or on another live process.
+        Each process tells only its own sockets, so every socket hears it once."""
+        cluster = self.cluster
+        for room, users in departed.rooms.items():
+            here = {u.id for u in self.hub.room_members(room)}
+            for uid, name in users.items():
+                if uid in here:
+                    continue
+                if cluster is not None and cluster.member_elsewhere(room, uid):
+                    continue
+                message = MemberLeftMessage(room, UserRef(uid, name))
+                self.deliver_everywhere(Routed(TargetKind.ROOM, room, message.encode(), 0, departed.node))
+        for uid, name in departed.users.items():
+            if self.is_online(uid):
+                continue
+            user = UserRef(uid, name)
+            self.observatory.emit(ObserveEvent.presence(user, False))
+            self.deliver_everywhere(
+                Routed(TargetKind.TOPIC, "presence", PresenceMessage(user, False).encode(), 0, departed.node)
+            )
+        log.warning("node %s is gone: announced %d of its users offline here", departed.node, len(departed.users))
 
     # --- features shared by WebSocket and REST ---------------------------------------
 
@@ -590,6 +727,12 @@ class Lab:
 
     # --- numbers for /healthz and /observe -----------------------------------------------
 
+    def broker_status(self) -> dict[str, Any]:
+        """This process's name and its broker's: ``memory`` (alone) or ``redis`` (and whether it is connected)."""
+        redis = isinstance(self.broker, RedisBroker)
+        connected = self.broker.connected if isinstance(self.broker, RedisBroker) else True
+        return {"node": self.process_id, "broker": "redis" if redis else "memory", "broker_connected": connected}
+
     def stats(self) -> dict[str, Any]:
         return {
             **self.hub.counts(),
@@ -611,7 +754,9 @@ class Lab:
         return room in self.private_rooms or dm_parties(room) is not None
 
     def snapshot(self) -> SnapshotMessage:
-        snapshot = SnapshotMessage.of(self.hub, self.stats(), self.switches.to_json())
+        snapshot = dataclasses.replace(
+            SnapshotMessage.of(self.hub, self.stats(), self.switches.to_json()), node=self.process_id
+        )
         hidden = self.observatory.hidden_room
         return snapshot if hidden is None else snapshot.without_rooms(hidden)
 

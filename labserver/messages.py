@@ -34,11 +34,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AckMessage",
+    "AnnouncementMessage",
     "ChatMessage",
     "DmMessage",
     "ErrorMessage",
     "EventsMessage",
     "Limits",
+    "MemberCountMessage",
     "MemberJoinedMessage",
     "MemberLeftMessage",
     "NotificationMessage",
@@ -175,9 +177,13 @@ class WelcomeMessage(ServerMessage):
     """First message of an authenticated socket (PROTOCOL.md section 4)."""
 
     type: ClassVar[str] = "welcome"
+    omit_none: ClassVar[bool] = True
     socket_id: str
     user: UserRef
     limits: Limits
+    # The lab process this socket is on, when several may share a Redis broker (--redis or
+    # --node); a lone process leaves it out, so a lesson's welcome reads the same every run.
+    node: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +198,7 @@ class AckMessage(ServerMessage):
     seq: int | None = None
     last_seq: int | None = None
     members: tuple[UserRef, ...] | None = None
+    member_count: int | None = None  # join: all the room's members; ``members`` lists at most a cap of them
     to: int | None = None
     topic: str | None = None
     online: tuple[UserRef, ...] | None = None
@@ -317,6 +324,16 @@ class MemberLeftMessage(ServerMessage):
 
 
 @dataclass(frozen=True, slots=True)
+class MemberCountMessage(ServerMessage):
+    """A big room's member count changed: sent instead of member_joined/member_left, at most
+    once per sweep tick per room (PROTOCOL.md, ``join``)."""
+
+    type: ClassVar[str] = "member_count"
+    room: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class TypingMessage(ServerMessage):
     type: ClassVar[str] = "typing"
     room: str
@@ -375,6 +392,15 @@ class SignalMessage(ServerMessage):
     data: Any
 
 
+@dataclass(frozen=True, slots=True)
+class AnnouncementMessage(ServerMessage):
+    """The instructor's words to every connected socket (class mode): ``POST /api/admin/announce``."""
+
+    type: ClassVar[str] = "announcement"
+    text: str
+    ts: float
+
+
 # --- /observe --------------------------------------------------------------------------
 
 
@@ -388,6 +414,7 @@ class SnapshotMessage(ServerMessage):
     rooms: Mapping[str, Sequence[int]]  # room -> ids of the users in it
     stats: Mapping[str, float]  # the counters of /healthz (Lab.stats)
     switches: Mapping[str, Any]  # the live switches (config.Switches)
+    node: str = ""  # the process observed (--node): with Redis, each process is observed on its own
 
     @classmethod
     def of(cls, hub: Hub, stats: Mapping[str, float], switches: Mapping[str, Any]) -> SnapshotMessage:
@@ -402,7 +429,7 @@ class SnapshotMessage(ServerMessage):
             SocketView(s.socket_id, s.user, tuple(r for r in s.rooms if not hidden(r))) for s in self.sockets
         )
         rooms = {room: users for room, users in self.rooms.items() if not hidden(room)}
-        return SnapshotMessage(sockets, self.online, rooms, self.stats, self.switches)
+        return SnapshotMessage(sockets, self.online, rooms, self.stats, self.switches, self.node)
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,8 +446,8 @@ class ObserveEvent(_Record):
         return {**_plain(self.fields), "ev": self.ev}
 
     @classmethod
-    def socket_opened(cls, socket_id: str, user: UserRef) -> ObserveEvent:
-        return cls("socket_opened", {"socket_id": socket_id, "user": user})
+    def socket_opened(cls, socket_id: str, user: UserRef, node: str = "") -> ObserveEvent:
+        return cls("socket_opened", {"socket_id": socket_id, "user": user, "node": node})
 
     @classmethod
     def socket_closed(cls, socket_id: str, user: UserRef, code: int | None, reason: str) -> ObserveEvent:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
 import logging
 import re
@@ -22,11 +23,20 @@ from aiohttp.typedefs import Handler
 
 from .appkeys import LAB, MAX_CLOSE_REASON_BYTES, error_response, is_admin
 from .auth import SESSION_COOKIE, AuthError, Claims, hash_password, verify_password
-from .config import SwitchError
+from .broker import TargetKind
+from .config import SwitchError, normalized_join_code
 from .envelope import MAX_TEXT_CHARS, ROOM_NAME, is_dm_room
 from .frames import CloseCode
 from .lab import UPLOAD_NAME, Lab, UploadRefused
-from .messages import NotificationMessage, UploadedMessage, UserRef, comment_json, message_of, post_json
+from .messages import (
+    AnnouncementMessage,
+    NotificationMessage,
+    UploadedMessage,
+    UserRef,
+    comment_json,
+    message_of,
+    post_json,
+)
 from .ratelimit import retry_after
 from .store import NotFound, RoomTaken, User, UsernameTaken
 
@@ -183,17 +193,35 @@ def session_response(request: web.Request, user: User, status: int = 200) -> web
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
     lab = request.app[LAB]
-    return web.json_response({"status": "ok", "uptime_s": round(time.time() - lab.started_at, 3), **lab.stats()})
+    return web.json_response(
+        {"status": "ok", "uptime_s": round(time.time() - lab.started_at, 3), **lab.broker_status(), **lab.stats()}
+    )
 
 
 # --- accounts ------------------------------------------------------------------------
 
 
-async def _credentials(request: web.Request) -> tuple[str, str]:
-    body = await read_json(request)
+async def _credentials(request: web.Request, body: dict[str, Any] | None = None) -> tuple[str, str]:
+    body = await read_json(request) if body is None else body
     username = str_field(body, "username", max_chars=32)
     password = str_field(body, "password", max_chars=128)
     return username, password
+
+
+def _check_join_code(lab: Lab, body: dict[str, Any]) -> None:
+    """Class mode: a sign-up must carry the join code (403 ``bad_join_code``), and at most
+    ``accounts_per_code`` accounts are made with it (403 ``class_full``)."""
+    expected = lab.settings.join_code
+    if expected is None:
+        return
+    given = body.get("code")
+    if not isinstance(given, str) or not given.strip():
+        raise api_error(403, "bad_join_code", "this lab is a class: sign up with the join code the instructor shows")
+    if not hmac.compare_digest(normalized_join_code(given).encode(), normalized_join_code(expected).encode()):
+        raise api_error(403, "bad_join_code", "wrong join code: check the code the instructor shows")
+    cap = lab.settings.accounts_per_code
+    if lab.signups_with_code >= cap:
+        raise api_error(403, "class_full", f"this class's join code has made its {cap} accounts; ask the instructor")
 
 
 @routes.post("/api/signup")
@@ -208,16 +236,24 @@ async def signup(request: web.Request) -> web.Response:
             f"over {per_minute:g} sign-ups a minute from this address; retry in {retry_after(wait)} s",
             {"Retry-After": retry_after(wait)},
         )
-    username, password = await _credentials(request)
+    body = await read_json(request)
+    _check_join_code(lab, body)
+    username, password = await _credentials(request, body)
     if not USERNAME.fullmatch(username):
         raise api_error(400, "bad_field", "username must be 3-32 letters, digits or '_'")
     if len(password) < 6:
         raise api_error(400, "bad_field", "password must be at least 6 characters")
-    hashed = await asyncio.to_thread(hash_password, password)  # scrypt: keep it off the event loop
+    with_code = lab.settings.join_code is not None
+    lab.signups_with_code += with_code  # reserved before the slow hash: concurrent sign-ups can't pass the cap
     try:
+        hashed = await asyncio.to_thread(hash_password, password)  # scrypt: keep it off the event loop
         user = await lab.db.create_user(username, hashed, time.time())
     except UsernameTaken:
+        lab.signups_with_code -= with_code
         raise api_error(409, "username_taken", f"username {username!r} is taken") from None
+    except BaseException:
+        lab.signups_with_code -= with_code
+        raise
     return session_response(request, user, 201)
 
 
@@ -273,7 +309,7 @@ async def me(request: web.Request) -> web.Response:
     lab = request.app[LAB]
     user = await current_user(request)
     sockets = [c.socket_id for c in lab.hub.user_sockets.get(user.id, ())]
-    online = lab.hub.is_online(user.id)  # with no socket, still during the presence grace
+    online = lab.is_online(user.id)  # with no socket, still during the presence grace; or on another process
     return web.json_response({"user": UserRef.of(user).to_json(), "online": online, "sockets": sorted(sockets)})
 
 
@@ -289,7 +325,7 @@ async def users(request: web.Request) -> web.Response:
             "users": [
                 {
                     **UserRef.of(u).to_json(),
-                    "online": lab.hub.is_online(u.id),
+                    "online": lab.is_online(u.id),  # with Redis: on any live process
                     "sockets": len(lab.hub.user_sockets.get(u.id, ())),
                 }
                 for u in everyone
@@ -551,6 +587,53 @@ async def admin_close_socket(request: web.Request) -> web.Response:
     return web.json_response(answer)
 
 
+@routes.get("/api/admin/class")
+async def class_info(request: web.Request) -> web.Response:
+    """Class mode at a glance, for the projector page and the instructor: the join code, the
+    accounts made with it and the cap, and the paused rooms. Needs ``X-Admin-Token``."""
+    _require_admin(request)
+    lab = request.app[LAB]
+    return web.json_response(
+        {
+            "join_code": lab.settings.join_code,
+            "accounts": lab.signups_with_code,
+            "max_accounts": lab.settings.accounts_per_code if lab.settings.join_code else None,
+            "paused_rooms": sorted(lab.paused_rooms),
+        }
+    )
+
+
+@routes.post("/api/admin/announce")
+async def announce(request: web.Request) -> web.Response:
+    """Send ``{"text"}`` to every connected socket as an ``announcement``. Needs ``X-Admin-Token``."""
+    _require_admin(request)
+    lab = request.app[LAB]
+    text = str_field(await read_json(request), "text", max_chars=500)
+    online = ",".join(str(u.id) for u in lab.online_users())
+    if online:  # USERS routing: every socket of every online user, on every process
+        await lab.publish(TargetKind.USERS, online, AnnouncementMessage(text, time.time()))
+    return web.json_response({"text": text, "users": online.count(",") + 1 if online else 0})
+
+
+@routes.post("/api/admin/rooms/{room}/pause")
+@routes.post("/api/admin/rooms/{room}/resume")
+async def pause_room(request: web.Request) -> web.Response:
+    """Pause a room (its chats are refused with ``room_paused``; history, joins and reads go on)
+    or resume it. Needs ``X-Admin-Token``."""
+    _require_admin(request)
+    lab = request.app[LAB]
+    room = request.match_info["room"]
+    if not ROOM_NAME.fullmatch(room):
+        raise api_error(400, "bad_room", f"invalid room name {room!r}")
+    if request.path.endswith("/pause"):
+        lab.paused_rooms.add(room)
+    else:
+        lab.paused_rooms.discard(room)
+    return web.json_response(
+        {"room": room, "paused": room in lab.paused_rooms, "paused_rooms": sorted(lab.paused_rooms)}
+    )
+
+
 def _close_code_and_reason(request: web.Request, mode: str) -> tuple[int, str]:
     """The admin close's ``code`` and ``reason`` query parameters, checked (bad ones: 400 bad_query)."""
     raw_code, reason = request.query.get("code"), request.query.get("reason")
@@ -621,6 +704,20 @@ async def room_messages(request: web.Request) -> web.Response:
     return web.json_response(await _messages_after(lab, room, after, limit))
 
 
+@routes.get("/api/rooms/{room}/members")
+async def room_members(request: web.Request) -> web.Response:
+    """The room's members (users, not sockets) by id, a page at a time: the join ack lists at most
+    ``ack_member_cap`` of a big room's; ``after`` = the last id of the previous page."""
+    lab = request.app[LAB]
+    user = await current_user(request)
+    room = _readable_room(request, user)
+    after = int_query(request, "after", 0, low=0, high=2**53)
+    limit = int_query(request, "limit", 100, low=1, high=1000)
+    page = lab.hub.room_members_page(room, after, limit)
+    body = {"room": room, "member_count": lab.hub.member_count(room), "members": [u.to_json() for u in page]}
+    return web.json_response(body)
+
+
 @routes.post("/api/rooms/{room}/messages")
 async def post_room_message(request: web.Request) -> web.Response:
     """Send a chat message over HTTP: persisted, then pushed to the room's sockets like any other."""
@@ -629,6 +726,8 @@ async def post_room_message(request: web.Request) -> web.Response:
     room = _readable_room(request, user)
     if is_dm_room(room):
         raise api_error(400, "bad_room", "send direct messages over the WebSocket with type 'dm'")
+    if room in lab.paused_rooms:
+        raise api_error(409, "room_paused", f"room {room!r} is paused by the instructor")
     stored = await lab.post_chat(UserRef.of(user), room, str_field(await read_json(request), "text"))
     return web.json_response({"room": room, "seq": stored.seq}, status=201)
 

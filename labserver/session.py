@@ -15,6 +15,7 @@ limited too; a socket that keeps hitting the limit is closed with 1008
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import time
@@ -111,7 +112,9 @@ class Session:
             await outlet.close(CloseCode.POLICY_VIOLATION, f"too many sockets for this user (at most {per_user})")
             return cls(lab, conn, registered=False)
         ping = lab.switches.ping_interval if ping_interval is None else ping_interval
-        lab.send(outlet, WelcomeMessage(conn.socket_id, conn.user, Limits.of(settings, ping)))
+        # The message size limit is the live switch's, which the socket got when it opened (ws.py).
+        limits = dataclasses.replace(Limits.of(settings, ping), max_message_bytes=lab.switches.max_message_bytes)
+        lab.send(outlet, WelcomeMessage(conn.socket_id, conn.user, limits, lab.welcome_node))
         await lab.register(conn)
         return cls(lab, conn)
 
@@ -204,8 +207,12 @@ class Session:
         if m.room not in conn.rooms:
             lab.observatory.emit(ObserveEvent.socket_joined(conn.socket_id, conn.user, m.room))
         await lab.publish_hub_events(lab.hub.join(conn, m.room))
-        members = tuple(lab.hub.room_members(m.room))
-        return AckMessage(m.ref, room=m.room, last_seq=lab.hub.last_seq.get(m.room, 0), members=members)
+        hub = lab.hub
+        members = tuple(lab.room_members(m.room, hub.ack_member_cap))  # O(cap), not O(room); all processes
+        count = hub.member_count(m.room)  # told only when the list is cut: a small room's ack is as before
+        last_seq = hub.last_seq.get(m.room, 0)
+        cut = count if count > len(members) else None
+        return AckMessage(m.ref, room=m.room, last_seq=last_seq, members=members, member_count=cut)
 
     async def on_leave(self, m: Leave) -> ServerMessage:
         lab, conn = self.lab, self.conn
@@ -218,8 +225,11 @@ class Session:
     async def on_chat(self, m: Chat) -> ServerMessage:
         if m.room not in self.conn.rooms:
             raise EnvelopeError(ErrorCode.NOT_IN_ROOM, f"join room {m.room!r} before chatting in it", m.ref)
+        if m.room in self.lab.paused_rooms:
+            raise EnvelopeError(ErrorCode.ROOM_PAUSED, f"room {m.room!r} is paused by the instructor", m.ref)
         if m.text == self.lab.switches.bug_on_text:
             raise RuntimeError(f"simulated bug: a chat whose text is {m.text!r} (the bug_on_text switch)")
+        await self.lab.chaos.on_chat(self.lab.switches)  # the block_ms / cpu_ms chaos (and offload, their fix)
         stored = await self.lab.post_chat(self.conn.user, m.room, m.text)
         return AckMessage(m.ref, room=m.room, seq=stored.seq)
 
@@ -227,7 +237,7 @@ class Session:
         lab = self.lab
         if m.to == self.conn.user_id:
             raise EnvelopeError(ErrorCode.BAD_FIELD, "cannot send a direct message to yourself", m.ref)
-        if not lab.hub.is_online(m.to) and await lab.db.user_by_id(m.to) is None:
+        if not lab.is_online(m.to) and await lab.db.user_by_id(m.to) is None:
             raise EnvelopeError(ErrorCode.NOT_FOUND, f"no user with id {m.to}", m.ref)
         stored = await lab.post_dm(self.conn.user, m.to, m.text)
         return AckMessage(m.ref, room=stored.room, seq=stored.seq, to=m.to)
@@ -252,7 +262,7 @@ class Session:
         hub.subscribe(self.conn, m.topic)
         if m.topic != "presence":
             return AckMessage(m.ref, topic=m.topic)
-        online = tuple(hub.online_users())
+        online = tuple(self.lab.online_users())  # with Redis: online on any live process
         return AckMessage(m.ref, topic=m.topic, online=online)
 
     async def on_unsubscribe(self, m: Unsubscribe) -> ServerMessage:
@@ -263,10 +273,12 @@ class Session:
         """Relay WebRTC signaling to every socket of ``m.to``, or to the one ``m.to_socket``."""
         lab, conn = self.lab, self.conn
         sockets = lab.hub.user_sockets.get(m.to, ())
+        # With Redis the target may be on another process: its socket ids are not known here.
+        elsewhere = not sockets and lab.cluster is not None and lab.cluster.online_elsewhere(m.to)
         if m.to_socket is not None:
-            if not any(s.socket_id == m.to_socket for s in sockets):
+            if not elsewhere and not any(s.socket_id == m.to_socket for s in sockets):
                 raise EnvelopeError(ErrorCode.NOT_FOUND, f"user {m.to} has no open socket {m.to_socket!r}", m.ref)
-        elif not sockets:
+        elif not sockets and not elsewhere:
             raise EnvelopeError(ErrorCode.NOT_FOUND, f"user {m.to} is not online", m.ref)
         signal = SignalMessage(conn.user, conn.socket_id, m.kind, m.data)
         if m.to_socket is not None:
@@ -290,6 +302,7 @@ class Session:
         if (refusal := lab.read_refusal(conn.user_id, room)) is not None:
             raise EnvelopeError(ErrorCode.FORBIDDEN, refusal, m.ref)
         limit = lab.settings.resume_limit
+        await lab.catch_up(room)  # with Redis: what another process stored reaches this one first
         rows = await lab.db.messages_after(room, m.after, limit + 1)
         while True:
             server_last = lab.hub.last_seq.get(room, 0)

@@ -32,7 +32,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
@@ -273,16 +273,19 @@ class Store:
         if str(path) != ":memory:" and not os.path.exists(path):
             # Created readable by the owner only: it holds password hashes and every DM. SQLite
             # gives its -wal and -shm files the database file's mode, so they are 0600 too.
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            with suppress(FileExistsError):  # another process sharing the data dir made it first
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         # isolation_level=None: the sqlite3 module never opens transactions behind
         # our back; every write below says BEGIN and COMMIT itself.
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         try:
+            # First: processes sharing the file (--redis) wait for each other's locks, from the
+            # journal mode switch and the migration on; every seq is taken under BEGIN IMMEDIATE.
+            self._db.execute("PRAGMA busy_timeout=5000")
             self._db.execute("PRAGMA journal_mode=WAL")
             # FULL also fsyncs the WAL on every commit: an acked message survives power loss.
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.execute("PRAGMA busy_timeout=5000")
             self._migrate()
         except BaseException:
             self._db.close()

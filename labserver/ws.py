@@ -100,7 +100,7 @@ async def _prepare(
 ) -> tuple[web.WebSocketResponse, SocketWriter]:
     ws = LabWebSocketResponse(
         heartbeat=lab.switches.ping_interval,  # live: sockets opened from now on use the switch's value
-        max_msg_size=lab.settings.max_message_bytes,
+        max_msg_size=lab.switches.max_message_bytes,  # live, as the heartbeat: sockets opened from now on
         # Off on purpose: a broadcast frame is encoded once for every recipient,
         # which per-connection deflate contexts would make impossible.
         compress=False,

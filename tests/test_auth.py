@@ -242,7 +242,7 @@ def test_secret_file_created_0600_and_reused(tmp_path: Path) -> None:
     assert len(key) == 32
     assert path.exists()
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    assert path.read_text() == key.hex()
+    assert path.read_text().strip() == key.hex()
     assert load_or_create_secret(path) == key
     # tokens survive a "restart": a new issuer with the reloaded key verifies old tokens
     token = TokenIssuer(key).issue(5, "eve", now=time.time())

@@ -130,9 +130,9 @@ def test_sanity_modules_follow_the_extras(course: ModuleType) -> None:
 # --- system packages ---------------------------------------------------------------------------
 
 
-def test_the_lessons_need_no_system_package_and_nothing_needs_redis(course: ModuleType) -> None:
+def test_the_lessons_need_no_system_package_and_the_tests_need_chromium_and_redis(course: ModuleType) -> None:
     assert course.SYSTEM_PACKAGES["lab"] == ()
-    assert [pkg for pkg, _, _ in course.SYSTEM_PACKAGES["test"]] == ["chromium"]
+    assert [pkg for pkg, _, _ in course.SYSTEM_PACKAGES["test"]] == ["chromium", "redis-server"]
 
 
 @pytest.fixture
@@ -158,8 +158,8 @@ def test_test_warns_that_the_browser_tests_will_be_skipped(
     monkeypatch.delenv("CI", raising=False)
     course.ensure_system_packages("test")
     err = capsys.readouterr().err
-    assert "chromium" in err and "the browser tests will be SKIPPED" in err
-    assert "redis" not in err.lower()
+    assert "chromium" in err and "redis-server" in err
+    assert "the browser tests and the scale-out tests (--redis) will be SKIPPED" in err
 
 
 @pytest.mark.usefixtures("no_system_packages")

@@ -44,9 +44,10 @@ ALL_EXTRAS = ("course", "test")
 # pip (PyPI) name -> conda-forge name, after normalisation, where they differ.
 CONDA_NAMES: dict[str, str] = {
     "playwright": "playwright-python",
+    "redis": "redis-py",  # conda-forge's "redis" is an old copy of the client
 }
 # Entries environment.yml has on top of pyproject.toml's.
-CONDA_ONLY = {"python", "pip"}
+CONDA_ONLY = {"python", "pip", "redis-server"}  # redis-server: a binary for --redis, not a Python package
 
 _REQ = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*(.*?)\s*$")
 

@@ -127,7 +127,7 @@ def test_records_from_the_store_in_messages_and_rest_bodies() -> None:
 
 def test_welcome_tells_the_client_its_socket_and_limits() -> None:
     settings = Settings(rate_per_second=5, rate_burst=9)
-    welcome = wire(WelcomeMessage("s_x", ANN, Limits.of(settings)))
+    welcome = wire(WelcomeMessage("s_x", ANN, Limits.of(settings), "p1"))
     assert welcome == {
         "type": "welcome",
         "socket_id": "s_x",
@@ -140,7 +140,14 @@ def test_welcome_tells_the_client_its_socket_and_limits() -> None:
             "typing_ttl": settings.typing_ttl,
             "resume_limit": settings.resume_limit,
         },
+        "node": "p1",
     }
+
+
+def test_a_lone_process_leaves_its_name_out_of_welcome() -> None:
+    # Without --redis or --node there is one process: a lesson's welcome reads the same every run.
+    welcome = wire(WelcomeMessage("s_x", ANN, Limits.of(Settings()), None))
+    assert "node" not in welcome
 
 
 def test_observe_events_write_their_fields_then_ev() -> None:

@@ -29,6 +29,10 @@ DEFAULTS = {
     "persist_after_broadcast": False,
     "max_connections": 0,
     "bug_on_text": None,
+    "block_ms": 0,
+    "cpu_ms": 0,
+    "offload": False,
+    "max_message_bytes": 65536,
 }
 ADMIN = "switch-admin"
 
