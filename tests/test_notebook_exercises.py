@@ -23,6 +23,8 @@ LESSONS = {  # notebook -> its exercise module and how many answer cells it has
     "04_connection_lifecycle.ipynb": ("lesson04", 6),
     "05_social_features.ipynb": ("lesson05", 6),
     "06_auth_routing_persistence.ipynb": ("lesson06", 7),
+    "07_one_loop_many_sockets.ipynb": ("lesson07", 4),
+    "08_scaling_out_with_redis.ipynb": ("lesson08", 4),
     "09_socketio_tls_signaling.ipynb": ("lesson09", 4),
     "10_capstone.ipynb": ("lesson10", 5),
 }

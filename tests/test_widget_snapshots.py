@@ -47,6 +47,7 @@ EMPTY_STATE = {
         "no message routed yet",
     ],
     "FrameInspector(live view of captured frames)": ["no frame captured yet"],
+    "ClusterBoard(live view of which node each socket is on)": ["down (or not watched)"],
     "ReactionsBoard: each post's viewers, last seq and reaction counts, and the service's totals (live)": [
         "0 connections, 0 reactions stored"
     ],

@@ -340,7 +340,8 @@ class Crowd:
             return account
         credentials = {"username": username, "password": DEFAULT_PASSWORD}  # so lab.account("bot0001") logs a bot in
         session = self._http()
-        async with session.post("/api/signup", json=credentials) as response:
+        code = getattr(self.lab, "join_code", None)  # a class's shared lab (labserver.course.classroom)
+        async with session.post("/api/signup", json={**credentials, **({"code": code} if code else {})}) as response:
             status, body = response.status, await response.json(content_type=None)
         if status == 409:
             async with session.post("/api/login", json=credentials) as response:

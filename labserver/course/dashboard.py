@@ -43,6 +43,7 @@ import ipywidgets as widgets
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from ..chaos import chaos_labels
 from .observed import ObservedState
 from .throttle import render_loop
 
@@ -514,6 +515,8 @@ class Dashboard(widgets.VBox):
             for tid, value, label in rates
         )
         rows += self._maps_html(stats)
+        if chaos := chaos_labels(s.switches):  # the instructor's chaos switches (lesson 07), only when on
+            rows += f'<b data-testid="chaos" style="color:#c62828">{_esc(" · ".join(chaos))}</b><span class="lab-dash-muted">chaos on</span>'
         rss, cpu = stats.get("rss_bytes"), s.cpu_percent
         server = [f"server RSS {human_bytes(rss)}"] if isinstance(rss, int) and rss else []
         server += [f"CPU {cpu:.0f}%"] if cpu is not None else []

@@ -28,6 +28,7 @@ from typing import Any, Literal, Protocol
 
 from ..launcher import LabProcess
 from ..resources import raise_open_files_limit
+from .classroom import ClassControls, joined_lab, make_join_code, say_once
 from .rest_client import DEFAULT_PASSWORD, Account, RestClient
 
 __all__ = ["LabLike", "LabServer", "frontend_warnings", "proxy_prefix", "start_lab", "stop_lab"]
@@ -54,7 +55,7 @@ def proxy_prefix() -> str | None:
     return None if prefix is None else prefix.rstrip("/") + "/"
 
 
-class LabServer(LabProcess):
+class LabServer(ClassControls, LabProcess):
     """A running lab server, as a lesson sees it: the process, and blocking REST calls to it.
 
     With ``certfile=`` and ``keyfile=`` (PEM files) it serves TLS: :attr:`url` is ``https://``,
@@ -86,7 +87,7 @@ class LabServer(LabProcess):
     @property
     def rest(self) -> RestClient:
         """Blocking REST calls to this server; the methods below are its, for one-word calls in cells."""
-        return RestClient(self.url, self.admin_token, ssl_context=self.ssl_context)
+        return RestClient(self.url, self.admin_token, ssl_context=self.ssl_context, join_code=self.join_code)
 
     @property
     def browser_url(self) -> str:
@@ -247,14 +248,29 @@ def _warn_once_about_the_frontend() -> None:
 _running: dict[str, Any] = {"lab": None, "key": None}
 
 
-def start_lab(**options: Any) -> LabServer:
+def start_lab(*, class_mode: bool = False, **options: Any) -> LabServer:
     """Start the lab server (or reuse the running one if ``options`` are the same).
 
     ``options`` are the server's flags in Python spelling, e.g.
     ``start_lab(ping_interval=5, typing_ttl=2)``; ``data_dir`` keeps data between
     runs (default: a fresh temporary directory per lab). ``certfile`` and ``keyfile``
     serve TLS (``https://``, ``wss://``), ``cafile`` is the CA the handle's calls trust.
+
+    ``class_mode=True`` starts the instructor's lab for a class: a fresh ``join_code`` (unless
+    given), on ``host`` (loopback unless asked: ``host="0.0.0.0"`` for the room's LAN, which the
+    server warns about in one line); the handle's ``student_url``, ``join_code`` and ``live_url``
+    are what to show. After ``join_lab()`` (a student) it returns the class's shared lab instead.
     """
+    shared = joined_lab()
+    if shared is not None:
+        if options or class_mode:
+            say_once(
+                f"In class: start_lab() uses the instructor's lab at {shared.url}; "
+                f"the options {', '.join(sorted(options)) or 'class_mode'} are the instructor's to set."
+            )
+        return shared  # type: ignore[return-value]  # a LabServer as far as a lesson's calls go
+    if class_mode:
+        options.setdefault("join_code", make_join_code())
     _warn_once_about_the_frontend()
     # Every socket is a file (a macOS shell allows 256): raised before the server starts, which inherits it.
     raise_open_files_limit()
@@ -269,6 +285,8 @@ def start_lab(**options: Any) -> LabServer:
         options.setdefault("origin", ["*"])
     lab = LabServer(options.pop("data_dir", None), admin_token=secrets.token_urlsafe(16), **options)
     lab.start()
+    # Bound to every interface: the handle's own calls go through loopback (Windows can't connect to 0.0.0.0).
+    lab.url = lab.url.replace("//0.0.0.0:", "//127.0.0.1:").replace("//[::]:", "//[::1]:")
     _running.update(lab=lab, key=key)
     return lab
 

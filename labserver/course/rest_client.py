@@ -56,6 +56,7 @@ class RestClient:
     admin_token: str | None = None
     timeout: float = 30.0
     ssl_context: ssl.SSLContext | None = None  # for https://: whom to trust (a lesson's own CA); None: the system's
+    join_code: str | None = None  # class mode: what account() signs up with (PROTOCOL.md, POST /api/signup)
 
     def request(
         self, method: str, path: str, body: Any = None, token: str | None = None, headers: dict[str, str] | None = None
@@ -83,7 +84,8 @@ class RestClient:
     def account(self, username: str, password: str = DEFAULT_PASSWORD) -> Account:
         """Sign up ``username``, or log in if it exists already."""
         credentials = {"username": username, "password": password}
-        status, body = self.request("POST", "/api/signup", credentials)
+        code = {"code": self.join_code} if self.join_code else {}
+        status, body = self.request("POST", "/api/signup", {**credentials, **code})
         if status == 409:
             status, body = self.request("POST", "/api/login", credentials)
         if status not in (200, 201):
