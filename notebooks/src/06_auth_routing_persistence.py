@@ -848,8 +848,7 @@ ex.q7.check(answer)
 # - §15 *"Scaling with Redis"*: Redis pub/sub carries messages between processes, it does not
 #   store them; the database stays the source of truth for history and resume (lesson 08).
 #
-# Next: lesson 09, Socket.IO's extras, wss:// and WebRTC signaling (lessons 07 and 08, one event loop
-# and Redis, are not written yet).
+# Next: lesson 07, one event loop and thousands of sockets.
 
 # %%
 await dashboard.stop()  # first, so that it keeps its last picture
@@ -858,4 +857,4 @@ for client in [*devices.values(), writer, *talkers]:
 await crowd.stop()
 
 # %% [markdown]
-# ← Previous: [05 · Social features over a hybrid REST + WebSocket API](05_social_features.ipynb) · [Course index](index.ipynb) · Next: [09 · Socket.IO's extras, wss:// and WebRTC signaling](09_socketio_tls_signaling.ipynb) → (07 and 08 are not written yet)
+# ← Previous: [05 · Social features over a hybrid REST + WebSocket API](05_social_features.ipynb) · [Course index](index.ipynb) · Next: [07 · One event loop, thousands of sockets](07_one_loop_many_sockets.ipynb) →

@@ -639,4 +639,4 @@ await alice.close()
 await bob.close()  # the lab stops with this notebook's kernel
 
 # %% [markdown]
-# ← Previous: [06 · Auth, userId -> sockets, routing, persistence](06_auth_routing_persistence.ipynb) (07 and 08 are not written yet) · [Course index](index.ipynb) · Next: [10 · Capstone](10_capstone.ipynb) →
+# ← Previous: [08 · Scaling out with Redis pub/sub](08_scaling_out_with_redis.ipynb) · [Course index](index.ipynb) · Next: [10 · Capstone](10_capstone.ipynb) →

@@ -38,15 +38,10 @@
 # | 04 | [Connection lifecycle](04_connection_lifecycle.ipynb) | 40 min | the four states and every way a connection ends, with its close code; heartbeats reaping vanished clients; reconnection with backoff and full jitter vs a thundering herd; presence with a grace period, and the leak a missing `finally` causes |
 # | 05 | [Social features over a hybrid REST + WebSocket API](05_social_features.ipynb) | 60 min | chat, typing indicators (throttled, expiring, never stored), presence, notifications and live counters pushed after REST actions; why uploads and cacheable data stay on HTTP, measured |
 # | 06 | [Auth, userId -> sockets, routing, persistence](06_auth_routing_persistence.ipynb) | 60 min | log in and connect with a JWT; forged, `alg: none` and expired tokens refused; tokens out of logs; a token expiring under an open socket; the user id -> set of sockets map; routing to a room, every tab of a user, one socket; persist before the ack, resume, SIGKILL |
+# | 07 | [One event loop, thousands of sockets](07_one_loop_many_sockets.ipynb) | 60 min | thousands of real sockets in one process: server memory per socket, threads flat, event-loop lag; what breaks a server (a blocking call, CPU work, huge payloads, leaking maps), switched on live under load, and each fix measured |
+# | 08 | [Scaling out with Redis pub/sub](08_scaling_out_with_redis.ipynb) | 45 min | three lab processes and a real Redis: chat, presence and notifications across processes and what the hop costs; a load balancer forwarding the Upgrade, and why long polling needs sticky sessions and WebSocket does not; kill a process and resume elsewhere with nothing lost; stop Redis and see what pub/sub loses and the seqs bring back |
 # | 09 | [Socket.IO's extras, wss:// and WebRTC signaling](09_socketio_tls_signaling.ipynb) | 45 min | what Socket.IO adds over a plain WebSocket and what it is on the wire (Engine.IO); `http.createServer(app)` and one port; the lab over TLS (`wss://`) on a certificate made on the spot, and what an eavesdropper sees; where TLS ends in production; WebRTC offer/answer/ICE relayed by the lab |
 # | 10 | [Capstone: live reactions on a post](10_capstone.ipynb) | 90 min | build one real-time feature end to end next to the lab: REST for the post, a WebSocket for reactions, persisted with a seq before the fan-out, viewers only, resume without gaps, rate limits, no stall or leak; checked live by a crowd |
-#
-# Still to come (the lab server already does most of what lesson 07 needs; the notebooks are not written yet):
-#
-# | # | Lesson | Goals |
-# |---|--------|-------|
-# | 07 | One event loop, thousands of sockets | why a connection is not a thread; what breaks a server: blocking code, heavy CPU, large payloads, slow readers |
-# | 08 | Scaling out with Redis pub/sub | two server processes, one broker between them, presence across processes |
 #
 # The full syllabus, with each lesson's live demo and exercises, is in
 # [lessons.md](../lessons.md); how to install and run everything is in the
