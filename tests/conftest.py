@@ -15,8 +15,12 @@ import inspect
 import itertools
 import json
 import os
+import secrets
+import socket
 import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -227,6 +231,60 @@ def require_browser() -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"browser tests cannot run on CI: {missing}", pytrace=False)
     pytest.skip(missing, allow_module_level=True)
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (for a server this test starts itself)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """A bare Jupyter server (no JupyterLab frontend) with jupyter-server-proxy, as on a
+    JupyterHub or Binder: (base URL, token). It forwards ``/proxy/<port>/`` to a lab server on
+    that port. One per test session: the browser client's and the projector's proxy tests share it."""
+    workdir = tmp_path_factory.mktemp("jupyter")
+    port, token = free_port(), secrets.token_hex(16)
+    log_path = workdir / "jupyter.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "jupyter_server",
+                "--no-browser",
+                f"--port={port}",
+                "--ip=127.0.0.1",
+                f"--IdentityProvider.token={token}",
+                f"--ServerApp.root_dir={workdir}",
+                "--allow-root",
+                "--ServerApp.terminals_enabled=False",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=workdir,
+            env={**os.environ, "JUPYTER_CONFIG_DIR": str(workdir / ".jupyter")},
+        )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
+            break
+        except OSError as exc:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("Jupyter server did not start:\n" + log_path.read_text()[-3000:]) from exc
+            time.sleep(0.3)  # the poll interval of this wait for Jupyter to answer
+    yield base, token
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def answer_cells(notebook: str) -> list[str]:

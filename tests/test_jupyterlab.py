@@ -15,7 +15,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .conftest import CHROMIUM, CHROMIUM_ARGS, figure_path, require_browser
+from .conftest import CHROMIUM, CHROMIUM_ARGS, figure_path, free_port, require_browser
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -39,12 +38,6 @@ require_browser()
 import playwright.sync_api as sync_api  # noqa: E402
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def jupyterlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     workdir = tmp_path_factory.mktemp("jlab")
@@ -53,7 +46,7 @@ def jupyterlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     for notebook in LESSONS:
         shutil.copy(ROOT / "notebooks" / notebook, workdir / "notebooks")
     shutil.copytree(ROOT / "images", workdir / "images")
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     settings = workdir / ".jupyter" / "lab" / "user-settings" / "@jupyterlab"
     # Render every cell (no virtual scrolling, so the dashboard is in the DOM) and ask no news.
     for extension, name, value in [

@@ -1,4 +1,7 @@
-// labserver browser client: one vanilla ES module, no dependencies, no build step.
+// labserver browser client: vanilla ES modules, no dependencies, no build step.
+// This one owns the session and the socket; the others each do one job:
+//   dom.js (helpers), wire.js (the wire panel), queue.js (messages typed offline),
+//   feed.js (posts, likes, comments, uploads), rtc.js (a WebRTC data channel).
 //
 // The hybrid approach in one page:
 //   * HTTP for request/response: sign up / log in (-> token), room history,
@@ -6,17 +9,22 @@
 //   * One WebSocket for everything live: chat and its acks, typing, presence,
 //     notifications; with reconnect + resume so a dropped socket loses nothing.
 //
-// Security rule of this file: text that came from the network is only ever put
+// Security rule of every module: text that came from the network is only ever put
 // in the page with textContent / append(string), never innerHTML, so a message
 // like <img src=x onerror=alert(1)> is shown as text, not run.
 
-const BASE = new URL("../", import.meta.url); // the page root, also behind a path prefix
+import { $, BASE, clock, el } from "./dom.js";
+import { createFeed } from "./feed.js";
+import { OfflineQueue } from "./queue.js";
+import { createRtc } from "./rtc.js";
+import { clearWire, wire } from "./wire.js";
+
 const STORE = window.sessionStorage; // per tab: two tabs can be two different users
 const KEYS = { token: "labserver.token", user: "labserver.user", room: "labserver.room" };
 
 const HISTORY = 100; // messages loaded over HTTP when entering a room
 const MAX_LOG = 500; // chat lines kept in the page
-const MAX_FRAMES = 50; // raw frames kept in the panel
+const OFFLINE_LIMIT = 10; // chat lines kept while the socket is down; more are refused (rate limit: burst 40)
 const TYPING_EVERY_MS = 1000; // send "typing" at most once a second...
 const TYPING_IDLE_MS = 3000; // ...and "typing stopped" after this long without a key
 const BACKOFF = { baseMs: 500, capMs: 15000 }; // reconnect delays: 0.5 s, 1 s, 2 s ... 15 s
@@ -39,6 +47,7 @@ const state = {
   refs: 0,
   requests: new Map(), // ref -> {resolve, reject}: answers we are waiting for
   outbox: new Map(), // ref -> {li, text}: chat lines sent but not yet stored
+  offline: new OfflineQueue(OFFLINE_LIMIT), // {li, text, room}: typed while the socket was down
   bySeq: new Map(), // seq -> <li> of the chat log
   online: new Map(), // user id -> user
   typing: new Map(), // user id -> {username, timer}
@@ -48,9 +57,8 @@ const state = {
   typingIdle: null,
 };
 
-// --- DOM helpers -------------------------------------------------------------------------
+// --- DOM ----------------------------------------------------------------------------------
 
-const $ = (testid) => document.querySelector(`[data-testid="${testid}"]`);
 const ui = {
   loginView: document.getElementById("login-view"),
   appView: document.getElementById("app-view"),
@@ -73,23 +81,7 @@ const ui = {
   online: $("online"),
   onlineCount: $("online-count"),
   notifications: $("notifications"),
-  frames: $("frames"),
 };
-
-/** Build an element. String children become Text nodes: never parsed as HTML. */
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (value === null || value === undefined || value === false) continue;
-    if (name === "class") node.className = value;
-    else node.setAttribute(name, String(value));
-  }
-  for (const child of children) if (child !== null && child !== undefined) node.append(child);
-  return node;
-}
-
-const clock = (seconds) =>
-  new Date(seconds ? seconds * 1000 : Date.now()).toLocaleTimeString([], { hour12: false });
 
 function setStatus(phase, text, code = null) {
   ui.status.dataset.state = phase; // idle | connecting | open | closed
@@ -107,12 +99,13 @@ function notice(text) {
 /** One JSON request; throws an Error carrying the HTTP status and the server's error code. */
 async function api(method, path, body) {
   const headers = {};
-  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const form = body instanceof FormData; // an upload: fetch writes the multipart Content-Type itself
+  if (body !== undefined && !form) headers["Content-Type"] = "application/json";
   if (state.token) headers.Authorization = `Bearer ${state.token}`;
   const response = await fetch(new URL(path, BASE), {
     method,
     headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
+    body: body === undefined || form ? body : JSON.stringify(body),
   });
   const data = await response.json().catch(() => null);
   if (!response.ok) {
@@ -151,11 +144,11 @@ function connect() {
   const ws = new WebSocket(url);
   state.ws = ws;
   setStatus("connecting", state.attempt ? `reconnecting (attempt ${state.attempt})…` : "connecting…");
-  frame("event", `connect ${url.origin}${url.pathname}?token=…`);
+  wire("event", `connect ${url.origin}${url.pathname}?token=…`);
   ws.onopen = () => {
     if (ws !== state.ws) return;
     setStatus("open", "open");
-    frame("event", "open");
+    wire("event", "open");
   };
   ws.onmessage = (event) => {
     if (ws !== state.ws) return;
@@ -163,10 +156,10 @@ function connect() {
     try {
       message = JSON.parse(event.data);
     } catch {
-      frame("in", String(event.data));
+      wire("in", String(event.data));
       return;
     }
-    frame("in", message);
+    wire("in", event.data, message);
     dispatch(message);
   };
   ws.onclose = (event) => {
@@ -177,8 +170,9 @@ function connect() {
 function send(message) {
   const ws = state.ws;
   if (!ws || ws.readyState !== WebSocket.OPEN) return false;
-  ws.send(JSON.stringify(message));
-  frame("out", message);
+  const text = JSON.stringify(message);
+  ws.send(text);
+  wire("out", text, message);
   return true;
 }
 
@@ -213,7 +207,7 @@ async function onClose(event) {
   clearTyping();
   ui.online.classList.add("stale");
   const closed = `closed ${event.code}${event.reason ? ` · ${event.reason}` : ""}`;
-  frame("event", closed);
+  wire("event", closed);
   if (!state.running) {
     setStatus("closed", closed, event.code);
     return;
@@ -256,6 +250,7 @@ function dispatch(message) {
       state.limits = message.limits || {};
       ui.socketId.textContent = message.socket_id;
       enterRoom();
+      feed.connected();
       break;
     case "chat":
       if (message.room === state.room) addMessage(message);
@@ -277,12 +272,19 @@ function dispatch(message) {
       break;
     case "notification":
       addNotification(message);
+      feed.noticed(message);
+      break;
+    case "post_updated":
+      feed.updated(message);
+      break;
+    case "signal":
+      rtc.signal(message);
       break;
     case "error":
       notice(`server error ${message.code}: ${message.message}`);
       break;
     default:
-      break; // pong, post_updated, dm, signal...: visible in the raw frames panel
+      break; // pong, dm...: visible in the wire panel
   }
 }
 
@@ -305,6 +307,7 @@ async function enterRoom() {
       await joinRoom(room);
     }
     state.attempt = 0;
+    sendQueued();
     const presence = await request({ type: "subscribe", topic: "presence" });
     state.online = new Map(presence.online.map((user) => [user.id, user]));
     ui.online.classList.remove("stale");
@@ -333,6 +336,7 @@ async function switchRoom(room) {
   if (room === state.room && state.joined) return;
   stopTyping();
   const old = state.room;
+  dropQueued(old);
   state.room = room;
   STORE.setItem(KEYS.room, room);
   state.canResume = false;
@@ -352,7 +356,9 @@ function setJoined(joined) {
   state.joined = joined;
   ui.room.dataset.joined = String(joined);
   ui.room.textContent = joined ? `#${state.room}` : `#${state.room} (not joined)`;
-  ui.send.disabled = !joined;
+  // Offline, Send stays usable: the message is queued (see queueChat).
+  ui.send.textContent = joined ? "Send" : "Queue";
+  ui.send.title = joined ? "" : "not connected: the message is kept and sent after the reconnect";
 }
 
 // --- the chat log ----------------------------------------------------------------------------
@@ -409,6 +415,7 @@ function setSeq(li, seq) {
 }
 
 const MARKS = {
+  queued: ["queued", "typed while offline: sent when the connection is back"],
   pending: ["sending…", "sent; waiting for the ack"],
   acked: ["✓", "acknowledged: the server stored it"],
   unconfirmed: ["?", "the connection dropped before the ack; checking after the reconnect"],
@@ -447,9 +454,9 @@ function systemLine(text) {
   place(el("li", { class: "system", "data-after": state.lastSeq }, text), state.lastSeq + 0.5);
 }
 
-async function sendChat(text) {
+/** Send one chat line; ``li`` is its line already in the log when it was queued offline. */
+async function sendChat(text, li = chatLine({ from: state.user.username, text, mine: true })) {
   const ref = nextRef();
-  const li = chatLine({ from: state.user.username, text, mine: true });
   li.dataset.ref = ref;
   mark(li, "pending");
   const entry = { li, text };
@@ -479,6 +486,36 @@ async function sendChat(text) {
       mark(li, "failed", error.code || error.message);
     }
   }
+}
+
+/** Typed while the socket is down: shown at once, marked "queued", sent by sendQueued after the
+ * reconnect. A full queue refuses the message visibly and leaves its text in the composer. */
+function queueChat(text) {
+  const li = chatLine({ from: state.user.username, text, mine: true });
+  if (!state.offline.add({ li, text, room: state.room })) {
+    notice(`offline: ${OFFLINE_LIMIT} messages are queued already; this one was not sent (it is still in the box)`);
+    return false;
+  }
+  mark(li, "queued");
+  place(li, Infinity);
+  notice(`offline: ${state.offline.size} message(s) queued, sent when the connection is back`);
+  return true;
+}
+
+/** Once the room is joined again: send what was typed offline, in order. */
+function sendQueued() {
+  const queued = state.offline.drain();
+  for (const { li, text, room } of queued) {
+    if (room === state.room) sendChat(text, li);
+    else if (li.isConnected) mark(li, "failed", `not sent: typed for #${room}`);
+  }
+  if (queued.length) notice(`back online: ${queued.length} queued message(s) sent`);
+}
+
+/** Leaving a room with messages queued for it: they are not sent, and the page says so. */
+function dropQueued(room) {
+  const count = state.offline.drain().length;
+  if (count) notice(`${count} message(s) typed offline for #${room} were not sent: you left the room`);
 }
 
 /** After resume/join: what we sent before the drop either came back with a seq, or was lost. */
@@ -564,6 +601,7 @@ function renderOnline() {
     ),
   );
   ui.onlineCount.textContent = String(users.length);
+  rtc.peers(users);
 }
 
 function addNotification(note) {
@@ -581,22 +619,6 @@ function addNotification(note) {
   while (ui.notifications.children.length > 50) ui.notifications.lastElementChild.remove();
 }
 
-const ARROWS = { in: "↓", out: "↑", event: "•" };
-
-function frame(direction, data) {
-  const text = typeof data === "string" ? data : JSON.stringify(data);
-  ui.frames.prepend(
-    el(
-      "li",
-      { class: `frame ${direction}`, "data-dir": direction, "data-type": typeof data === "string" ? null : data.type },
-      el("span", { class: "arrow" }, ARROWS[direction]),
-      el("time", {}, clock()),
-      el("code", {}, text),
-    ),
-  );
-  while (ui.frames.children.length > MAX_FRAMES) ui.frames.lastElementChild.remove();
-}
-
 // --- session: log in, log out -----------------------------------------------------------------
 
 function start() {
@@ -611,6 +633,7 @@ function start() {
   setJoined(false);
   connect();
   loadNotifications();
+  feed.load();
   ui.input.focus();
 }
 
@@ -623,6 +646,10 @@ function endSession(message = "") {
   state.token = state.user = null;
   state.online.clear();
   state.notes.clear();
+  state.offline.drain(); // this user's unsent lines do not outlive the session
+  rtc.hangup();
+  feed.clear();
+  clearWire();
   clearLog();
   clearTyping();
   ui.notifications.replaceChildren();
@@ -642,10 +669,12 @@ ui.loginForm.addEventListener("submit", async (event) => {
   ui.loginError.textContent = "";
   try {
     state.token = null;
-    const { token, user } = await api("POST", `api/${action}`, {
-      username: String(form.get("username")),
-      password: String(form.get("password")),
-    });
+    const credentials = { username: String(form.get("username")), password: String(form.get("password")) };
+    // Class mode asks for the instructor's join code at sign-up; elsewhere the field stays empty
+    // and is not sent at all.
+    const code = String(form.get("code") ?? "").trim();
+    if (action === "signup" && code) credentials.code = code;
+    const { token, user } = await api("POST", `api/${action}`, credentials);
     state.token = token;
     state.user = user;
     STORE.setItem(KEYS.token, token);
@@ -685,7 +714,11 @@ ui.roomForm.addEventListener("submit", (event) => {
 ui.composer.addEventListener("submit", (event) => {
   event.preventDefault();
   const text = ui.input.value;
-  if (!text.trim() || !state.joined) return;
+  if (!text.trim() || !state.running) return;
+  if (!state.joined) {
+    if (queueChat(text)) ui.input.value = "";
+    return;
+  }
   ui.input.value = "";
   clearTimeout(state.typingIdle);
   // The server clears our indicator when the message lands, so the next key starts
@@ -704,5 +737,9 @@ window.addEventListener("online", () => {
     connect();
   }
 });
+
+// The two features in modules of their own; they reach the lab through these few functions.
+const feed = createFeed({ api, request, isOpen: () => state.socketId !== null, notice });
+const rtc = createRtc({ request, notice, me: () => state.user });
 
 if (state.token && state.user) start();

@@ -3,8 +3,8 @@
 
 * ``images/00_welcome_dashboard.png``: lesson 00 in a real JupyterLab, its dashboard live
   (tests/test_jupyterlab.py);
-* ``images/browser_client.png``: the lab's browser client, two users chatting
-  (tests/test_browser_client.py, its last test).
+* ``images/browser_client.png``: the lab's browser client, two users chatting, a post liked
+  live, the wire panel (tests/test_browser_client.py::test_notifications_and_readme_screenshot).
 
 Those tests take the pictures on every run, into a temporary directory; this script runs
 just them with ``LABSERVER_WRITE_FIGURES=1``, which points them at images/ instead. It
