@@ -28,6 +28,8 @@ import tempfile
 import time
 from urllib.parse import urlsplit
 
+from lean import LeanSubscriber, bench_text, masked_text
+
 from labserver.course import RestClient
 from labserver.frames import Frame, Opcode
 from labserver.rawws import handshake_request
@@ -35,46 +37,8 @@ from labserver.rawws import handshake_request
 ROOM = "fanout"
 
 
-class Subscriber(asyncio.Protocol):
-    """Counts complete server frames and sets ``done`` once it has ``target`` of them."""
-
-    def __init__(self) -> None:
-        self.buffer = bytearray()
-        self.frames = 0
-        self.target: int | None = None
-        self.upgraded = False
-        self.done = asyncio.Event()
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        if not self.upgraded:
-            _, sep, rest = bytes(self.buffer).partition(b"\r\n\r\n")
-            if not sep:
-                return
-            self.upgraded = True
-            self.buffer = bytearray(rest)
-        while (parsed := Frame.parse(self.buffer)) is not None:
-            del self.buffer[: parsed[1]]
-            self.frames += 1
-        if self.target is not None and self.frames >= self.target:
-            self.done.set()
-
-
-def masked_text(message: dict[str, object]) -> bytes:
-    return Frame(Opcode.TEXT, json.dumps(message).encode(), masking_key=os.urandom(4)).serialize()
-
-
-async def settled(subs: list[Subscriber]) -> None:
-    """Wait until no subscriber has received anything for half a second."""
-    before = -1
-    while (now := sum(s.frames for s in subs)) != before:
-        before = now
-        await asyncio.sleep(0.5)
+def masked_json(message: dict[str, object]) -> bytes:
+    return masked_text(json.dumps(message).encode())
 
 
 async def run_once(lab: RestClient, subscribers: int, messages: int, window: int) -> float:
@@ -82,26 +46,25 @@ async def run_once(lab: RestClient, subscribers: int, messages: int, window: int
     host, port = url.hostname or "127.0.0.1", url.port or 0
     loop = asyncio.get_running_loop()
     token = lab.account("fanout_sub").token
-    subs: list[Subscriber] = []
+    join = masked_json({"type": "join", "room": ROOM, "ref": "j"})
+    request = handshake_request(host, port, f"/ws?token={token}") + join
+    subs: list[LeanSubscriber] = []
     for _ in range(subscribers):
-        _, sub = await loop.create_connection(Subscriber, host, port)
-        assert sub.transport is not None
-        sub.transport.write(handshake_request(host, port, f"/ws?token={token}"))
-        sub.transport.write(masked_text({"type": "join", "room": ROOM}))
+        _, sub = await loop.create_connection(lambda: LeanSubscriber(request, b'"ref":"j"'), host, port)
         subs.append(sub)
     reader, writer = await asyncio.open_connection(host, port)
     writer.write(handshake_request(host, port, f"/ws?token={lab.account('fanout_sender').token}"))
     await reader.readuntil(b"\r\n\r\n")
-    writer.write(masked_text({"type": "join", "room": ROOM}))
-    await settled(subs)  # welcomes, join acks, member_joined: all in
+    writer.write(masked_json({"type": "join", "room": ROOM}))
+    await asyncio.gather(*(sub.ready for sub in subs))  # every join acknowledged
     for sub in subs:
-        sub.target = sub.frames + messages
+        sub.target, sub.done = sub.hits + messages, loop.create_future()
     buffer = bytearray()
     sent = acks = 0
     start = time.perf_counter()
     while acks < messages:
         while sent < messages and sent - acks < window:
-            writer.write(masked_text({"type": "chat", "room": ROOM, "text": "x" * 60, "ref": sent}))
+            writer.write(masked_json({"type": "chat", "room": ROOM, "text": bench_text(60), "ref": sent}))
             sent += 1
         buffer += await reader.read(65536)
         while (parsed := Frame.parse(buffer)) is not None:
@@ -109,12 +72,11 @@ async def run_once(lab: RestClient, subscribers: int, messages: int, window: int
             del buffer[:used]
             if frame.opcode is Opcode.TEXT and json.loads(frame.payload).get("type") == "ack":
                 acks += 1
-    await asyncio.gather(*(sub.done.wait() for sub in subs))
+    await asyncio.gather(*(sub.done for sub in subs if sub.done))
     elapsed = time.perf_counter() - start
     writer.close()
     for sub in subs:
-        assert sub.transport is not None
-        sub.transport.close()
+        sub.close()
     await asyncio.sleep(1)  # let the server clean up before the next round
     return messages * subscribers / elapsed
 
