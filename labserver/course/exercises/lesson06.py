@@ -24,7 +24,7 @@ import asyncio
 import inspect
 import json
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import websockets
@@ -734,11 +734,15 @@ class FollowProblem(LiveProblem):
         )
 
 
-async def _follow_reference(ws_url: str, token: str, room: str, last: int, deliver: Callable[[Any], Any]) -> None:
-    seen = 0  # the last seq delivered
+async def follow_with_resume(
+    ws_urls: Sequence[str], token: str, room: str, last: int, deliver: Callable[[Any], Any]
+) -> None:
+    """The reference follower: deliver ``room``'s chats up to seq ``last`` exactly once and in order,
+    reconnecting (to the next URL: lesson 08's processes) and resuming after the last seq delivered."""
+    seen, turn = 0, 0  # the last seq delivered; which URL to try
     while seen < last:
         try:
-            async with websockets.connect(f"{ws_url}?token={token}") as ws:
+            async with websockets.connect(f"{ws_urls[turn % len(ws_urls)]}?token={token}") as ws:
                 await ws.recv()  # the welcome
                 await ws.send(json.dumps({"type": "resume", "room": room, "after": seen}))
                 async for raw in ws:
@@ -748,8 +752,13 @@ async def _follow_reference(ws_url: str, token: str, room: str, last: int, deliv
                         seen = message["seq"]
                         if seen >= last:
                             return
-        except ConnectionClosed:
+        except (ConnectionClosed, OSError):  # cut, or that process is gone: try the next URL
+            turn += 1
             await asyncio.sleep(0.05)  # a real client backs off with jitter (lesson 04)
+
+
+async def _follow_reference(ws_url: str, token: str, room: str, last: int, deliver: Callable[[Any], Any]) -> None:
+    await follow_with_resume([ws_url], token, room, last, deliver)
 
 
 q6 = lesson.add(
