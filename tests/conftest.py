@@ -10,6 +10,7 @@ images/ are redrawn only by ``python3 course.py figures`` (see :func:`figure_pat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import inspect
 import itertools
@@ -240,12 +241,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """A bare Jupyter server (no JupyterLab frontend) with jupyter-server-proxy, as on a
-    JupyterHub or Binder: (base URL, token). It forwards ``/proxy/<port>/`` to a lab server on
-    that port. One per test session: the browser client's and the projector's proxy tests share it."""
-    workdir = tmp_path_factory.mktemp("jupyter")
+@contextlib.contextmanager
+def running_jupyter(workdir: Path, app: list[str], *options: str) -> Iterator[tuple[str, str]]:
+    """Run ``python -m <app> <options>`` (a Jupyter server or JupyterLab) on a free port with its
+    own config dir under ``workdir``; yield (base URL, token) once it answers, stop it after."""
     port, token = free_port(), secrets.token_hex(16)
     log_path = workdir / "jupyter.log"
     with log_path.open("w") as log:
@@ -253,14 +252,14 @@ def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[s
             [
                 sys.executable,
                 "-m",
-                "jupyter_server",
+                *app,
                 "--no-browser",
                 f"--port={port}",
                 "--ip=127.0.0.1",
                 f"--IdentityProvider.token={token}",
-                f"--ServerApp.root_dir={workdir}",
                 "--allow-root",
                 "--ServerApp.terminals_enabled=False",
+                *options,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -268,23 +267,34 @@ def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[s
             cwd=workdir,
             env={**os.environ, "JUPYTER_CONFIG_DIR": str(workdir / ".jupyter")},
         )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
-            break
-        except OSError as exc:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError("Jupyter server did not start:\n" + log_path.read_text()[-3000:]) from exc
-            time.sleep(0.3)  # the poll interval of this wait for Jupyter to answer
-    yield base, token
-    proc.terminate()
     try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
+                break
+            except OSError as exc:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{' '.join(app)} did not start:\n" + log_path.read_text()[-3000:]) from exc
+                time.sleep(0.3)  # the poll interval of this wait for Jupyter to answer
+        yield base, token
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """A bare Jupyter server (no JupyterLab frontend) with jupyter-server-proxy, as on a
+    JupyterHub or Binder: (base URL, token). It forwards ``/proxy/<port>/`` to a lab server on
+    that port. One per test session: the browser client's and the projector's proxy tests share it."""
+    workdir = tmp_path_factory.mktemp("jupyter")
+    with running_jupyter(workdir, ["jupyter_server"], f"--ServerApp.root_dir={workdir}") as server:
+        yield server
 
 
 def answer_cells(notebook: str) -> list[str]:

@@ -12,20 +12,14 @@ rendered as a live view, not as "Error displaying widget" or a text fallback.
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import shutil
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .conftest import CHROMIUM, CHROMIUM_ARGS, figure_path, free_port, require_browser
+from .conftest import CHROMIUM, CHROMIUM_ARGS, figure_path, require_browser, running_jupyter
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -46,7 +40,6 @@ def jupyterlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     for notebook in LESSONS:
         shutil.copy(ROOT / "notebooks" / notebook, workdir / "notebooks")
     shutil.copytree(ROOT / "images", workdir / "images")
-    port, token = free_port(), secrets.token_hex(16)
     settings = workdir / ".jupyter" / "lab" / "user-settings" / "@jupyterlab"
     # Render every cell (no virtual scrolling, so the dashboard is in the DOM) and ask no news.
     for extension, name, value in [
@@ -55,49 +48,14 @@ def jupyterlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     ]:
         (settings / extension).mkdir(parents=True, exist_ok=True)
         (settings / extension / f"{name}.jupyterlab-settings").write_text(json.dumps(value))
-    log = (workdir / "jupyter.log").open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyter",
-            "lab",
-            "--no-browser",
-            f"--port={port}",
-            "--ip=127.0.0.1",
-            f"--IdentityProvider.token={token}",
-            f"--notebook-dir={workdir}",
-            "--allow-root",
-            "--LabApp.news_url=",
-            "--ServerApp.terminals_enabled=False",
-            "--LabApp.expose_app_in_browser=True",
-        ],  # window.jupyterapp: its commands say when a cell has run
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        cwd=workdir,
-        env={**os.environ, "JUPYTER_CONFIG_DIR": str(workdir / ".jupyter")},
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
-            break
-        except OSError as exc:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(
-                    "JupyterLab did not start:\n" + (workdir / "jupyter.log").read_text()[-3000:]
-                ) from exc
-            time.sleep(0.3)  # the poll interval of this wait for JupyterLab to answer
-    yield f"{base}/lab/workspaces/{{workspace}}/tree/notebooks/{{notebook}}?reset&token={token}", workdir
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with running_jupyter(
+        workdir,
+        ["jupyter", "lab"],
+        f"--notebook-dir={workdir}",
+        "--LabApp.news_url=",
+        "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: its commands say when a cell has run
+    ) as (base, token):
+        yield f"{base}/lab/workspaces/{{workspace}}/tree/notebooks/{{notebook}}?reset&token={token}", workdir
 
 
 def _connections(page: Page) -> int | None:
