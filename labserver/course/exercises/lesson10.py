@@ -164,16 +164,21 @@ def _sequence_problem(who: str, seqs: list[int], expected: list[int]) -> str | N
     return None
 
 
+class _HandlerProblem(LiveProblem):
+    """A problem whose answer is one of the service's handlers (``call_with``), run by the service."""
+
+    answer_kind = "async"
+    why_async = "the service awaits it in its event loop"
+
+
 # --- q1: the WebSocket handler ---------------------------------------------------------------
 
 
-class SocketProblem(LiveProblem):
+class SocketProblem(_HandlerProblem):
     """The student's ``handle_socket(svc, request)``, with the reference ``on_view``/``on_react``."""
 
     answer_format = "your async function itself, `handle_socket` (no parentheses)"
     call_with = "handle_socket"
-    answer_kind = "async"
-    why_async = "the service awaits it in its event loop"
     VIEWERS_PER_ENDING = 2
 
     async def _check_async(self, answer: Any, lab: Any) -> str | None:
@@ -314,13 +319,11 @@ REACTIONS_EACH = 100
 FLOOD = 20  # reactions sent at once by one user, against rate 2/s, burst 5
 
 
-class ReactProblem(LiveProblem):
+class ReactProblem(_HandlerProblem):
     """The student's ``on_react(svc, conn, post, emoji, ref)``, with the reference socket handler and ``on_view``."""
 
     answer_format = "your async function itself, `on_react` (no parentheses)"
     call_with = "on_react"
-    answer_kind = "async"
-    why_async = "the service awaits it in its event loop"
 
     async def _check_async(self, answer: Any, lab: Any) -> str | None:
         options = {"rate": 1000.0, "burst": 1000.0, "send_limit": 8 * 1024, "disk_delay": 0.002}
@@ -489,13 +492,11 @@ STREAM = 80  # reactions posted while the followers come and go
 FOLLOWERS = 3
 
 
-class ViewProblem(LiveProblem):
+class ViewProblem(_HandlerProblem):
     """The student's ``on_view(svc, conn, post, after)``, with the reference socket handler and ``on_react``."""
 
     answer_format = "your async function itself, `on_view` (no parentheses)"
     call_with = "on_view"
-    answer_kind = "async"
-    why_async = "the service awaits it in its event loop"
 
     async def _check_async(self, answer: Any, lab: Any) -> str | None:
         options = {"rate": 1000.0, "burst": 1000.0, "disk_delay": 0.002}
