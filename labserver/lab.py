@@ -224,6 +224,7 @@ class Lab:
         self.sockets_open = 0  # authenticated /ws sockets whose handler still runs (leak or not)
         self.room_waiters: dict[str, set[asyncio.Future[None]]] = {}  # long polls parked on a room
         self.event_streams: dict[str, set[EventStream]] = {}  # room -> its open SSE streams
+        self.streams_per_user: dict[int, int] = {}  # user id -> how many SSE streams they have open
         self.long_reads: dict[int, set[LongRead]] = {}  # user id -> their open SSE streams and long polls
         self.closing = False  # set at shutdown: long polls answer at once
         # How shutdown closes every socket: 1001, or 1012 when the parent said it will restart us.
@@ -683,18 +684,26 @@ class Lab:
         on it. :meth:`close_event_stream` when it ends."""
         stream = EventStream(room, user_id, on_overflow)
         self.event_streams.setdefault(room, set()).add(stream)
+        self.streams_per_user[user_id] = self.streams_per_user.get(user_id, 0) + 1
         return stream
 
     def close_event_stream(self, stream: EventStream) -> None:
         streams = self.event_streams.get(stream.room)
-        if streams is not None:
-            streams.discard(stream)
-            if not streams:
-                del self.event_streams[stream.room]
+        if streams is None or stream not in streams:
+            return  # closed already: counted down once
+        streams.discard(stream)
+        if not streams:
+            del self.event_streams[stream.room]
+        left = self.streams_per_user[stream.user_id] - 1
+        if left:
+            self.streams_per_user[stream.user_id] = left
+        else:
+            del self.streams_per_user[stream.user_id]
 
     def user_streams(self, user_id: int) -> int:
-        """How many SSE streams ``user_id`` has open."""
-        return sum(s.user_id == user_id for streams in self.event_streams.values() for s in streams)
+        """How many SSE streams ``user_id`` has open (a count kept as they open and close: the
+        per-user cap is checked at every stream's start, and walking them all would cost O(streams))."""
+        return self.streams_per_user.get(user_id, 0)
 
     def open_long_read(self, user_id: int, claims: Claims) -> LongRead:
         """Register a read that stays open past its token check; :meth:`close_long_read` when it ends."""

@@ -549,3 +549,17 @@ async def test_nothing_is_written_to_a_socket_once_it_is_closing(lab: Lab) -> No
     await send(a, type="chat", room="lobby", text="anyone?")
     assert b_out.frames == []
     assert [m["type"] for m in a_out.take()][-1] == "chat"
+
+
+async def test_a_users_open_event_streams_are_counted_as_they_open_and_close(lab: Lab) -> None:
+    # The per-user stream cap reads this count at every stream's start (rest.py room_events).
+    first, second, other = (
+        lab.open_event_stream(room, uid, lambda: None) for room, uid in [("a", 1), ("b", 1), ("a", 2)]
+    )
+    assert (lab.user_streams(1), lab.user_streams(2), lab.user_streams(3)) == (2, 1, 0)
+    lab.close_event_stream(first)
+    lab.close_event_stream(first)  # closed twice (logout, then the handler's finally): counted down once
+    assert (lab.user_streams(1), lab.user_streams(2)) == (1, 1)
+    lab.close_event_stream(second)
+    lab.close_event_stream(other)
+    assert (lab.user_streams(1), lab.user_streams(2), lab.streams_per_user, lab.event_streams) == (0, 0, {}, {})
