@@ -15,7 +15,12 @@ rotated every round (interleaved: the ratios compare servers under the same
 background load), it starts that server afresh and measures
 
 * connection set-up rate (connections opened 200 at a time until each is ready;
-  for the lab, also until the welcome) and KiB of server RSS per idle connection;
+  for the lab, also until the welcome) and KiB of server RSS per idle connection.
+  Every server listens with the same backlog, the lab's own (``LISTEN_BACKLOG``,
+  set as the lab sets it: asyncio still accepts at most 100 or 128 in one go): with
+  200 connects in flight, a default backlog of 100 or 128 made the kernel drop some,
+  retried by the client only after 1 s, and a single one of those decided the rate
+  at 1,000 sockets;
 * maximum deliveries/s: ``--messages`` messages with at most ``--window`` in flight;
 * p50/p99 delivery latency at ``--rate`` messages/s (send time in the payload) and
   the server's event-loop lag meanwhile (a 50 ms sleeper in each server, same code);
@@ -24,9 +29,14 @@ background load), it starts that server afresh and measures
 
     .venv/bin/python benchmarks/peers.py --quick          # < 2 minutes
     .venv/bin/python benchmarks/peers.py                  # 1,000 and 5,000 sockets, 2 rounds
+    .venv/bin/python benchmarks/peers.py --setup-only     # the set-up phase only (rates, RSS)
     .venv/bin/python benchmarks/peers.py --chart benchmarks/results/peers.json  # -> images/12_benchmark.svg
 
-Results go to ``benchmarks/results/peers[-quick].json`` (``--out`` to change).
+Results go to ``benchmarks/results/peers[-setup][-quick].json`` (``--out`` to change).
+
+Every server this starts dies with it: on SIGINT, SIGTERM or SIGHUP the servers are
+stopped on the way out, and each one also exits by itself when its stdin (a pipe from
+this process) reaches EOF, which happens even when this process is killed with SIGKILL.
 """
 
 from __future__ import annotations
@@ -38,10 +48,12 @@ import json
 import os
 import platform
 import resource
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -51,6 +63,8 @@ from typing import Any
 import psutil  # type: ignore[import-untyped]
 from lean import LeanSubscriber, bench_text
 
+from labserver.aiohttp_compat import deepen_backlog, listen_deeper
+from labserver.app import LISTEN_BACKLOG
 from labserver.course import RestClient
 from labserver.rawws import handshake_request
 
@@ -61,6 +75,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 CHART = Path(__file__).resolve().parent.parent / "images" / "12_benchmark.svg"
 KINDS = ("lab", "bare", "sio")
 CONNECT_ATTEMPTS, CONNECT_TIMEOUT, READY_TIMEOUT = 5, 10.0, 60.0
+BACKLOG = LISTEN_BACKLOG  # every server's listen() backlog: the lab's own (see the module docstring)
+CHILDREN: set[subprocess.Popen[str]] = set()  # every server process started and not yet stopped
 
 
 # --- the servers -------------------------------------------------------------------------
@@ -93,6 +109,7 @@ async def serve_bare(port: int, lag_file: str) -> None:
 
     asyncio.create_task(lag_monitor(lag_file))
     async with serve(handler, "127.0.0.1", port, ping_interval=None, compression=None) as server:
+        listen_deeper(server.sockets, BACKLOG)
         print(f"listening on {server.sockets[0].getsockname()[1]}", flush=True)
         await asyncio.Future()
 
@@ -119,6 +136,7 @@ async def serve_sio(port: int, lag_file: str) -> None:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
+    deepen_backlog(site, BACKLOG)
     print(f"listening on {runner.addresses[0][1]}", flush=True)
     await asyncio.Future()
 
@@ -131,7 +149,7 @@ async def serve_lab(argv: list[str], lag_file: str) -> None:
     settings = class_mode_admin_token(settings)
     raise_open_files_limit()
     asyncio.create_task(lag_monitor(lag_file))
-    await serve(settings)
+    await serve(settings, exit_on_stdin_eof=True)  # as every server here: gone with this process
 
 
 @dataclass
@@ -149,23 +167,51 @@ class Server:
         return [self.proc.pid, *(p.pid for p in self.extra)]
 
     def stop(self) -> None:
-        for proc in [self.proc, *self.extra]:
+        stop_children([self.proc, *self.extra])
+
+
+def stop_children(procs: list[subprocess.Popen[str]]) -> None:
+    """Stop server processes (SIGTERM, SIGKILL after 10 s) and forget them."""
+    for proc in procs:
+        if proc.poll() is None:
             proc.terminate()
-        for proc in [self.proc, *self.extra]:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    for proc in procs:
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        CHILDREN.discard(proc)
+
+
+def _popen(cmd: list[str], **kwargs: Any) -> subprocess.Popen[str]:
+    """A server process, remembered in :data:`CHILDREN`; its stdin is a pipe from here, whose EOF
+    (this process gone, however it died) makes it exit."""
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
+    CHILDREN.add(proc)
+    return proc
+
+
+def exit_at_stdin_eof() -> None:
+    """In a ``--serve`` child: exit when stdin reaches EOF, i.e. when the benchmark that started us is gone."""
+
+    def watch() -> None:
+        with contextlib.suppress(OSError, ValueError):
+            while os.read(sys.stdin.fileno(), 4096):
+                pass
+        os._exit(0)  # nothing of ours to flush: the results live in the parent
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _spawn(args: list[str], tmp: str, name: str) -> tuple[subprocess.Popen[str], int, str]:
     lag_file = os.path.join(tmp, f"{name}.lag")
     cmd = [sys.executable, __file__, "--serve", args[0], "--lag-file", lag_file, "--", *args[1:]]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = _popen(cmd, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if "listening on" not in line:
-        proc.kill()
+        stop_children([proc])
         raise SystemExit(f"{name} did not start: {line}{proc.stdout.read()}")
     port = int(line.split("listening on ")[1].split()[0].rsplit(":", 1)[-1].split("/")[0])
     with contextlib.suppress(OSError):
@@ -314,7 +360,7 @@ async def open_subscribers(server: Server, count: int, token: str | None, inflig
 
 
 async def measure(
-    server: Server, sockets: int, messages: int, window: int, rate: float, seconds: float
+    server: Server, sockets: int, messages: int, window: int, rate: float, seconds: float, setup_only: bool = False
 ) -> dict[str, Any]:
     """Every figure for one server at one socket count."""
     out: dict[str, Any] = {"server": server.kind, "sockets": sockets, "loadavg": [round(x, 2) for x in os.getloadavg()]}
@@ -331,6 +377,11 @@ async def measure(
         out["welcome_per_s"] = round(sockets / (max(s.welcomed_at for s in subs) - start))
     await asyncio.sleep(1.0)
     out["kib_per_idle_socket"] = round((rss(server.pids) - rss_before) / sockets / 1024, 2)
+    if setup_only:
+        for sub in subs:
+            sub.close()
+        await asyncio.sleep(1.5)  # let the server forget them before the next server's turn
+        return out
     (sender,) = await open_subscribers(server, 1, sender_token)
     everyone = [*subs, sender]
 
@@ -444,7 +495,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 for kind in order:
                     server = start_server(kind, tmp, redis.url if redis is not None and kind == "lab-redis" else None)
                     try:
-                        row = await measure(server, sockets, args.messages, args.window, args.rate, args.seconds)
+                        row = await measure(
+                            server, sockets, args.messages, args.window, args.rate, args.seconds, args.setup_only
+                        )
                     except (OSError, TimeoutError) as exc:  # say so and go on with the others
                         row = {"server": kind, "sockets": sockets, "error": f"{type(exc).__name__}: {exc}"}
                     finally:
@@ -479,12 +532,12 @@ def start_lab_plain(data_dir: str, source: str | None, port: int = 0) -> tuple[s
     env = dict(os.environ, PYTHONPATH=source) if source else None
     args = _lab_args(data_dir)[1:]
     args[args.index("--port") + 1] = str(port)
-    cmd = [sys.executable, "-m", "labserver", *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=source)
+    cmd = [sys.executable, "-m", "labserver", *args, "--exit-on-stdin-eof"]
+    proc = _popen(cmd, text=True, env=env, cwd=source)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if "listening on" not in line:
-        proc.kill()
+        stop_children([proc])
         raise SystemExit(f"the lab did not start: {line}{proc.stdout.read()}")
     with contextlib.suppress(OSError):
         os.sched_setaffinity(proc.pid, {SERVER_CPU})
@@ -509,8 +562,7 @@ async def join_storm(sockets: int, source: str | None) -> dict[str, Any]:
             for sub in subs:
                 sub.close()
         finally:
-            proc.terminate()
-            proc.wait(10)
+            stop_children([proc])
         bare_proc, bare_port, lag = _spawn(["bare", "--port", "0"], tmp, "bare")
         try:
             bare = Server("bare", bare_proc, bare_port, lag)
@@ -538,8 +590,7 @@ async def reconnect_storm(clients: int, missed: int, source: str | None) -> dict
             token, poster = lab.account("bench_sub").token, lab.account("bench_post")
             subs = await open_subscribers(server, clients, token)
             after = lab.request("POST", f"/api/rooms/{ROOM}/messages", {"text": "before"}, poster.token)[1]["seq"]
-            proc.terminate()
-            proc.wait(10)
+            stop_children([proc])
             for sub in subs:
                 sub.close()
             proc, _ = start_lab_plain(tmp, source, port)
@@ -573,8 +624,7 @@ async def reconnect_storm(clients: int, missed: int, source: str | None) -> dict
             for sub in back:
                 sub.close()
         finally:
-            server.proc.terminate()
-            server.proc.wait(10)
+            stop_children([server.proc])
     return out
 
 
@@ -624,6 +674,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--window", type=int, default=20, help="messages in flight in the fan-out phase")
     parser.add_argument("--rate", type=float, default=10.0, help="messages/s in the latency phase")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the latency phase")
+    parser.add_argument("--setup-only", action="store_true", help="measure the set-up phase only (rates, RSS)")
     parser.add_argument("--servers", nargs="+", default=list(KINDS), choices=[*KINDS, "lab-redis"])
     parser.add_argument("--redis", action="store_true", help="add the lab in Redis mode (two processes)")
     parser.add_argument("--out", type=Path, help="where the JSON goes (default benchmarks/results/peers[-quick].json)")
@@ -642,9 +693,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _raise_exit(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through every finally: the servers are stopped
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.serve:
+        if args.serve != "lab":  # the lab watches its stdin itself (exit_on_stdin_eof)
+            exit_at_stdin_eof()
         serve = {
             "bare": lambda: serve_bare(args.port, args.lag_file),
             "sio": lambda: serve_sio(args.port, args.lag_file),
@@ -656,6 +713,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.chart:
         print(chart(args.chart, args.chart_out))
         return
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # SIGINT already raises KeyboardInterrupt
+        signal.signal(sig, _raise_exit)
+    try:
+        _run_benchmarks(args)
+    finally:
+        stop_children(list(CHILDREN))  # after an exception or a signal: none is left behind
+
+
+def _run_benchmarks(args: argparse.Namespace) -> None:
     if args.join_storm or args.reconnect_storm:
         with contextlib.suppress(AttributeError, OSError):
             os.sched_setaffinity(0, {LOADGEN_CPU})
@@ -666,7 +732,8 @@ def main(argv: list[str] | None = None) -> None:
             print(json.dumps(asyncio.run(reconnect_storm(args.reconnect_storm, 5, args.server_source))))
         return
     results = asyncio.run(run(args))
-    out = args.out or RESULTS / ("peers-quick.json" if args.quick else "peers.json")
+    name = "peers" + ("-setup" if args.setup_only else "") + ("-quick" if args.quick else "")
+    out = args.out or RESULTS / f"{name}.json"  # a set-up-only run never replaces a whole one
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n")
     print(json.dumps(results["ratios_vs_bare"], indent=1))

@@ -33,8 +33,8 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from . import __version__
-from .aiohttp_compat import ConnectionGuard, GuardedAppRunner
-from .app import make_app, read_or_create
+from .aiohttp_compat import ConnectionGuard, GuardedAppRunner, deepen_backlog
+from .app import LISTEN_BACKLOG, make_app, read_or_create, tune_gc
 from .appkeys import LAB
 from .config import Settings, normalized_join_code
 from .redis_broker import BrokerUnavailable, RedisBroker
@@ -281,6 +281,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, bool]:
         f"(default {defaults.accounts_per_code})",
     )
     p.add_argument(
+        "--accounts-per-student",
+        type=_positive(int),
+        default=defaults.accounts_per_student,
+        metavar="N",
+        help=f"class mode: lesson accounts (<student>.<name>) one student may make per server run, "
+        f"over it 403 too_many_accounts (default {defaults.accounts_per_student})",
+    )
+    p.add_argument(
         "--redis",
         metavar="URL",
         help="share rooms, chat, DMs and presence with the other lab processes on this Redis, "
@@ -322,6 +330,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, bool]:
         keyfile=args.keyfile,
         join_code=args.join_code,
         accounts_per_code=int(args.accounts_per_code),
+        accounts_per_student=int(args.accounts_per_student),
         redis_url=args.redis,
         node=args.node,
         **{field: getattr(args, field) for _, field, _, _ in _TUNABLES},
@@ -451,6 +460,7 @@ async def serve(settings: Settings, *, exit_on_stdin_eof: bool = False) -> None:
         except BrokerUnavailable as exc:
             raise SystemExit(f"labserver: error: --redis: {exc}") from None
     app = make_app(settings)
+    tune_gc()  # process-wide: here, where the process is the server's
     runner = GuardedAppRunner(
         app,
         ConnectionGuard(settings.unfinished_limit),
@@ -468,6 +478,7 @@ async def serve(settings: Settings, *, exit_on_stdin_eof: bool = False) -> None:
     site = web.TCPSite(runner, settings.host, settings.port, reuse_address=os.name == "posix", ssl_context=tls)
     try:
         await site.start()
+        deepen_backlog(site, LISTEN_BACKLOG)  # crowds connecting at once: see LISTEN_BACKLOG
     except OSError as exc:
         await runner.cleanup()
         raise SystemExit(

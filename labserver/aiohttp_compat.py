@@ -4,7 +4,7 @@ aiohttp (3.14) accepts unmasked client frames, never notices endless empty
 continuation frames, and lets the close codes 1006 and 5000-65535 through. The
 lab server teaches RFC 6455 and must keep it, so :class:`LabWebSocketResponse`
 puts a :class:`~labserver.frames.ClientFrameGuard` in front of aiohttp's frame
-parser and checks close codes as they are read:
+parser, which sees every byte first:
 
 * an unmasked client frame: 1002 (section 5.1: the server "MUST close the
   connection upon receiving a frame that is not masked");
@@ -20,6 +20,10 @@ header-read and idle timeout itself is aiohttp's ``keepalive_timeout``, which cl
 a connection that has not sent a whole request head that long after it opened or
 after its previous response.
 
+And it deepens a started site's listen backlog without making asyncio accept more
+connections in one go (:func:`deepen_backlog`): a crowd connecting at once is queued by
+the kernel instead of being dropped and retried a second later.
+
 This is the only module that names aiohttp's private attributes: they are listed
 in :data:`PRIVATE_NAMES`, pyproject.toml pins aiohttp to the minor version they
 were checked against, and ``tests/test_aiohttp_compat.py`` fails, naming the
@@ -31,24 +35,35 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+import os
+import socket
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, web
 from aiohttp.http_websocket import WebSocketError
 from aiohttp.web_protocol import RequestHandler
 
 from .frames import ClientFrameGuard, is_valid_close_code
 
-__all__ = ["PRIVATE_NAMES", "ConnectionGuard", "GuardedAppRunner", "GuardedRequestHandler", "LabWebSocketResponse"]
+__all__ = [
+    "PRIVATE_NAMES",
+    "ConnectionGuard",
+    "GuardedAppRunner",
+    "GuardedRequestHandler",
+    "LabWebSocketResponse",
+    "deepen_backlog",
+    "listen_deeper",
+]
 
 log = logging.getLogger("labserver")
 
 PRIVATE_NAMES: dict[str, tuple[str, ...]] = {
     # owner -> the private names of it used below
     "aiohttp.web.WebSocketResponse": ("_post_start", "_reader", "_max_msg_size"),
-    "aiohttp.web_protocol.RequestHandler": ("_message_tail", "_payload_parser", "_handle_request"),
+    "aiohttp.web_protocol.RequestHandler": ("_message_tail", "_payload_parser", "_parser", "_handle_request"),
     "aiohttp.web.AppRunner": ("_make_server",),
+    "aiohttp.web.TCPSite": ("_server",),
 }
 
 
@@ -60,11 +75,19 @@ class LabWebSocketResponse(web.WebSocketResponse):
         # only non-empty ones; the guard counts every continuation frame.
         guard = ClientFrameGuard(max_fragments=max(1024, self._max_msg_size // 256))
         http_protocol = request.protocol
-        tail = bytes(http_protocol._message_tail)  # bytes that came in with the handshake
+        # Bytes that came in with the handshake: aiohttp's reader parses them as soon as it is
+        # set up (in super()._post_start), so the guard reads them first, and when they break a
+        # rule aiohttp gets none of them (else a bad Close frame there would be answered first).
+        refused = guard.feed(bytes(http_protocol._message_tail)) is not None
+        if refused:
+            http_protocol._message_tail = b""
         super()._post_start(request, protocol, writer)
         http_protocol._payload_parser = _GuardedParser(http_protocol._payload_parser, guard, self)
-        self._reader = _CloseCodeCheck(self._reader)  # type: ignore[assignment]
-        if tail and guard.feed(tail):
+        # The connection speaks WebSocket until it closes: its HTTP request parser (about 1 KiB,
+        # kept by aiohttp for the connection's life) is never fed again. aiohttp drops it the
+        # same way when the connection is lost, and checks for None wherever it reads it.
+        http_protocol._parser = None
+        if refused:
             self._refuse(guard)
 
     async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"", drain: bool = True) -> bool:
@@ -84,27 +107,6 @@ class LabWebSocketResponse(web.WebSocketResponse):
         """Hand aiohttp's reader the violation as a protocol error: aiohttp closes with its code."""
         assert self._reader is not None
         self._reader.set_exception(WebSocketError(guard.violation_code, guard.violation or ""))
-
-
-class _CloseCodeCheck:
-    """Wraps aiohttp's message queue; a client close frame with a code no endpoint may
-    send reaches aiohttp as the protocol error it is (answered with 1002)."""
-
-    __slots__ = ("_queue",)
-
-    def __init__(self, queue: Any) -> None:
-        self._queue = queue
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._queue, name)
-
-    async def read(self) -> Any:
-        msg = await self._queue.read()
-        if msg.type is WSMsgType.CLOSE and msg.data != 0 and not is_valid_close_code(msg.data):  # 0: no code
-            error = WebSocketError(WSCloseCode.PROTOCOL_ERROR, f"Invalid close code: {msg.data}")
-            self._queue.set_exception(error)  # as aiohttp's parser does: nothing more is read
-            raise error
-        return msg
 
 
 class _GuardedParser:
@@ -166,6 +168,8 @@ class ConnectionGuard:
 class GuardedRequestHandler(RequestHandler):
     """aiohttp's HTTP connection, counted by a :class:`ConnectionGuard` while it is not
     inside a request, and closed with a 503 at once when its IP is over the limit."""
+
+    __slots__ = ("_guard", "_ip", "_state")  # aiohttp's RequestHandler has slots: no __dict__ per connection
 
     def __init__(self, manager: web.Server, guard: ConnectionGuard, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -247,3 +251,31 @@ class GuardedAppRunner(web.AppRunner):
         inner = await super()._make_server()  # the application's start-up runs here
         kwargs = {k: v for k, v in self._handler_kwargs.items() if k not in ("handle_signals", "shutdown_timeout")}
         return _GuardedServer(inner, self.guard, asyncio.get_running_loop(), **kwargs)
+
+
+# --- the listen backlog ----------------------------------------------------------------------
+
+
+def deepen_backlog(site: web.TCPSite, backlog: int) -> None:
+    """Let the kernel queue up to ``backlog`` connections the started ``site`` has not accepted yet.
+
+    asyncio uses one number for two things: ``listen()``'s backlog, and how many connections
+    it accepts in one go when the socket is ready. The second must stay small (aiohttp's 128):
+    every connection accepted takes an open file before the loop can refuse one over a cap, so
+    a batch of thousands could run out of files (EMFILE), and it would stall the loop. So the
+    site starts with aiohttp's number and the socket is told ``listen(backlog)`` again, which
+    only deepens the kernel's queue (POSIX allows calling ``listen`` on a listening socket).
+    Elsewhere (Windows) the site keeps its backlog."""
+    server = site._server
+    if isinstance(server, asyncio.Server):  # else not started
+        listen_deeper(server.sockets, backlog)
+
+
+def listen_deeper(sockets: Iterable[socket.socket], backlog: int) -> None:
+    """Call ``listen(backlog)`` again on an asyncio server's listening sockets (POSIX only)."""
+    if os.name != "posix":
+        return
+    for listening in sockets:
+        # A duplicate of the descriptor: the same socket, told its new backlog, then let go.
+        with socket.fromfd(listening.fileno(), listening.family, listening.type) as same:
+            same.listen(backlog)

@@ -78,6 +78,9 @@ class Settings:
     # and at most accounts_per_code accounts are made with it per server run.
     join_code: str | None = None
     accounts_per_code: int = 100
+    # Class mode: lesson accounts a student makes for themself (POST /api/class/accounts, named
+    # "<student>.<name>") per server run; they do not use up the join code's accounts.
+    accounts_per_student: int = 200
 
     @property
     def loopback_only(self) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -144,7 +145,9 @@ def _text(raw: Mapping[str, Any], ref: Ref) -> str:
 def _room(raw: Mapping[str, Any], ref: Ref, *, allow_dm: bool = False) -> str:
     room = _str(raw, "room", ref, max_chars=64)
     if ROOM_NAME.fullmatch(room) or (allow_dm and is_dm_room(room)):
-        return room
+        # Interned: the sockets of a room share one string as their membership key, not a
+        # copy each (an interned string is freed as usual once nothing uses it).
+        return sys.intern(room)
     allowed = "letters, digits, '_', '.', '-' (1-64)"
     raise EnvelopeError(ErrorCode.BAD_FIELD, f"field 'room' must be {allowed}, got {room!r}", ref)
 

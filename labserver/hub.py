@@ -35,7 +35,7 @@ messages and routes; the hub itself never sends.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from itertools import chain, islice
@@ -57,7 +57,9 @@ class Connection:
     sink: Outlet  # the only way to write to this socket
     # room -> the room's last_seq when this socket joined: later messages reached it live
     rooms: dict[str, int] = field(default_factory=dict)
-    topics: set[str] = field(default_factory=set)
+    # The topics it subscribed to. Most sockets never subscribe: they share one empty frozenset
+    # until their first subscribe (an empty set would cost each idle socket 216 bytes).
+    topics: set[str] | frozenset[str] = field(default=frozenset())
     strikes: int = 0  # messages refused by the rate limit
     # DM room -> its last seq before this socket got its first DM live (set lazily):
     # a resume of that DM room replays only what came before.
@@ -155,6 +157,9 @@ class Hub:
         self.rooms: dict[str, set[Connection]] = {}
         self.room_users: dict[str, dict[int, _RoomUser]] = {}  # in join order
         self.member_counts_changed: set[str] = set()  # big rooms whose member count changed
+        # With a Redis broker, the lab's count of a room's members on other processes only (cheap:
+        # O(1) for big rooms): member counts, and whether a room is big, are then the cluster's.
+        self.members_elsewhere: Callable[[str], int] | None = None
         self.topics: dict[str, set[Connection]] = {}
         self.typing: dict[tuple[str, int], _TypingState] = {}
         self.last_seq: dict[str, int] = {}
@@ -247,8 +252,10 @@ class Hub:
     # --- rooms -----------------------------------------------------------------------
 
     def member_count(self, room: str) -> int:
-        """Users in ``room``, those whose member_left is held back included: O(1)."""
-        return len(self.room_users.get(room, ())) + len(self.leaving.get(room, ()))
+        """Users in ``room``, those whose member_left is held back included (and, with
+        :attr:`members_elsewhere`, those on other processes): O(1)."""
+        here = len(self.room_users.get(room, ())) + len(self.leaving.get(room, ()))
+        return here if self.members_elsewhere is None else here + self.members_elsewhere(room)
 
     def _is_big(self, room: str, *, extra: int = 0) -> bool:
         """Above ``announce_limit`` (counting ``extra`` users just gone): no per-user announcements."""
@@ -342,16 +349,20 @@ class Hub:
     # --- topics (presence feed, live post counters) ------------------------------
 
     def subscribe(self, conn: Connection, topic: str) -> bool:
-        if topic in conn.topics:
+        topics = conn.topics
+        if topic in topics:
             return False
-        conn.topics.add(topic)
+        if isinstance(topics, frozenset):  # its first topic: its own set from now on
+            conn.topics = topics = set()
+        topics.add(topic)
         self.topics.setdefault(topic, set()).add(conn)
         return True
 
     def unsubscribe(self, conn: Connection, topic: str) -> bool:
-        if topic not in conn.topics:
+        topics = conn.topics
+        if topic not in topics or not isinstance(topics, set):  # (a subscribed socket has its own set)
             return False
-        conn.topics.discard(topic)
+        topics.discard(topic)
         subscribers = self.topics[topic]
         subscribers.discard(conn)
         if not subscribers:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import gc
 import hashlib
 import json
 import logging
@@ -39,6 +40,7 @@ from .envelope import dm_parties, dm_room
 from .frames import CloseCode, server_text_frame
 from .hub import Connection, Hub, HubEvent, MembershipChanged, PresenceChanged, TypingChanged
 from .messages import (
+    EventsMessage,
     MemberCountMessage,
     MemberJoinedMessage,
     MemberLeftMessage,
@@ -61,7 +63,8 @@ from .store import AsyncStore, NewMessage, Post, RoomTaken, StoredMessage, User
 
 log = logging.getLogger("labserver")
 
-MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9_]{3,32})\b")
+# "@ana.alice" names a student's lesson account (rest.py STUDENT_SEPARATOR), not the student "ana".
+MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9_]{3,32}(?:\.[A-Za-z0-9_]{3,32})?)\b")
 IMAGE_TYPES = {  # magic bytes -> (extension, content type); the client's Content-Type is not trusted
     b"\x89PNG\r\n\x1a\n": ("png", "image/png"),
     b"\xff\xd8\xff": ("jpg", "image/jpeg"),
@@ -208,6 +211,10 @@ class Lab:
             # Anyone may observe a server without an admin token (on loopback only: beyond it the
             # server always has one): they see no private room, DM pair, signal target or text.
             self.observatory.hidden_room = self.hidden_from_observers
+        # Observers let in by a user's token though the server has an admin token (a student's
+        # Dashboard in class mode), each with its user's id: they get that same hidden view, the
+        # admin token the whole one.
+        self.hidden_observers: dict[Any, int] = {}
         # This process's name (--node): the origin of what it publishes, shown in /healthz and welcome.
         self.process_id = settings.node or f"p{os.getpid()}"
         # Clients are told the name only where it means something: several processes, one address.
@@ -216,9 +223,11 @@ class Lab:
         # and the seqs delivered here, to deliver from the store what Redis lost (else None).
         self.cluster: ClusterView | None = None
         self.delivered_seqs: SeqTracker | None = None
-        # Offlines not announced because another process had the user: re-checked every
-        # heartbeat, in case that process let them go at the same moment (then no one would say it).
+        # Offlines (and member_lefts) not announced because another process had the user (in the
+        # room): re-checked every heartbeat, in case that process let them go at the same moment
+        # (then no one would say it), and then published, for every process's sockets.
         self.offline_held: dict[int, str] = {}
+        self.left_held: dict[tuple[str, int], str] = {}  # (room, user id) -> username
         self.started_at = time.time()
         self.peers: set[Outlet] = set()  # every upgraded /ws socket, authenticated or not
         self.sockets_open = 0  # authenticated /ws sockets whose handler still runs (leak or not)
@@ -240,6 +249,7 @@ class Lab:
         # Class mode: rooms the instructor paused (chats refused), and accounts made with the join code.
         self.paused_rooms: set[str] = set()
         self.signups_with_code = 0
+        self.student_accounts: dict[int, int] = {}  # student's user id -> lesson accounts made this run
         # counters for /observe stats and /healthz
         self.messages_in = 0
         self.deliveries = 0
@@ -253,8 +263,14 @@ class Lab:
             self.cluster = self.broker.cluster
             self.delivered_seqs = SeqTracker()
             self.delivered_seqs.load(self.hub.last_seq)
+            self.hub.members_elsewhere = self.members_elsewhere  # member counts are the cluster's
             self.broker.attach(self.node_state, self.announce_departed, self.hear_remote, self.heartbeat)
         await self.broker.start(self.deliver_everywhere)
+        # What exists now (modules, the app, the settings: some 60,000 objects) lives as long as the
+        # process. Frozen out of the cycle collector's sight, a full collection, which stops the loop,
+        # walks only what came later (the sockets): a shorter pause. Collected first: no garbage frozen.
+        gc.collect()
+        gc.freeze()
 
     # --- the send path ---------------------------------------------------------------
 
@@ -381,7 +397,14 @@ class Lab:
         """Announce the offlines and member_lefts whose presence grace is over (``now``: monotonic)."""
         await self.publish_hub_events(self.hub.due(now))
         for room, count in self.hub.take_member_counts():  # big rooms: one count per tick, not one per join
-            await self.publish(TargetKind.ROOM, room, MemberCountMessage(room, count))
+            message = MemberCountMessage(room, count)
+            if self.cluster is None:
+                await self.publish(TargetKind.ROOM, room, message)
+            else:
+                # With Redis, each process tells its own sockets the cluster's count as it knows it,
+                # and again when a heartbeat changes what it knows of the others (see heartbeat):
+                # published, each process's count would reach every socket, and the last one wins.
+                self.deliver_everywhere(Routed(TargetKind.ROOM, room, message.encode(), 0, self.process_id))
 
     def set_switches(self, changes: dict[str, Any]) -> Switches:
         """Change some switches, all or none (:class:`~labserver.config.SwitchError` names a bad one)."""
@@ -411,6 +434,8 @@ class Lab:
             elif isinstance(event, MembershipChanged):
                 self.observatory.emit(ObserveEvent.membership(user, event.room, joined=event.joined))
                 if cluster is not None and cluster.member_elsewhere(event.room, event.user_id):
+                    if not event.joined:
+                        self.left_held[(event.room, event.user_id)] = event.username
                     continue
                 message = (MemberJoinedMessage if event.joined else MemberLeftMessage)(event.room, user)
                 await self.publish(TargetKind.ROOM, event.room, message)
@@ -434,16 +459,33 @@ class Lab:
         local = self.hub.room_members(room, limit)
         if self.cluster is None:
             return local
-        users = self.cluster.room_members(room)
+        users = self.cluster.room_members(room, limit)  # at most limit per process: O(processes x limit)
         users.update((u.id, u.username) for u in local)
         ids = sorted(users)[:limit] if limit is not None else sorted(users)
         return [UserRef(uid, users[uid]) for uid in ids]
+
+    def room_members_page(self, room: str, after: int, limit: int) -> list[UserRef]:
+        """Members with a user id above ``after``, by id, at most ``limit`` (REST paging): here and,
+        with Redis, on every live process (O(room), as the page of one process is)."""
+        if self.cluster is None:
+            return self.hub.room_members_page(room, after, limit)
+        users = self.cluster.room_members(room)
+        users.update((u.id, u.username) for u in self.hub.room_members(room))
+        return [UserRef(uid, users[uid]) for uid in sorted(uid for uid in users if uid > after)[:limit]]
+
+    def members_elsewhere(self, room: str) -> int:
+        """Users in ``room`` on other live processes and not here (Redis broker): what the hub adds
+        to its own count. Exact for rooms not big elsewhere; O(1) for big ones (ClusterView.count_elsewhere)."""
+        if self.cluster is None:
+            return 0
+        users, leaving = self.hub.room_users.get(room, {}), self.hub.leaving.get(room, {})
+        return self.cluster.count_elsewhere(room, lambda uid: uid in users or uid in leaving, self.hub.announce_limit)
 
     def node_state(self) -> NodeState:
         """What this process's heartbeat tells the others: its online users and its rooms' members."""
         hub = self.hub
         users = {u.id: u.username for u in hub.online_users()}
-        rooms = {room: [u.id for u in hub.room_members(room)] for room in {*hub.rooms, *hub.leaving}}
+        rooms = {room: {u.id: u.username for u in hub.room_members(room)} for room in {*hub.rooms, *hub.leaving}}
         return NodeState(users, rooms)
 
     def hear_remote(self, routed: Routed) -> None:
@@ -454,18 +496,31 @@ class Lab:
             self.cluster.hear(routed.origin, message, time.monotonic())
             if message["type"] == "presence":  # another process said it: no need to say it here
                 self.offline_held.pop(message["user"]["id"], None)
+            elif message["type"] == "member_left":
+                self.left_held.pop((message["room"], message["user"]["id"]), None)
 
     async def heartbeat(self) -> None:
-        """Every second (Redis broker), Redis there or not: say the held-back offlines no process
-        said (:attr:`offline_held`), and deliver from the store the chat and DM messages that
+        """Every second (Redis broker), Redis there or not: publish the held-back member_lefts and
+        offlines no process said (:attr:`offline_held`), and deliver from the store the chat and DM messages that
         Redis lost for this process (published while it, or their publisher, was cut from Redis),
         once a room has been behind longer than a message takes in flight. They reach sockets
         out of order, as a resume's older messages do; a seq is still delivered once."""
-        for uid, name in list(self.offline_held.items()):  # see offline_held
+        hub, cluster = self.hub, self.cluster
+        for (room, uid), name in list(self.left_held.items()):  # see offline_held
+            if uid in hub.room_users.get(room, {}) or uid in hub.leaving.get(room, {}):
+                del self.left_held[(room, uid)]  # back here: nothing to say
+            elif cluster is None or not cluster.member_elsewhere(room, uid):
+                del self.left_held[(room, uid)]
+                await self.publish(TargetKind.ROOM, room, MemberLeftMessage(room, UserRef(uid, name)))
+        for uid, name in list(self.offline_held.items()):
             if not self.is_online(uid):
                 del self.offline_held[uid]
-                message = PresenceMessage(UserRef(uid, name), False).encode()
-                self.deliver_everywhere(Routed(TargetKind.TOPIC, "presence", message, 0, self.process_id))
+                await self.publish(TargetKind.TOPIC, "presence", PresenceMessage(UserRef(uid, name), False))
+        if cluster is not None:  # big rooms whose members elsewhere changed: a member_count at the next tick
+            for room in cluster.recounted:
+                if room in hub.rooms and hub.member_count(room) > hub.announce_limit:
+                    hub.member_counts_changed.add(room)
+            cluster.recounted.clear()
         seqs = self.delivered_seqs
         if seqs is None:
             return
@@ -490,22 +545,31 @@ class Lab:
             log.info("delivered %d message(s) of %s from the store: Redis lost them", len(rows), room)
 
     def announce_departed(self, departed: Departed) -> None:
-        """Another process died (its heartbeat expired): tell *this* process's sockets that its
+        """Another process died (its heartbeat expired, or another incarnation of it appeared): tell
+        *this* process's sockets that its
         users left their rooms and went offline, unless they are here or on another live process.
         Each process tells only its own sockets, so every socket hears it once."""
-        cluster = self.cluster
+        cluster, hub = self.cluster, self.hub
         for room, users in departed.rooms.items():
-            here = {u.id for u in self.hub.room_members(room)}
+            if hub.member_count(room) + len(users) > hub.announce_limit:
+                # A big room (it was, with them): one member_count at the next tick, not a
+                # member_left per user to every member, O(room) each.
+                if room in hub.rooms:
+                    hub.member_counts_changed.add(room)
+                continue
+            here = hub.room_users.get(room, {}).keys() | hub.leaving.get(room, {}).keys()
             for uid, name in users.items():
                 if uid in here:
                     continue
                 if cluster is not None and cluster.member_elsewhere(room, uid):
                     continue
+                self.left_held.pop((room, uid), None)  # every process tells its own sockets: not to publish
                 message = MemberLeftMessage(room, UserRef(uid, name))
                 self.deliver_everywhere(Routed(TargetKind.ROOM, room, message.encode(), 0, departed.node))
         for uid, name in departed.users.items():
             if self.is_online(uid):
                 continue
+            self.offline_held.pop(uid, None)
             user = UserRef(uid, name)
             self.observatory.emit(ObserveEvent.presence(user, False))
             self.deliver_everywhere(
@@ -762,12 +826,22 @@ class Lab:
         """A room whose name an observer without the admin token does not see: private or DM."""
         return room in self.private_rooms or dm_parties(room) is not None
 
-    def snapshot(self) -> SnapshotMessage:
+    def snapshot(self, hidden: bool = False) -> SnapshotMessage:
+        """The state for ``/observe``; ``hidden``: as an observer without the admin token sees it."""
         snapshot = dataclasses.replace(
             SnapshotMessage.of(self.hub, self.stats(), self.switches.to_json()), node=self.process_id
         )
-        hidden = self.observatory.hidden_room
-        return snapshot if hidden is None else snapshot.without_rooms(hidden)
+        hide = self.observatory.hidden_room or (self.hidden_from_observers if hidden else None)
+        return snapshot if hide is None else snapshot.without_rooms(hide)
+
+    def hidden_batch(self, batch: EventsMessage) -> EventsMessage:
+        """``batch`` as an observer without the admin token sees it (the events are copied, not changed)."""
+        events = []
+        for event in batch.events:
+            fields = dict(event)
+            if Observatory._redact(fields, self.hidden_from_observers):
+                events.append(fields)
+        return EventsMessage(tuple(events), batch.dropped)
 
     def flush_observers(self) -> None:
         """Send the pending observation batch to every observer; a snapshot where one was missed or lost.
@@ -778,8 +852,9 @@ class Lab:
         batch, stale = observatory.flush()
         if batch is None and not stale and not observatory.behind:
             return
-        frame = server_text_frame(batch.encode()) if batch is not None else None
-        snapshot: bytes | None = None
+        # Each frame is encoded once for all the observers of its view (full, hidden), and only if one needs it.
+        frames: dict[bool, bytes] = {}
+        snapshots: dict[bool, bytes] = {}
         limit = self.settings.send_buffer_limit
         for outlet in list(observatory.observers):
             if outlet.closing:
@@ -788,12 +863,15 @@ class Lab:
                 observatory.behind.add(outlet)
                 continue
             behind = outlet in observatory.behind
-            if frame is not None and not behind:
-                outlet.write(frame)
+            hidden = outlet in self.hidden_observers
+            if batch is not None and not behind:
+                if hidden not in frames:
+                    frames[hidden] = server_text_frame((self.hidden_batch(batch) if hidden else batch).encode())
+                outlet.write(frames[hidden])
             if stale or behind:
-                if snapshot is None:
-                    snapshot = server_text_frame(self.snapshot().encode())
-                outlet.write(snapshot)
+                if hidden not in snapshots:
+                    snapshots[hidden] = server_text_frame(self.snapshot(hidden).encode())
+                outlet.write(snapshots[hidden])
                 observatory.behind.discard(outlet)
 
     # --- shutdown -----------------------------------------------------------------------

@@ -23,10 +23,14 @@ reconnects with a capped exponential backoff and logs once when it is back.
 
 Presence across processes (:class:`ClusterView`, pure, and the heartbeat in
 :class:`RedisBroker`): each node writes ``labserver:node:<name>``, a JSON summary of its
-online users and room members, with a TTL of a few seconds, renewed every second. A user
-is online if any live node has them. When a node's key expires (it died), every other
-node announces that node's users offline *to its own sockets* (so each socket hears it
-once), unless they are online elsewhere.
+online users and room members and its *incarnation* (random per process start), with a
+TTL of a few seconds, renewed every second. A user is online if any live node has them;
+a room's members and member count are the sum of every live node's (a big room's count
+without walking it: see :meth:`ClusterView.count_elsewhere`). When a node's key expires
+(it died), or another incarnation of it appears (it was restarted under the same name
+before its key expired; it says hello on ``labserver:nodes`` before anything else), every
+other node announces the old one's users offline *to its own sockets* (so each socket
+hears it once), unless they are online elsewhere.
 """
 
 from __future__ import annotations
@@ -35,9 +39,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -48,12 +54,25 @@ from .broker import Routed
 log = logging.getLogger("labserver")
 
 CHANNEL = "labserver:routed"
+# A node's hello, {"node": ..., "incarnation": ...}, published on each (re)connection before
+# anything else: the others learn of a restart before they hear the new process speak.
+NODES_CHANNEL = "labserver:nodes"
 NODE_KEY_PREFIX = "labserver:node:"
 HEARTBEAT_S = 1.0  # how often a node renews its key (and reads the others')
 NODE_TTL_S = 4.0  # a node whose key was not renewed this long is dead
+_IN_FLIGHT_S = 0.1  # a message published before a key was written may be heard this much later
 SEND_QUEUE_LIMIT = 10_000  # messages waiting for Redis; beyond, dropped (clients resume)
 _BACKOFF_FIRST_S = 0.1
 _BACKOFF_MAX_S = 2.0
+
+
+# close(): delete this node's key only if it is still this incarnation's (a process restarted
+# under the same name may have written its own already).
+_DELETE_IF_OURS = """
+local value = redis.call('GET', KEYS[1])
+if value and cjson.decode(value)['incarnation'] == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 class BrokerUnavailable(Exception):
@@ -65,20 +84,30 @@ class BrokerUnavailable(Exception):
 
 @dataclass(frozen=True, slots=True)
 class NodeState:
-    """What one node says about itself: its online users and its rooms' members."""
+    """What one node says about itself: its online users, its rooms' members, and which start of
+    its process it is (``incarnation``: random per start, so that a process restarted under the
+    same ``--node`` name is seen as the old one leaving, then a new one arriving)."""
 
     users: dict[int, str] = field(default_factory=dict)  # user id -> username
-    rooms: dict[str, list[int]] = field(default_factory=dict)  # room -> member user ids
+    rooms: dict[str, dict[int, str]] = field(default_factory=dict)  # room -> member id -> username, join order
+    incarnation: str = ""
+    # When the key was written, on the *reader's* monotonic clock (from its remaining TTL; not
+    # in the JSON): what was heard from the node before then is in it already. None: unknown.
+    written: float | None = None
 
     def to_json(self) -> str:
-        return json.dumps({"users": {str(k): v for k, v in self.users.items()}, "rooms": self.rooms})
+        # Members by id only: their names are in ``users`` (a member is online on its node).
+        rooms = {room: list(members) for room, members in self.rooms.items()}
+        users = {str(k): v for k, v in self.users.items()}
+        return json.dumps({"incarnation": self.incarnation, "users": users, "rooms": rooms})
 
     @classmethod
     def from_json(cls, text: str | bytes) -> NodeState:
+        """Raise ValueError (or TypeError, AttributeError) on anything but what :meth:`to_json` writes."""
         data = json.loads(text)
-        return cls(
-            {int(k): str(v) for k, v in data["users"].items()}, {str(k): list(v) for k, v in data["rooms"].items()}
-        )
+        users = {int(k): str(v) for k, v in data["users"].items()}
+        rooms = {str(room): {int(u): users.get(int(u), "") for u in ids} for room, ids in data["rooms"].items()}
+        return cls(users, rooms, str(data.get("incarnation", "")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,21 +123,37 @@ class ClusterView:
     """The other live nodes' users and room members, as last read from Redis (or heard live).
 
     The lab asks it whether a user is online *elsewhere* (then a local offline is not
-    announced) and merges it into the answers that list who is online or in a room."""
+    announced), merges it into the answers that list who is online or in a room, and adds
+    :meth:`count_elsewhere` to a room's member count. A node leaves the view when its key
+    expires, or when another incarnation of it says hello (:meth:`arrived`) or is read:
+    either way what it had is returned as a :class:`Departed`, once."""
 
     def __init__(self, node: str) -> None:
         self.node = node
         self.others: dict[str, NodeState] = {}
+        # room -> user id -> on how many other nodes the user is in the room: membership elsewhere
+        # in O(1), kept live by what is heard and rebuilt at each read.
+        self.members: dict[str, dict[int, int]] = {}
+        # room -> how many of those were in the room here too at the last read: a big room's count
+        # without walking it on each join (see count_elsewhere).
+        self.also_here: dict[str, int] = {}
+        # Rooms whose members elsewhere changed at a read: a big room's member_count is due (the
+        # others send no member_joined/member_left for it, so a read is how a change is learnt).
+        self.recounted: set[str] = set()
         # What was heard live lately, replayed over each read: a node's key can be up to a
         # heartbeat older than its last message, and must not undo what the message said.
         self.heard: list[tuple[float, str, dict[str, Any]]] = []
         self.settle_until = 0.0  # after a (re)connection: nodes may not have re-written their keys yet
+        # Incarnations replaced by a newer one, and when: a stale read of the old key (issued
+        # before the hello) is not the old process coming back. Kept one TTL past the key.
+        self.gone: dict[tuple[str, str], float] = {}
+        self.hello_at: dict[str, float] = {}  # node -> its last hello: its key may not be read yet
 
     def online_elsewhere(self, user_id: int) -> bool:
         return any(user_id in state.users for state in self.others.values())
 
     def member_elsewhere(self, room: str, user_id: int) -> bool:
-        return any(user_id in state.rooms.get(room, ()) for state in self.others.values())
+        return user_id in self.members.get(room, ())
 
     def users(self) -> dict[int, str]:
         found: dict[int, str] = {}
@@ -116,35 +161,77 @@ class ClusterView:
             found.update(state.users)
         return found
 
-    def room_members(self, room: str) -> dict[int, str]:
+    def room_members(self, room: str, limit: int | None = None) -> dict[int, str]:
+        """The room's members on the other nodes; with ``limit``, at most that many per node
+        (the first to join there): O(nodes x limit), for the join ack."""
         found: dict[int, str] = {}
         for state in self.others.values():
-            found.update((uid, state.users.get(uid, "")) for uid in state.rooms.get(room, ()))
+            members = state.rooms.get(room, {})
+            found.update(members.items() if limit is None else islice(members.items(), limit))
         return found
+
+    def count_elsewhere(self, room: str, here: Callable[[int], bool], exact_up_to: int) -> int:
+        """Users in ``room`` on other nodes and not ``here``: what a room's member count adds.
+
+        Exact while at most ``exact_up_to`` users are in it elsewhere (O(that), a bounded cost per
+        join). Above, O(1): those elsewhere minus those also here at the last read, so a user
+        with sockets on two nodes may count twice for up to a heartbeat."""
+        members = self.members.get(room)
+        if not members:
+            return 0
+        if len(members) <= exact_up_to:
+            return sum(1 for uid in members if not here(uid))
+        return max(0, len(members) - self.also_here.get(room, 0))
 
     def settle(self, now: float) -> None:
         """A (re)connection to Redis at ``now``: for one TTL, a missing key does not mean a dead node."""
         self.settle_until = now + NODE_TTL_S
 
-    def replace(self, states: dict[str, NodeState], now: float) -> list[Departed]:
-        """The nodes read from Redis at ``now``; return what the nodes that vanished took with them."""
-        states = {name: state for name, state in states.items() if name != self.node}
+    def replace(self, states: dict[str, NodeState], now: float, local: NodeState | None = None) -> list[Departed]:
+        """The nodes read from Redis at ``now`` (``local``: what this node wrote just before);
+        return what the nodes that vanished, or restarted, took with them."""
+        self.gone = {k: t for k, t in self.gone.items() if now - t < 2 * NODE_TTL_S}
+        states = {n: s for n, s in states.items() if n != self.node and (n, s.incarnation) not in self.gone}
         departed: list[Departed] = []
-        if now >= self.settle_until:
-            for name in set(self.others) - set(states):
-                gone = self.others[name]
-                rooms = {room: {u: gone.users.get(u, "") for u in members} for room, members in gone.rooms.items()}
-                departed.append(Departed(name, dict(gone.users), rooms))
-        else:  # settling: keep what we knew of nodes not (yet) seen again
-            states = {**{n: s for n, s in self.others.items() if n not in states}, **states}
+        for name, old in self.others.items():
+            new = states.get(name)
+            if new is None:
+                # Settling, or its hello came before its key could be read: keep what we knew.
+                if now < self.settle_until or now - self.hello_at.get(name, -NODE_TTL_S) < NODE_TTL_S:
+                    states[name] = old
+                else:
+                    departed.append(self._departed(name, old, now))
+            elif old.incarnation and new.incarnation != old.incarnation:  # restarted, hello missed
+                departed.append(self._departed(name, old, now))
         self.others = states
         # Kept until the origin's key has surely been rewritten after them, or has expired: a node
         # that dies less than a heartbeat after a user came online never writes that user into
-        # its key, and what it takes with it (above) must still name them.
+        # its key, and what it takes with it (above) must still name them. Replayed only over a
+        # key written before they were heard: a newer key says already what they said, and
+        # what came after (a join heard, then the user gone from the key: the join must not
+        # bring them back).
         self.heard = [h for h in self.heard if now - h[0] < NODE_TTL_S + 2 * HEARTBEAT_S]
-        for _, origin, message in self.heard:
-            if origin in states:
+        for heard_at, origin, message in self.heard:
+            state = states.get(origin)
+            if state is not None and (state.written is None or heard_at > state.written - _IN_FLIGHT_S):
                 self._apply(origin, message)
+        self._reindex(local)
+        return departed
+
+    def arrived(self, node: str, incarnation: str, now: float) -> list[Departed]:
+        """``node`` said hello at ``now`` (it (re)connected to Redis): if it is another incarnation
+        than the one we knew, the old one is gone. Heard before any message of the new one (one
+        connection, in order), so nothing the new one says is mistaken for the old one's."""
+        if node == self.node:
+            return []
+        self.hello_at[node] = now
+        old = self.others.get(node)
+        if old is not None and old.incarnation in ("", incarnation):  # known (or not yet read): the same
+            self.others[node] = NodeState(old.users, old.rooms, incarnation, old.written)
+            return []
+        departed = [self._departed(node, old, now)] if old is not None else []
+        self.others[node] = NodeState(incarnation=incarnation)
+        self._reindex(None)
         return departed
 
     def hear(self, origin: str, message: dict[str, Any], now: float) -> None:
@@ -152,6 +239,33 @@ class ClusterView:
         at once, before its next heartbeat (so an answer right after it is right)."""
         self.heard.append((now, origin, message))
         self._apply(origin, message)
+
+    def _departed(self, name: str, old: NodeState, now: float) -> Departed:
+        """``name`` (as ``old``) is gone: what it said live went with it, and a stale key of it is ignored."""
+        self.heard = [h for h in self.heard if h[1] != name]
+        if old.incarnation:
+            self.gone[(name, old.incarnation)] = now
+        return Departed(name, dict(old.users), {room: dict(members) for room, members in old.rooms.items() if members})
+
+    def _reindex(self, local: NodeState | None) -> None:
+        """Rebuild :attr:`members` from the states, and :attr:`also_here` from ``local`` (kept if None);
+        note in :attr:`recounted` the rooms whose count elsewhere changed."""
+        before = {room: len(users) - self.also_here.get(room, 0) for room, users in self.members.items()}
+        members: dict[str, dict[int, int]] = {}
+        for state in self.others.values():
+            for room, users in state.rooms.items():
+                counts = members.setdefault(room, {})
+                for uid in users:
+                    counts[uid] = counts.get(uid, 0) + 1
+        self.members = members
+        if local is not None:
+            self.also_here = {
+                room: sum(1 for uid in local.rooms[room] if uid in users)
+                for room, users in members.items()
+                if room in local.rooms
+            }
+        after = {room: len(users) - self.also_here.get(room, 0) for room, users in members.items()}
+        self.recounted.update(room for room in before.keys() | after.keys() if before.get(room) != after.get(room))
 
     def _apply(self, origin: str, message: dict[str, Any]) -> None:
         state = self.others.get(origin)
@@ -162,18 +276,31 @@ class ClusterView:
             return
         uid, name = user["id"], str(user.get("username", ""))
         kind = message.get("type")
+        room = message.get("room")
         if kind == "presence":
             if message.get("online"):
                 state.users[uid] = name
             else:
                 state.users.pop(uid, None)
-        elif kind in ("member_joined", "member_left") and isinstance(message.get("room"), str):
-            members = state.rooms.setdefault(message["room"], [])
-            if kind == "member_joined" and uid not in members:
-                members.append(uid)
+        elif kind == "member_joined" and isinstance(room, str):
+            members = state.rooms.setdefault(room, {})
+            if uid not in members:
+                members[uid] = name
                 state.users.setdefault(uid, name)
-            elif kind == "member_left" and uid in members:
-                members.remove(uid)
+                counts = self.members.setdefault(room, {})
+                counts[uid] = counts.get(uid, 0) + 1
+        elif kind == "member_left" and isinstance(room, str):
+            members = state.rooms.get(room, {})
+            if members.pop(uid, None) is not None:
+                if not members:
+                    del state.rooms[room]
+                counts = self.members.get(room, {})
+                if counts.get(uid, 0) > 1:
+                    counts[uid] -= 1
+                else:
+                    counts.pop(uid, None)
+                    if not counts:
+                        self.members.pop(room, None)
 
 
 # --- sequence numbers delivered, and the gaps Redis left (pure) ---------------------------
@@ -257,12 +384,14 @@ def _client(url: str) -> aioredis.Redis:
 class RedisBroker:
     """The :class:`~labserver.broker.Broker` of several processes, over Redis pub/sub.
 
-    ``node`` names this process (``origin`` of what it publishes). ``local_state`` and
-    ``on_departed`` connect the presence heartbeat to the lab (see :meth:`track_presence`)."""
+    ``node`` names this process (``origin`` of what it publishes); ``incarnation`` tells this
+    start of it from any other under the same name. :meth:`attach` connects the presence
+    heartbeat to the lab."""
 
     def __init__(self, url: str, node: str) -> None:
         self.url = url
         self.node = node
+        self.incarnation = secrets.token_hex(8)
         self.cluster = ClusterView(node)
         self.connected = False
         self.published = 0
@@ -275,6 +404,7 @@ class RedisBroker:
         self._on_departed: Callable[[Departed], None] = lambda departed: None
         self._on_heard: Callable[[Routed], None] = lambda routed: None
         self._on_tick: Callable[[], Awaitable[None]] | None = None
+        self._malformed: set[str] = set()  # nodes whose key we could not read (logged once each)
 
     @staticmethod
     async def probe(url: str) -> None:
@@ -328,20 +458,25 @@ class RedisBroker:
             self.lost += 1
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        await self._stop_tasks()
         if self._pub is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await self._pub.delete(NODE_KEY_PREFIX + self.node)  # the others announce our users at once
+            with contextlib.suppress(RedisError, OSError):  # the others announce our users at their next read
+                await self._pub.eval(_DELETE_IF_OURS, 1, NODE_KEY_PREFIX + self.node, self.incarnation)
             await self._pub.aclose()
             self._pub = None
         self._deliver = None
 
     # --- background tasks -------------------------------------------------------------
+
+    async def _stop_tasks(self) -> None:
+        """Cancel the background tasks and wait for them to end. A cancellation can be lost
+        (it lands as a timeout inside redis-py fires, and comes out as a TimeoutError, which
+        the receive loop takes for Redis going away): cancel again until each one is done."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.5)
 
     async def _receive(self) -> None:
         """Subscribe, deliver what the others publish, and reconnect with backoff when Redis goes."""
@@ -351,7 +486,12 @@ class RedisBroker:
             client = _client(self.url)
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(CHANNEL)
+                await pubsub.subscribe(CHANNEL, NODES_CHANNEL)
+                # Our key, then our hello, before anything we publish (queued only once connected):
+                # whoever hears the hello can read the key, and hears it before our first message.
+                await self._write_key()
+                hello = json.dumps({"node": self.node, "incarnation": self.incarnation})
+                await self._publisher().publish(NODES_CHANNEL, hello)
                 self.connected = True
                 self.cluster.settle(time.monotonic())
                 if ever_connected:
@@ -361,7 +501,11 @@ class RedisBroker:
                     # timeout=None would block in a read with no way to notice a half-open socket;
                     # a periodic wake-up costs nothing.
                     message = await pubsub.get_message(timeout=1.0)
-                    if message is not None and message.get("type") == "message":
+                    if message is None or message.get("type") != "message":
+                        continue
+                    if message["channel"] == NODES_CHANNEL.encode():
+                        self._hello(message["data"])
+                    else:
                         self._received(message["data"])
             except asyncio.CancelledError:
                 raise
@@ -388,6 +532,19 @@ class RedisBroker:
         self._on_heard(routed)
         self._deliver(routed)
 
+    def _hello(self, data: bytes) -> None:
+        """A node (re)connected: if it is a new incarnation, the old one's users are gone."""
+        try:
+            hello = json.loads(data)
+            node, incarnation = str(hello["node"]), str(hello["incarnation"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("redis broker: dropped a malformed hello (%d bytes)", len(data))
+            return
+        if node == self.node and incarnation != self.incarnation:
+            log.warning("redis broker: another process also calls itself node %r: give each its own --node", node)
+        for departed in self.cluster.arrived(node, incarnation, time.monotonic()):
+            self._on_departed(departed)
+
     async def _send(self) -> None:
         """Send queued messages in publication order, in pipelined batches, on one connection."""
         assert self._pub is not None
@@ -408,17 +565,15 @@ class RedisBroker:
 
     async def _heartbeat(self) -> None:
         """Renew this node's key and read the others', every :data:`HEARTBEAT_S`."""
-        assert self._pub is not None
-        key = NODE_KEY_PREFIX + self.node
         while True:
             if self.connected:
                 try:
-                    await self._pub.set(key, self._local_state().to_json(), px=int(NODE_TTL_S * 1000))
+                    local = await self._write_key()
                     states = await self._read_nodes()
-                except (RedisError, OSError, ValueError):
+                except (RedisError, OSError):
                     pass  # _receive logs the loss; stale states stay until we read again
                 else:
-                    for departed in self.cluster.replace(states, time.monotonic()):
+                    for departed in self.cluster.replace(states, time.monotonic(), local):
                         self._on_departed(departed)
             if self._on_tick is not None:
                 try:
@@ -427,17 +582,45 @@ class RedisBroker:
                     log.exception("redis broker: the heartbeat's tick failed")
             await asyncio.sleep(HEARTBEAT_S)
 
+    def _publisher(self) -> aioredis.Redis:
+        if self._pub is None:
+            raise RuntimeError("broker is not started")
+        return self._pub
+
+    async def _write_key(self) -> NodeState:
+        """Renew this node's key (its users and rooms, this incarnation) for one TTL; what it wrote."""
+        state = self._local_state()
+        state = NodeState(state.users, state.rooms, self.incarnation)
+        await self._publisher().set(NODE_KEY_PREFIX + self.node, state.to_json(), px=int(NODE_TTL_S * 1000))
+        return state
+
     async def _read_nodes(self) -> dict[str, NodeState]:
-        assert self._pub is not None
-        keys = [key async for key in self._pub.scan_iter(match=NODE_KEY_PREFIX + "*", count=100)]
+        """Every node's key, and when it was written (its TTL left, on our clock)."""
+        pub = self._publisher()
+        keys = [key async for key in pub.scan_iter(match=NODE_KEY_PREFIX + "*", count=100)]
         if not keys:
             return {}
-        values = await self._pub.mget(keys)
+        pipe = pub.pipeline(transaction=True)  # MULTI: each value with its own TTL
+        pipe.mget(keys)
+        for key in keys:
+            pipe.pttl(key)
+        values, *ttls = await pipe.execute()
+        now = time.monotonic()
         states: dict[str, NodeState] = {}
-        for key, value in zip(keys, values, strict=True):
-            if value is not None:  # expired between SCAN and MGET
-                name = key.decode()[len(NODE_KEY_PREFIX) :]
-                states[name] = NodeState.from_json(value)
+        for key, value, ttl in zip(keys, values, ttls, strict=True):
+            if value is None:  # expired between SCAN and MGET
+                continue
+            name = key.decode()[len(NODE_KEY_PREFIX) :]
+            try:
+                state = NodeState.from_json(value)
+                written = now - (NODE_TTL_S - ttl / 1000) if ttl > 0 else None
+                states[name] = NodeState(state.users, state.rooms, state.incarnation, written)
+            except (ValueError, TypeError, KeyError, AttributeError):
+                # Not ours (another version?): skipped, so it is not a live node. Raising here
+                # would end the heartbeat, and then the others would take *us* for dead.
+                if name not in self._malformed:
+                    self._malformed.add(name)
+                    log.warning("redis broker: ignoring the malformed key of node %r", name)
         return states
 
 

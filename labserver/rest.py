@@ -19,7 +19,6 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.typedefs import Handler
 
 from .appkeys import LAB, MAX_CLOSE_REASON_BYTES, error_response, is_admin
 from .auth import SESSION_COOKIE, AuthError, Claims, hash_password, verify_password
@@ -43,6 +42,9 @@ from .store import NotFound, RoomTaken, User, UsernameTaken
 log = logging.getLogger("labserver")
 
 USERNAME = re.compile(r"[A-Za-z0-9_]{3,32}")
+# A student's lesson account is "<student>.<name>" (POST /api/class/accounts): "." is not in
+# USERNAME, so no one can sign up, or log in to, a name that looks like another student's.
+STUDENT_SEPARATOR = "."
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_JSON_BODY = 64 * 1024
 
@@ -62,21 +64,18 @@ def api_error(status: int, code: str, message: str) -> ApiError:
     return ApiError(status, code, message)
 
 
-@web.middleware
-async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """aiohttp's own plain-text errors (404, 405, 413...) become JSON under /api, like ours,
-    and so does the store's :class:`~labserver.store.NotFound`."""
-    try:
-        return await handler(request)
-    except ApiError:
-        raise
-    except NotFound as exc:  # the store's "no such post": one place turns it into a 404
-        raise api_error(404, "not_found", str(exc)) from None
-    except web.HTTPException as exc:
-        if not request.path.startswith("/api/") or exc.status < 400:
-            raise
-        keep = {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")}
-        raise ApiError(exc.status, (exc.reason or "error").lower().replace(" ", "_"), exc.reason, keep) from None
+def as_json_error(request: web.BaseRequest, exc: Exception) -> Exception:
+    """What a handler's exception becomes: aiohttp's own plain-text errors (404, 405, 413...)
+    become JSON under /api, like ours, and so does the store's :class:`~labserver.store.NotFound`
+    (one place turns it into a 404). Anything else is returned as it is, to be raised again."""
+    if isinstance(exc, NotFound):
+        return api_error(404, "not_found", str(exc))
+    if isinstance(exc, ApiError) or not isinstance(exc, web.HTTPException):
+        return exc
+    if not request.path.startswith("/api/") or exc.status < 400:
+        return exc
+    keep = {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")}
+    return ApiError(exc.status, (exc.reason or "error").lower().replace(" ", "_"), exc.reason, keep)
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
@@ -276,6 +275,8 @@ async def login(request: web.Request) -> web.Response:
             {"Retry-After": retry_after(wait)},
         )
     user = await lab.db.user_by_name(username)
+    if user is not None and STUDENT_SEPARATOR in user.username:
+        user = None  # a student's lesson account has no password: only its student's token opens it
     stored = user.password_hash if user else "scrypt$4096$8$1$AAAA$AAAA"  # same work either way
     if not await asyncio.to_thread(verify_password, password, stored) or user is None:
         lab.login_failures.failed(name_key, time.monotonic())
@@ -284,6 +285,51 @@ async def login(request: web.Request) -> web.Response:
         raise api_error(401, "bad_credentials", "wrong username or password")
     lab.login_failures.succeeded(name_key)
     return session_response(request, user)
+
+
+@routes.post("/api/class/accounts")
+async def student_account(request: web.Request) -> web.Response:
+    """Class mode: a lesson account of the student whose token this is, ``<student>.<name>``, made
+    (201) or opened again (200), with a token for it. The student's token is its only key (it has
+    no password), so one student can neither make nor open another's. Not counted against the
+    join code (a crowd of 40 simulated users is one student's); at most ``accounts_per_student``
+    new ones per student per server run (403 ``too_many_accounts``), and as fast as the student's
+    REST writes may go (``--rest-rate``, 429)."""
+    lab = request.app[LAB]
+    if lab.settings.join_code is None:
+        raise api_error(404, "not_a_class", "this lab has no join code: make accounts with POST /api/signup")
+    student = await current_user(request)  # also takes one of the student's REST writes (429 when over)
+    if STUDENT_SEPARATOR in student.username:
+        raise api_error(403, "forbidden", "a lesson account cannot make accounts: ask with your own (student) token")
+    name = str_field(await read_json(request), "name", max_chars=32)
+    if not USERNAME.fullmatch(name):
+        raise api_error(400, "bad_field", "name must be 3-32 letters, digits or '_'")
+    username = f"{student.username}{STUDENT_SEPARATOR}{name}"
+    user = await lab.db.user_by_name(username)
+    if user is not None:
+        return web.json_response({"token": lab.issue_token(user), "user": UserRef.of(user).to_json()})
+    made, cap = lab.student_accounts.get(student.id, 0), lab.settings.accounts_per_student
+    if made >= cap:
+        raise api_error(
+            403,
+            "too_many_accounts",
+            f"{student.username} has made {cap} lesson accounts, the most per student: "
+            "reuse their names, or ask the instructor",
+        )
+    lab.student_accounts[student.id] = made + 1  # reserved before the write: concurrent calls can't pass the cap
+    try:
+        # No password (no "scrypt$" hash can match it): /api/login refuses the name, this endpoint opens it.
+        user = await lab.db.create_user(username, f"student-account${student.id}", time.time())
+    except UsernameTaken:  # made a moment ago by a concurrent call of the same student
+        lab.student_accounts[student.id] -= 1
+        user = await lab.db.user_by_name(username)
+        if user is None:
+            raise
+        return web.json_response({"token": lab.issue_token(user), "user": UserRef.of(user).to_json()})
+    except BaseException:
+        lab.student_accounts[student.id] -= 1
+        raise
+    return web.json_response({"token": lab.issue_token(user), "user": UserRef.of(user).to_json()}, status=201)
 
 
 @routes.post("/api/logout")
@@ -713,7 +759,7 @@ async def room_members(request: web.Request) -> web.Response:
     room = _readable_room(request, user)
     after = int_query(request, "after", 0, low=0, high=2**53)
     limit = int_query(request, "limit", 100, low=1, high=1000)
-    page = lab.hub.room_members_page(room, after, limit)
+    page = lab.room_members_page(room, after, limit)  # every process's members, with Redis
     body = {"room": room, "member_count": lab.hub.member_count(room), "members": [u.to_json() for u in page]}
     return web.json_response(body)
 

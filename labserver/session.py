@@ -63,12 +63,42 @@ from .messages import (
 )
 from .outlet import Outlet
 from .ratelimit import TokenBucket
+from .store import StoredMessage
 
-__all__ = ["Session", "new_socket_id"]
+__all__ = ["ReplayFrames", "Session", "new_socket_id"]
 
 log = logging.getLogger("labserver")
 
 Handler = Callable[["Session", Any], Awaitable[ServerMessage | None]]
+
+
+class ReplayFrames:
+    """The frames of history rows replayed lately, each encoded once: after a restart, every
+    client of a room resumes with the same rows (read once, see :class:`~labserver.store.AsyncStore`).
+
+    A frame is a function of its row's whole value (the key), so a cached one is always right.
+    Bounded by bytes: once ``budget`` is reached the cache starts again, empty."""
+
+    __slots__ = ("budget", "size", "_frames")
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.size = 0  # bytes held
+        self._frames: dict[StoredMessage, bytes] = {}
+
+    def frame(self, row: StoredMessage) -> bytes:
+        frame = self._frames.get(row)
+        if frame is None:
+            frame = server_text_frame(message_of(row).encode())
+            if self.size + len(frame) > self.budget:
+                self._frames.clear()
+                self.size = 0
+            self._frames[row] = frame
+            self.size += len(frame)
+        return frame
+
+
+_REPLAYED = ReplayFrames(budget=4 << 20)  # 4 MiB: a thousand-message resume of ordinary chat fits
 
 
 def new_socket_id() -> str:
@@ -321,7 +351,7 @@ class Session:
         # No await from the check above until the replay is written: nothing can slip in between.
         # The replay must also fit in send_buffer_limit with what is queued already; otherwise it
         # would be cut off as a slow reader halfway (or by the next broadcast): resync instead.
-        frames = [server_text_frame(message_of(row).encode()) for row in replay]
+        frames = [_REPLAYED.frame(row) for row in replay]
         if self.outlet.buffered + sum(map(len, frames)) > lab.settings.send_buffer_limit:
             return ResyncMessage(room, "too_far_behind", server_last, m.ref)
         events = []

@@ -30,7 +30,7 @@ import asyncio
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -63,6 +63,11 @@ WRITE_BEHIND_INTERVAL = 1.0
 log = logging.getLogger("labserver")
 
 T = TypeVar("T")
+
+_MAX_VARIABLES = 500
+"""Most ``?`` put in one statement: under the 999 that SQLite builds before 3.32 allow."""
+_HistoryKey = tuple[str, int, int]  # the arguments of one messages_after read: room, after, limit
+_Answers = tuple[dict[int, "User"], dict[_HistoryKey, list["StoredMessage"]]]  # what one coalesced job reads
 
 
 class StoreError(Exception):
@@ -365,6 +370,15 @@ class Store:
         row = self._one(f"{_USER} WHERE id = ?", user_id)
         return User(*row) if row else None
 
+    def users_by_ids(self, user_ids: Sequence[int]) -> dict[int, User]:
+        """The users among ``user_ids`` (ids that name no one are left out), in one read."""
+        found: dict[int, User] = {}
+        for start in range(0, len(user_ids), _MAX_VARIABLES):
+            chunk = user_ids[start : start + _MAX_VARIABLES]
+            marks = ",".join("?" * len(chunk))
+            found.update((row[0], User(*row)) for row in self._db.execute(f"{_USER} WHERE id IN ({marks})", chunk))
+        return found
+
     def users(self) -> list[User]:
         return [User(*row) for row in self._db.execute(f"{_USER} ORDER BY id")]
 
@@ -590,12 +604,34 @@ class Store:
 # --- asyncio wrapper ------------------------------------------------------------------
 
 
+def _settle(
+    waiting: Mapping[Any, list[asyncio.Future[Any]]], result_of: Callable[[Any], Any], error: BaseException | None
+) -> None:
+    """Answer coalesced readers: the futures waiting on each key get ``result_of(key)``, or ``error``."""
+    for key, futures in waiting.items():
+        for future in futures:
+            if future.done():  # its caller was cancelled meanwhile
+                continue
+            if error is None:
+                future.set_result(result_of(key))
+            else:
+                future.set_exception(error)
+
+
 class AsyncStore:
     """Runs a :class:`Store` on one dedicated thread, with group commit for chat.
 
     Every call goes through the same single-worker executor, so the Store is only
     ever used by one thread, and calls run in the order they were made. Each Store
     method the server needs has a typed ``async`` twin here.
+
+    The reads every connection makes (its user, by :meth:`user_by_id`; a resume's history,
+    by :meth:`messages_after`) are *coalesced*: those asked for in one turn of the event
+    loop go to the thread as one job (one query for all the users; one query for identical
+    history reads), at the end of that turn. A crowd connecting at once then costs one
+    thread hop per loop turn, not one per socket. Such a read may run after a call made
+    later in the same turn, never before one made earlier: it never sees older data than
+    an uncoalesced read would (a logout's revocation, committed before, is always seen).
     """
 
     def __init__(
@@ -615,6 +651,10 @@ class AsyncStore:
         self._unwritten: dict[tuple[str, int], StoredMessage] = {}
         self._behind: list[StoredMessage] = []
         self._behind_task: asyncio.Task[None] | None = None
+        # Coalesced reads waiting for the end of this loop turn (see the class docstring).
+        self._user_reads: dict[int, list[asyncio.Future[User | None]]] = {}
+        self._history_reads: dict[_HistoryKey, list[asyncio.Future[list[StoredMessage]]]] = {}
+        self._reads_scheduled = False
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the database thread, after every call made before it."""
@@ -631,7 +671,10 @@ class AsyncStore:
         return await self._run(self._store.user_by_name, username)
 
     async def user_by_id(self, user_id: int) -> User | None:
-        return await self._run(self._store.user_by_id, user_id)
+        """The user, read with every other user asked for in this loop turn (one query)."""
+        future: asyncio.Future[User | None] = self._coalesce()
+        self._user_reads.setdefault(user_id, []).append(future)
+        return await future
 
     async def users(self) -> list[User]:
         return await self._run(self._store.users)
@@ -652,9 +695,41 @@ class AsyncStore:
         return sorted({m.seq: m for m in rows + extra}.values(), key=lambda m: m.seq)
 
     async def messages_after(self, room: str, after: int, limit: int) -> list[StoredMessage]:
+        """Read once for every caller asking the same in this loop turn (a reconnect storm)."""
         extra = self._unwritten_in(room, after, float("inf"))
-        rows = await self._run(self._store.messages_after, room, after, limit)
-        return self._merged(rows, extra)[:limit]
+        future: asyncio.Future[list[StoredMessage]] = self._coalesce()
+        self._history_reads.setdefault((room, after, limit), []).append(future)
+        return self._merged(await future, extra)[:limit]  # a list of its own: the rows are shared
+
+    def _coalesce(self) -> asyncio.Future[Any]:
+        """A future for a coalesced read, which :meth:`_read_coalesced` answers at the end of this loop turn."""
+        if self._closed:
+            raise StoreError("store is closed")
+        loop = asyncio.get_running_loop()
+        if not self._reads_scheduled:
+            self._reads_scheduled = True
+            loop.call_soon(self._read_coalesced)  # after every callback already due: the whole turn's reads
+        return loop.create_future()
+
+    def _read_coalesced(self) -> None:
+        """Hand this turn's reads to the database thread as one job; answer every waiter when it is done."""
+        self._reads_scheduled = False
+        users, self._user_reads = self._user_reads, {}
+        histories, self._history_reads = self._history_reads, {}
+        if not users and not histories:  # close() sent them already
+            return
+        store = self._store
+
+        def read() -> _Answers:  # on the database thread
+            return (store.users_by_ids(list(users)) if users else {}), {k: store.messages_after(*k) for k in histories}
+
+        def answer(job: asyncio.Future[_Answers]) -> None:
+            error = StoreError("read cancelled") if job.cancelled() else job.exception()
+            found, rows = job.result() if error is None else ({}, {})
+            _settle(users, found.get, error)
+            _settle(histories, rows.get, error)
+
+        asyncio.get_running_loop().run_in_executor(self._executor, read).add_done_callback(answer)
 
     async def messages_between(self, room: str, after: int, upto: int) -> list[StoredMessage]:
         extra = self._unwritten_in(room, after, upto)
@@ -831,6 +906,7 @@ class AsyncStore:
         if self._behind_task is not None:
             self._behind_task.cancel()
         self._write_behind_now()  # a graceful stop loses nothing
+        self._read_coalesced()  # reads asked for before the close are answered, not left waiting
         if self._flusher is not None:
             # Shielded: cancelling close() must not cancel commits others wait for.
             await asyncio.shield(self._flusher)

@@ -12,7 +12,7 @@ socket is :class:`SocketWriter`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from urllib.parse import parse_qsl
 
 from aiohttp import WSMsgType, web
 
@@ -38,19 +38,13 @@ class SocketWriter:
     ``ws.closed`` here means no data frame ever follows the Close frame (section 5.5.1).
     """
 
-    __slots__ = ("_ws", "_transport", "_limit", "_on_drop", "socket_id", "user")
+    __slots__ = ("_ws", "_transport", "_limit", "_lab", "socket_id", "user")
 
-    def __init__(
-        self,
-        ws: web.WebSocketResponse,
-        transport: asyncio.Transport,
-        limit: int,
-        on_drop: Callable[[str, UserRef | None, int], None],
-    ) -> None:
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport, lab: Lab) -> None:
         self._ws = ws
         self._transport = transport
-        self._limit = limit
-        self._on_drop = on_drop
+        self._limit = lab.settings.send_buffer_limit
+        self._lab = lab  # told of a drop (not a bound method kept per socket: 64 bytes each)
         self.socket_id: str | None = None  # who this is, once authenticated (for the drop report)
         self.user: UserRef | None = None
 
@@ -70,7 +64,7 @@ class SocketWriter:
         queued = transport.get_write_buffer_size()
         if queued > self._limit:
             # A reader this far behind would grow our memory and is dropped; it resumes later.
-            self._on_drop(self.socket_id or str(transport.get_extra_info("peername")), self.user, queued)
+            self._lab.note_dropped(self.socket_id or str(transport.get_extra_info("peername")), self.user, queued)
             transport.abort()  # its handler's finally unregisters it on the next loop turn
             return False
         transport.write(frame)
@@ -110,7 +104,7 @@ async def _prepare(
     )
     await ws.prepare(request)
     assert request.transport is not None
-    return ws, SocketWriter(ws, request.transport, lab.settings.send_buffer_limit, lab.note_dropped)
+    return ws, SocketWriter(ws, request.transport, lab)
 
 
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
@@ -118,7 +112,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     if (refused := _refusal(request)) is not None:
         return refused
     authenticated: tuple[User, Claims] | None = None
-    if (token := request.query.get("token")) is not None:
+    if (token := _query_param(request, "token")) is not None:
         try:
             authenticated = await lab.authenticate(token)
         except AuthError as exc:
@@ -130,6 +124,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
             authenticated = await lab.authenticate(cookie)
         except AuthError as exc:
             return error_response(401, "unauthorized", f"{SESSION_COOKIE} cookie: {exc}")
+    del token  # this frame lives as long as the socket: it keeps no more than it needs
 
     subprotocol = select_subprotocol(request.headers.get("Sec-WebSocket-Protocol"))
     ping_interval = lab.switches.ping_interval
@@ -143,25 +138,59 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     lab.peers.add(writer)
     session: Session | None = None
     try:
-        if authenticated is None:
-            authenticated = await _first_message_auth(lab, ws, writer)
-            if authenticated is None:
-                return ws
-        user, claims = authenticated
-        session = await Session.open(lab, UserRef.of(user), claims.expires_at, writer, ping_interval)
-        writer.socket_id, writer.user = session.conn.socket_id, session.conn.user
-        async for msg in ws:
+        session = await _open_session(lab, ws, writer, authenticated, ping_interval)
+        authenticated = None  # the User row (password hash included) and the Claims: not kept per socket
+        if session is None:
+            return ws
+        # ws.receive() rather than `async for`: the same messages, one coroutine frame less
+        # parked per idle socket (aiohttp's __anext__ only wraps receive()).
+        while (msg := await ws.receive()).type not in _END:
             if msg.type is WSMsgType.TEXT:
                 await session.on_text(msg.data)
             elif msg.type is WSMsgType.BINARY:
                 await session.on_binary(msg.data)
             elif msg.type is WSMsgType.ERROR:
                 break
+            del msg  # not kept while the socket idles until the next one
     finally:
         lab.peers.discard(writer)
         if session is not None:
             await session.close(ws.close_code, _close_reason(ws))
     return ws
+
+
+# What ends a socket's receive loop (as it ends aiohttp's ``async for msg in ws``).
+_END = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED})
+
+
+def _query_param(request: web.Request, name: str) -> str | None:
+    """The first ``name`` in the query string, decoded as ``request.query`` decodes it.
+
+    Not through ``request.query``: the URL would cache that multidict (and the token in
+    it) for as long as the socket stays open."""
+    for key, value in parse_qsl(request.rel_url.raw_query_string, keep_blank_values=True):
+        if key == name:
+            return value
+    return None
+
+
+async def _open_session(
+    lab: Lab,
+    ws: web.WebSocketResponse,
+    writer: SocketWriter,
+    authenticated: tuple[User, Claims] | None,
+    ping_interval: float | None,
+) -> Session | None:
+    """Authenticate (by the first message if the handshake did not) and open the session;
+    None if the socket was closed instead."""
+    if authenticated is None:
+        authenticated = await _first_message_auth(lab, ws, writer)
+        if authenticated is None:
+            return None
+    user, claims = authenticated
+    session = await Session.open(lab, UserRef.of(user), claims.expires_at, writer, ping_interval)
+    writer.socket_id, writer.user = session.conn.socket_id, session.conn.user
+    return session
 
 
 def _close_reason(ws: web.WebSocketResponse) -> str:
@@ -206,16 +235,38 @@ async def _first_message_auth(lab: Lab, ws: web.WebSocketResponse, writer: Socke
 async def observe_handler(request: web.Request) -> web.StreamResponse:
     """Read-only stream of what the server does, for dashboards (see observe.py).
 
-    It shows usernames, rooms and chat previews: when the server has an admin token,
-    only the instructor's dashboard (holding that token) may watch."""
+    It shows usernames, rooms and chat previews: when the server has an admin token, only
+    the instructor's dashboard (holding that token) sees it all; a user's ``?token=`` (a
+    student's dashboard in class mode) sees the view a server without an admin token gives
+    anyone: no private room, DM pair, signal target or text (PROTOCOL.md section 9)."""
     lab = request.app[LAB]
     if (refused := _refusal(request)) is not None:
         return refused
+    watcher: int | None = None  # the user whose token opened the hidden view (None: the whole view)
     if lab.settings.admin_token and not is_admin(request):
-        return error_response(403, "forbidden", "/observe needs the admin token")
-    ws, writer = await _prepare(request, lab)
-    lab.send(writer, lab.snapshot())
+        if (token := _query_param(request, "token")) is None:
+            return error_response(403, "forbidden", "/observe needs the admin token or a user's ?token=")
+        try:
+            user, _ = await lab.authenticate(token)
+        except AuthError as exc:
+            return error_response(401, "unauthorized", str(exc))
+        del token
+        # Each one is sent every event: capped per user as event streams are (8 beyond loopback).
+        per_user = lab.settings.streams_per_user_limit
+        if per_user and sum(uid == user.id for uid in lab.hidden_observers.values()) >= per_user:
+            return error_response(429, "too_many_streams", f"at most {per_user} open /observe streams per user")
+        watcher = user.id
+    slot = object()  # counted from now on: a burst of handshakes cannot get past the cap
+    if watcher is not None:
+        lab.hidden_observers[slot] = watcher
+    try:
+        ws, writer = await _prepare(request, lab)
+    finally:
+        lab.hidden_observers.pop(slot, None)
+    lab.send(writer, lab.snapshot(hidden=watcher is not None))
     lab.observatory.observers.add(writer)
+    if watcher is not None:
+        lab.hidden_observers[writer] = watcher
     try:
         async for msg in ws:
             if msg.type is WSMsgType.TEXT:
@@ -223,4 +274,5 @@ async def observe_handler(request: web.Request) -> web.StreamResponse:
     finally:
         lab.observatory.observers.discard(writer)
         lab.observatory.behind.discard(writer)
+        lab.hidden_observers.pop(writer, None)
     return ws

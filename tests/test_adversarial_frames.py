@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from labserver.course import LabServer
-from labserver.frames import ClientFrameGuard, Frame, FrameError, Opcode
+from labserver.frames import ClientFrameGuard, Frame, FrameError, Opcode, is_valid_close_code
 from labserver.rawws import RawWebSocket, handshake_request
 
 from .adversarial import (
@@ -403,15 +403,28 @@ random_frames = st.builds(
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 def test_random_frame_sequences_through_guard_and_parser(frames: list[Frame], cuts: list[int]) -> None:
     """Any sequence of frames (legal or not: control frames over 125 bytes, fragmented
-    control frames, RSV bits, unmasked) split anywhere: the guard flags exactly the first
-    unmasked frame, and the parser raises nothing but FrameError."""
+    control frames, RSV bits, unmasked, close codes no endpoint may send) split anywhere: the
+    guard flags exactly the first unmasked frame or forbidden close code, and the parser raises
+    nothing but FrameError."""
     stream = b"".join(f.serialize() for f in frames)
     guard = ClientFrameGuard()
     points = sorted({min(c, len(stream)) for c in cuts})
     pieces = [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)], strict=True)]
     flagged = [guard.feed(p) for p in pieces]
-    first_unmasked = next((i for i, f in enumerate(frames) if f.masking_key is None), None)
-    assert (guard.violation is not None) == (first_unmasked is not None)
+
+    def breaks_a_rule(f: Frame) -> bool:
+        if f.masking_key is None:
+            return True
+        return (
+            f.opcode is Opcode.CLOSE
+            and len(f.payload) >= 2
+            and not is_valid_close_code(int.from_bytes(f.payload[:2], "big"))
+        )
+
+    first_bad = next((f for f in frames if breaks_a_rule(f)), None)
+    assert (guard.violation is not None) == (first_bad is not None)
+    if first_bad is not None:
+        assert ("not masked" in (guard.violation or "")) == (first_bad.masking_key is None)
     assert all(r is None or r == guard.violation for r in flagged)
     buffer = bytearray(stream)
     while buffer:

@@ -5,10 +5,13 @@ by ``benchmarks/peers.py`` itself)."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil  # type: ignore[import-untyped]
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,3 +48,30 @@ def test_the_chart_is_drawn_from_the_json_only_when_asked(tmp_path: Path) -> Non
     command = [sys.executable, "benchmarks/peers.py", "--chart", str(source), "--chart-out", str(target)]
     subprocess.run(command, cwd=ROOT, check=True, capture_output=True, timeout=60)
     assert target.read_text().lstrip().startswith("<?xml")
+
+
+def _running_benchmark_and_its_servers(tmp_path: Path) -> tuple[subprocess.Popen[bytes], list[psutil.Process]]:
+    """peers.py in a long run, once it has a server process running."""
+    command = [sys.executable, "benchmarks/peers.py", "--setup-only", "--sockets", "50", "--rounds", "50"]
+    bench = subprocess.Popen([*command, "--servers", "lab", "bare", "--out", str(tmp_path / "p.json")], cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        servers = [p for p in psutil.Process(bench.pid).children() if "--serve" in p.cmdline()]
+        if servers:
+            return bench, servers
+        time.sleep(0.05)
+    bench.kill()
+    raise AssertionError("no server process started")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_stopping_the_benchmark_stops_its_servers(tmp_path: Path, how: signal.Signals) -> None:
+    """SIGTERM: the benchmark stops them on its way out; SIGKILL: each sees its stdin close and exits."""
+    bench, servers = _running_benchmark_and_its_servers(tmp_path)
+    bench.send_signal(how)
+    bench.wait(60)
+    _, alive = psutil.wait_procs(servers, timeout=30)
+    for proc in alive:
+        proc.kill()
+    assert not alive, [p.cmdline() for p in alive]

@@ -78,6 +78,16 @@ def frames(draw: st.DrawFn, *, rsv: bool = True, masked: bool | None = None) -> 
     return Frame(opcode, payload, fin, *bits, masking_key=key)
 
 
+def sends_a_forbidden_close_code(frame: Frame) -> bool:
+    """A Close frame whose code no endpoint may send (RFC 6455 section 7.4): the guard refuses it."""
+    code = int.from_bytes(frame.payload[:2], "big")
+    return frame.opcode is Opcode.CLOSE and len(frame.payload) >= 2 and not is_valid_close_code(code)
+
+
+def follows_the_rules(frame: Frame) -> bool:
+    return not sends_a_forbidden_close_code(frame)
+
+
 def header_length(frame: Frame) -> int:
     n = len(frame.payload)
     return 2 + (0 if n < 126 else 2 if n < 65536 else 8) + (4 if frame.masking_key is not None else 0)
@@ -242,7 +252,10 @@ def split(data: bytes, cuts: list[int]) -> list[bytes]:
     return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
-@given(st.lists(frames(masked=True), min_size=1, max_size=6), st.lists(st.integers(0, 200_000), max_size=30))
+@given(
+    st.lists(frames(masked=True).filter(follows_the_rules), min_size=1, max_size=6),
+    st.lists(st.integers(0, 200_000), max_size=30),
+)
 @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 def test_guard_accepts_masked_frames_split_anywhere(frame_list: list[Frame], cuts: list[int]) -> None:
     stream = b"".join(f.serialize() for f in frame_list)
@@ -265,7 +278,7 @@ def test_guard_accepts_byte_by_byte() -> None:
 
 
 @given(
-    st.lists(frames(masked=True), max_size=5),
+    st.lists(frames(masked=True).filter(follows_the_rules), max_size=5),
     frames(masked=False),
     st.lists(st.integers(0, 200_000), max_size=30),
     st.lists(st.integers(-3, 12), max_size=3),
@@ -363,8 +376,8 @@ def test_websockets_frames_parse_identically_in_ours(opcode: WsOpcode, payload: 
     assert (ours.masking_key is not None) == mask
     if mask:
         assert wire[header_length(ours) - 4 : header_length(ours)] == ours.masking_key
-    # and the guard agrees with the MASK bit websockets wrote
-    assert (ClientFrameGuard().feed(wire) is None) == mask
+    # and the guard agrees with the MASK bit websockets wrote (and refuses a forbidden close code)
+    assert (ClientFrameGuard().feed(wire) is None) == (mask and not sends_a_forbidden_close_code(ours))
 
 
 def test_both_refuse_the_same_bad_frames() -> None:
@@ -749,3 +762,29 @@ def test_header_field_at_names_each_byte() -> None:
     assert header is not None
     fields = [header.field_at(i) for i in range(10)]
     assert fields == ["first", "length", "extended", "extended", "key", "key", "key", "key", "payload", "payload"]
+
+
+@pytest.mark.parametrize("code", [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535])
+def test_guard_refuses_a_close_code_no_endpoint_may_send_split_anywhere(code: int) -> None:
+    # RFC 6455 section 7.4: aiohttp lets 1006 and 5000-65535 through; the guard reads the two
+    # (masked) code bytes, however the frame is cut, and refuses with 1002.
+    before = Frame(Opcode.TEXT, b"hi", masking_key=b"abcd").serialize()
+    close = Frame(Opcode.CLOSE, code.to_bytes(2, "big") + b"bye", masking_key=b"\x9f\x00\xff\x42").serialize()
+    stream = before + close
+    for cut in range(len(before), len(stream)):
+        guard = ClientFrameGuard()
+        results = [guard.feed(stream[:cut]), guard.feed(stream[cut:])]
+        assert results[-1] == f"invalid close code {code} (RFC 6455 section 7.4)"
+        assert guard.violation_code == CloseCode.PROTOCOL_ERROR
+
+
+@pytest.mark.parametrize("code", [1000, 1001, 1003, 1011, 1012, 1014, 3000, 4999])
+def test_guard_lets_valid_close_codes_and_codeless_closes_through(code: int) -> None:
+    key = b"\x01\x02\x03\x04"
+    for payload in (code.to_bytes(2, "big") + b"reason", code.to_bytes(2, "big"), b""):
+        stream = Frame(Opcode.CLOSE, payload, masking_key=key).serialize()
+        guard = ClientFrameGuard()
+        assert [guard.feed(stream[i : i + 1]) for i in range(len(stream))] == [None] * len(stream)
+    # A code-like payload in a data frame is not a close code.
+    guard = ClientFrameGuard()
+    assert guard.feed(Frame(Opcode.BINARY, (5000).to_bytes(2, "big"), masking_key=key).serialize()) is None

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from labserver.messages import EventsMessage, ObserveEvent, UserRef
-from labserver.observe import Observatory
+from labserver.observe import HIDDEN, Observatory
 
 ANN = UserRef(1, "ann")
 
@@ -131,3 +131,34 @@ def test_too_many_state_events_mark_the_batch_stale_for_a_snapshot() -> None:
     message, stale = flushed(obs)
     assert stale and message is not None and len(message["events"]) == 3
     assert obs.flush() == (None, False)  # reset
+
+
+def test_the_hidden_view_of_a_batch_is_a_copy_and_the_full_one_stays_whole() -> None:
+    # With an admin token, one batch feeds two views (labserver.lab.Lab.flush_observers): the admin's
+    # as recorded, a user token's redacted from a copy of each event, never from the event itself.
+    obs = observatory()
+    obs.emit(ObserveEvent.membership(ANN, "club", joined=True))
+    obs.emit(ObserveEvent.membership(ANN, "lobby", joined=True))
+    for kind, name in (("dm", "dm:1:2"), ("room", "club"), ("room", "lobby")):
+        obs.emit(
+            ObserveEvent.routed(
+                message_type=kind if kind == "dm" else "chat",
+                sender=ANN,
+                to={"kind": kind, "name": name},
+                size=10,
+                recipients=1,
+                seq=1,
+                preview="a secret",
+            )
+        )
+    batch, _ = obs.flush()
+    assert batch is not None
+    full = json.loads(batch.encode())["events"]
+    hidden = [
+        copy for copy in (dict(event) for event in batch.events) if Observatory._redact(copy, {"club"}.__contains__)
+    ]
+    assert json.loads(batch.encode())["events"] == full  # redacting the copies changed nothing
+    assert [e.get("room") for e in hidden if e["ev"] == "joined"] == ["lobby"]  # the private room's join left out
+    assert [e["to"]["name"] for e in hidden if e["ev"] == "routed"] == [HIDDEN, HIDDEN, "lobby"]
+    assert all(e["preview"] is None for e in hidden if e["ev"] == "routed")
+    assert [e["to"]["name"] for e in full if e["ev"] == "routed"] == ["dm:1:2", "club", "lobby"]

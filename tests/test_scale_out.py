@@ -9,6 +9,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,9 @@ from typing import Any
 import pytest
 
 from labserver.course import LabServer
+from labserver.course.crowd import Crowd
 from labserver.course.redis_server import RedisServer, find_redis_server
+from labserver.redis_broker import NODE_TTL_S
 
 from .conftest import Client, until
 
@@ -130,6 +133,82 @@ async def bob_join_ack(bob: Client) -> dict[str, Any] | None:
         return ack
     await bob.request("leave", room="lobby")  # ann's member_joined not heard yet: again
     return None
+
+
+async def test_a_big_rooms_count_and_members_are_the_clusters(labs: list[LabServer]) -> None:
+    """Over ANNOUNCE_LIMIT users, 60 on each process: the join ack's ``member_count`` and
+    GET /api/rooms/{room}/members count and list both processes' members, and a socket on
+    the other process is told the new count (its process learns it from a heartbeat)."""
+    a, b = labs
+    watcher = await Client.connect(b, b.account("watcher"))
+    await watcher.request("join", room="big")
+    joiner_account = a.account("joiner")
+    token = joiner_account.token
+    async with Crowd(a, prefix="biga", rooms=("big",)) as on_a, Crowd(b, prefix="bigb", rooms=("big",)) as on_b:
+        await asyncio.gather(on_a.grow(60), on_b.grow(59))
+
+        def members() -> dict[str, Any] | None:
+            status, body = a.request("GET", "/api/rooms/big/members?limit=1000", token=token)
+            assert status == 200, body
+            return body if len(body["members"]) == 120 else None
+
+        body = await until(lambda: asyncio.to_thread(members), timeout=5, what="a lists b's members")
+        assert body["member_count"] == 120
+        ids = [m["id"] for m in body["members"]]
+        assert ids == sorted(ids) and len(set(ids)) == 120
+        joiner = await Client.connect(a, joiner_account)
+        ack = await joiner.request("join", room="big")
+        assert ack["member_count"] == 121 and len(ack["members"]) == 100  # the cap, not the room
+        # b's sockets hear the count from b, once a heartbeat told b about a's new member.
+        count = await watcher.expect(lambda m: m.get("type") == "member_count" and m["count"] == 121, timeout=5)
+        assert count["room"] == "big"
+        await joiner.close()
+    await watcher.close()
+
+
+async def test_a_process_restarted_under_its_name_announces_its_old_users_offline(labs: list[LabServer]) -> None:
+    """b is SIGKILLed and started again as b before its key expires: the new b's key must not
+    hide that bob (on the old b only) is gone."""
+    a, b = labs
+    ann_account = a.account("ann")
+    ann, bob = await Client.connect(a, ann_account), await Client.connect(b, b.account("bob"))
+    await ann.request("subscribe", topic="presence")
+    await bob.request("join", room="lobby")
+    await ann.request("join", room="lobby")
+    await until(lambda: online(a, ann_account.token)["bob"], what="a knows bob is online")
+    await asyncio.sleep(1.2)  # one heartbeat: bob is in b's key
+    b.kill()
+    killed_at = time.monotonic()
+    await asyncio.to_thread(b.start)
+    restarted = time.monotonic() - killed_at
+    left = await ann.expect(lambda m: m.get("type") == "member_left" and m["user"]["username"] == "bob", timeout=10)
+    offline = await ann.expect(lambda m: m.get("type") == "presence" and not m["online"], timeout=10)
+    assert (left["room"], offline["user"]["username"]) == ("lobby", "bob")
+    assert restarted < NODE_TTL_S, f"the restart took {restarted:.1f} s: the old key expired first, nothing tested"
+    await ann.close()
+
+
+async def test_a_user_leaving_two_processes_at_once_is_announced_to_a_third(tmp_path: Path, redis: RedisServer) -> None:
+    """a and b each see bob still on the other, and hold his member_left and offline back; the
+    one that then finds him gone everywhere publishes them, so c's sockets hear them too."""
+    a, b, c = await start_labs(tmp_path, redis, "a", "b", "c")
+    try:
+        bob_account = a.account("bob")
+        cat = await Client.connect(c, c.account("cat"))
+        await cat.request("subscribe", topic="presence")
+        await cat.request("join", room="lobby")
+        tabs = [await Client.connect(lab, bob_account) for lab in (a, b)]
+        for tab in tabs:
+            await tab.request("join", room="lobby")
+        await asyncio.sleep(1.5)  # a heartbeat: a's key and b's key both have bob in the lobby
+        await asyncio.gather(*(tab.close() for tab in tabs))
+        left = await cat.expect(lambda m: m.get("type") == "member_left" and m["user"]["username"] == "bob")
+        offline = await cat.expect(lambda m: m.get("type") == "presence" and not m["online"])
+        assert (left["room"], offline["user"]["username"]) == ("lobby", "bob")
+        await cat.close()
+    finally:
+        for lab in (a, b, c):
+            lab.stop()
 
 
 async def test_seqs_are_global_and_gap_free_under_concurrent_chat(labs: list[LabServer]) -> None:

@@ -7,7 +7,7 @@ it has not used yet and hands out whole frames, each with its header's bytes
 :class:`ClientFrameGuard` only follows frame boundaries in what a client sends,
 reading headers and skipping payloads, to enforce on the lab server's hot path
 what aiohttp does not: section 5.1, "a server MUST close the connection upon
-receiving a frame that is not masked".
+receiving a frame that is not masked", and the close codes of section 7.4.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .codec import CloseCode, Frame, FrameError, Opcode, header_size, parse_header, read_length
+from .payloads import is_valid_close_code
 
 __all__ = ["ClientFrameGuard", "FrameReader", "WireFrame"]
 
@@ -139,18 +140,31 @@ class ClientFrameGuard:
     that is not masked ... with a status code of 1002 (protocol error)". And a message
     may be fragmented (section 5.4), but not into endless empty continuation frames,
     which cost CPU without ever growing the message: past ``max_fragments`` continuation
-    frames in one message the connection is closed with 1009. Only headers are read;
-    payload bytes are skipped, so the cost is a few operations per frame. ``feed``
+    frames in one message the connection is closed with 1009. A Close frame whose code no
+    endpoint may send (section 7.4: 1004-1006, 1015, 1016-2999...) is a protocol error too.
+    Only headers (and a Close frame's two code bytes) are read; payload bytes are skipped,
+    so the cost is a few operations per frame. ``feed``
     returns an error message once a violation is seen (its code in ``violation_code``),
     else None.
     """
 
-    __slots__ = ("_header", "_skip", "_fragments", "max_fragments", "violation", "violation_code")
+    __slots__ = (
+        "_header",
+        "_skip",
+        "_fragments",
+        "_close_code",
+        "_close_key",
+        "max_fragments",
+        "violation",
+        "violation_code",
+    )
 
     def __init__(self, max_fragments: int = 4096) -> None:
         self._header = bytearray()
         self._skip = 0  # payload bytes of the current frame still to pass over
         self._fragments = 0  # continuation frames in the message being received
+        self._close_code: bytearray | None = None  # a Close frame's code bytes as they arrive (masked)
+        self._close_key = b""  # that frame's masking key
         self.max_fragments = max_fragments
         self.violation: str | None = None
         self.violation_code = CloseCode.PROTOCOL_ERROR
@@ -167,6 +181,8 @@ class ClientFrameGuard:
         while pos < end:
             if self._skip:
                 step = min(self._skip, end - pos)
+                if self._close_code is not None and (code := self._read_close_code(data[pos : pos + step])) is not None:
+                    return self._refuse(f"invalid close code {code} (RFC 6455 section 7.4)")
                 self._skip -= step
                 pos += step
                 continue
@@ -196,5 +212,19 @@ class ClientFrameGuard:
             read = read_length(header)
             assert read is not None  # the whole header is in
             self._skip = read[0]
+            if header[0] & 0x0F == Opcode.CLOSE and self._skip >= 2:  # a code: its first two bytes
+                self._close_code, self._close_key = bytearray(), bytes(header[-4:])
             header.clear()
         return None
+
+    def _read_close_code(self, payload: bytes) -> int | None:
+        """Take a Close frame's code bytes from the start of ``payload``; once both are in, the
+        code if no endpoint may send it (else None, as while they are still arriving)."""
+        assert self._close_code is not None
+        self._close_code += payload[: 2 - len(self._close_code)]
+        if len(self._close_code) < 2:
+            return None
+        key, masked = self._close_key, self._close_code
+        code = ((masked[0] ^ key[0]) << 8) | (masked[1] ^ key[1])  # unmasked (section 5.3)
+        self._close_code = None
+        return None if is_valid_close_code(code) else code
