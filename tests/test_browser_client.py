@@ -560,3 +560,32 @@ def test_class_mode_sign_up_takes_the_join_code_from_the_form(browser: Browser, 
             assert [e for e in tab.errors if "403" not in e] == [], tab.errors
         finally:
             context.close()
+
+
+def test_the_instructors_announcement_is_shown_in_a_live_region(browser: Browser, tmp_path: Path) -> None:
+    with LabServer(tmp_path / "class", admin_token="t0ken-for-the-test", join_code="ANN-234") as class_lab:
+        context = browser.new_context()
+        try:
+            tab = Tab(context.new_page())
+            tab.page.on("pageerror", lambda exc: tab.errors.append(f"page error: {exc}"))
+            tab.page.on("console", lambda m: tab.errors.append(m.text) if m.type == "error" else None)
+            tab.page.goto(class_lab.url)
+            region = tab.by("announcement")
+            # There before anything is said (a screen reader only reads changes of a region it knows), and empty.
+            expect(region).to_have_attribute("aria-live", "polite")
+            expect(region).to_have_attribute("role", "status")
+            expect(region).to_be_hidden()
+            sign_up(tab, unique("student"), code="ANN-234")
+            assert class_lab.announce("Exercise 3 starts now") == 1
+            expect(region).to_be_visible()
+            expect(tab.by("announcement-text")).to_have_text("Exercise 3 starts now")
+            expect(region).to_contain_text("Instructor:")
+            # The next one replaces it (the region reads out just the new one), and is text, never HTML.
+            class_lab.announce("<b>Break</b> until 10:15")
+            expect(tab.by("announcement-text")).to_have_text("<b>Break</b> until 10:15")
+            assert region.locator("b").count() == 0
+            tab.by("announcement-dismiss").click()
+            expect(region).to_be_hidden()
+            assert tab.errors == [], tab.errors
+        finally:
+            context.close()

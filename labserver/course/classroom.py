@@ -5,22 +5,33 @@ The instructor runs one lab with a join code (``python3 course.py class``, or
 code; each student joins it once per kernel::
 
     from labserver.course.classroom import join_lab
-    lab = join_lab("http://192.168.1.20:8765/", "K7P-Q2M")
+    lab = join_lab("http://192.168.1.20:8765/", "K7P-Q2M", name="ana")
 
-From then on ``start_lab()`` in every lesson returns this :class:`SharedLab`, so the
-lesson's clients and crowds talk to the class's lab, unchanged. What only the
-instructor may do (switches, dropping sockets, restarting, ``/observe``) raises
-:class:`InstructorOnly`, shown in a notebook as one line, not a traceback.
+``name`` is the student's account on the class's lab (signed up with the code the first time,
+logged in to afterwards: its password is kept in :func:`credentials_path`, mode 0600). From then
+on ``start_lab()`` in every lesson returns this :class:`SharedLab`, so the lesson's clients and
+crowds talk to the class's lab, unchanged: ``lab.account("alice")`` is the student's own
+``ana.alice`` (``POST /api/class/accounts``, PROTOCOL.md section 2), never another student's.
+A ``Dashboard`` watches the class's public traffic (``/observe`` with the student's token: no
+private room, DM pair or text). What only the instructor may do (switches, dropping sockets,
+restarting) raises :class:`InstructorOnly`, shown in a notebook as one line, not a traceback.
 ``leave_class()`` goes back to private labs.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import html
+import json
+import os
+import re
 import secrets
 import socket
 import sys
+import time
 import urllib.parse
+from pathlib import Path
 from typing import Any, NoReturn
 
 from .rest_client import DEFAULT_PASSWORD, Account, RestClient
@@ -30,15 +41,20 @@ __all__ = [
     "InstructorOnly",
     "JoinError",
     "SharedLab",
+    "credentials_path",
     "joined_lab",
     "join_lab",
     "lan_address",
     "leave_class",
     "make_join_code",
+    "private_lab",
 ]
 
 # No 0/O, 1/I/L: a code read off a projector from the back of a room is typed right the first time.
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+STUDENT_NAME = re.compile(r"[A-Za-z0-9_]{3,32}")  # a username (rest.py USERNAME)
+SEPARATOR = "."  # between a student and their lesson account: "ana.alice" (rest.py STUDENT_SEPARATOR)
+BUSY_RETRIES = 8  # a crowd's sign-ups over the student's REST write rate wait and retry (429)
 
 
 def make_join_code(groups: int = 2, size: int = 3) -> str:
@@ -76,9 +92,10 @@ class SharedLab:
     """A student's handle to the class's lab: what a lesson needs of :class:`LabServer` (``url``,
     ``ws_url``, ``account()``, ``health()``...) without the instructor's powers.
 
-    :meth:`account` signs up with the join code (or logs in). The admin calls (``switches``,
-    ``set_switches``, ``drop``, ``restart``, ``stop``, ``observe_url``...) raise
-    :class:`InstructorOnly` with a sentence saying why and what to do."""
+    :meth:`account` makes or opens the student's own lesson account (``ana.alice`` for
+    ``account("alice")``). The admin calls (``switches``, ``set_switches``, ``drop``, ``restart``,
+    ``stop``...) raise :class:`InstructorOnly` with a sentence saying why and what to do;
+    :attr:`observe_url` is the class's public view (the student's token, not the admin's)."""
 
     admin_token: str | None = None
     tls = False
@@ -90,8 +107,16 @@ class SharedLab:
             raise JoinError(f"the class URL must look like http://192.168.1.20:8765/, got {url!r}")
         self.url = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
         self.join_code = code
+        self.host = parts.hostname  # the instructor's machine, as a lesson's raw sockets reach it
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self._accounts: list[Account] = []
+        self.me: Account | None = None  # the student's own account (join_lab signs it up or logs it in)
+        self._password = ""
+
+    @property
+    def student(self) -> str | None:
+        """The student's name on the class's lab (None before :func:`join_lab` logged them in)."""
+        return None if self.me is None else self.me.username
 
     @property
     def ws_url(self) -> str:
@@ -117,32 +142,64 @@ class SharedLab:
         """See :meth:`RestClient.request`."""
         return self.rest.request(method, path, body, token, headers)
 
+    def log_in(self, name: str, password: str) -> bool:
+        """Log the student in (True), or False when the lab knows no such name and password."""
+        status, body = self.request("POST", "/api/login", {"username": name, "password": password})
+        if status == 200:
+            self.me, self._password = Account(body["token"], body["user"]), password
+            return True
+        if status == 401:
+            return False
+        raise JoinError(f"could not log {name!r} in to the class's lab: {status} {_message(body)}")
+
     def account(self, username: str, password: str = DEFAULT_PASSWORD) -> Account:
-        """Sign up ``username`` with the join code, or log in if it exists. On a class's lab pick
-        names of your own (``ann_<yourname>``): ``ann`` may already be someone else's."""
-        try:
-            account = self.rest.account(username, password)
-        except RuntimeError as exc:
-            raise JoinError(str(exc)) from None
-        self._accounts.append(account)
-        return account
+        """The student's own lesson account ``<student>.<username>``: made the first time, opened
+        (a fresh token) afterwards. ``password`` is not used: the student's token is its only key,
+        so no other student can open it. ``account("ana.alice")`` is ``account("alice")``."""
+        if self.me is None:
+            raise JoinError("join the class first: join_lab(url, code, name=...)")
+        prefix = self.me.username + SEPARATOR
+        name = username[len(prefix) :] if username.lower().startswith(prefix.lower()) else username
+        for attempt in range(BUSY_RETRIES + 1):
+            status, body = self.request("POST", "/api/class/accounts", {"name": name}, token=self.me.token)
+            if status in (200, 201):
+                account = Account(body["token"], body["user"])
+                self._accounts.append(account)
+                return account
+            if status == 401 and attempt == 0 and self.log_in(self.me.username, self._password):
+                continue  # the student's token expired (a class outlasts --token-ttl): logged in again
+            if status == 429 and attempt < BUSY_RETRIES:
+                time.sleep(1.0)  # over the student's REST write rate: Retry-After is whole seconds, at least 1
+                continue
+            break
+        raise JoinError(f"could not make or open {name!r} on the class's lab: {status} {_message(body)}")
+
+    def _qualified(self, username: str) -> str:
+        """``alice`` as the lab names the student's lesson account: ``ana.alice``."""
+        if self.me is None or SEPARATOR in username:
+            return username
+        return self.me.username + SEPARATOR + username
 
     def health(self) -> dict[str, Any]:
         return self.rest.health()
 
     def users(self) -> list[dict[str, Any]]:
-        """Everyone with ``online`` and ``sockets``, asked with the last account made here."""
-        if not self._accounts:
-            self._instructor_only("users() before any account()")
-        status, body = self.request("GET", "/api/users", token=self._accounts[-1].token)
+        """Everyone with ``online`` and ``sockets`` (the whole class's, asked with the student's token)."""
+        token = self.me.token if self.me is not None else self._accounts[-1].token if self._accounts else None
+        if token is None:
+            self._instructor_only("users() before join_lab()")
+        status, body = self.request("GET", "/api/users", token=token)
         if status != 200:
-            raise JoinError(f"/api/users answered {status}: {body}")
+            raise JoinError(f"/api/users answered {status}: {_message(body)}")
         return list(body["users"])
 
     def user(self, username: str) -> dict[str, Any]:
-        for user in self.users():
-            if str(user["username"]).lower() == username.lower():
-                return dict(user)
+        """One entry of :meth:`users`: the student's own lesson account ``username`` (``alice`` is
+        ``ana.alice``), else the user of that exact name."""
+        everyone = {str(user["username"]).lower(): user for user in self.users()}
+        for name in (self._qualified(username), username):
+            if name.lower() in everyone:
+                return dict(everyone[name.lower()])
         raise KeyError(username)
 
     # --- what only the instructor may do ----------------------------------------------------
@@ -155,7 +212,27 @@ class SharedLab:
 
     @property
     def observe_url(self) -> str:
-        self._instructor_only("the /observe stream (a Dashboard)")
+        """The class's ``/observe`` with the student's token: the view without private rooms, DM
+        pairs or texts (PROTOCOL.md section 9), for a :class:`~labserver.course.Dashboard`."""
+        if self.me is None:
+            raise JoinError("join the class first: join_lab(url, code, name=...)")
+        if _expires_at(self.me.token) - time.time() < 60 and self._password:
+            self.log_in(self.me.username, self._password)  # a class outlasts --token-ttl; a Dashboard reconnects
+        return "ws" + self.url.removeprefix("http") + "/observe?" + urllib.parse.urlencode({"token": self.me.token})
+
+    @property
+    def data_dir(self) -> NoReturn:
+        """The lab's files (its database, its signing key) are on the instructor's machine."""
+        self._instructor_only("the lab's data directory (lab.data_dir)")
+
+    @property
+    def pid(self) -> NoReturn:
+        """The server process runs on the instructor's machine: its memory and threads are theirs to show."""
+        self._instructor_only("the lab's process (lab.pid)")
+
+    @property
+    def logs(self) -> NoReturn:
+        self._instructor_only("the lab's log (lab.logs)")
 
     def switches(self) -> dict[str, Any]:
         self._instructor_only("lab.switches()")
@@ -179,10 +256,26 @@ class SharedLab:
         """Nothing to close: the lab is the instructor's (``leave_class()`` forgets it)."""
 
     def __repr__(self) -> str:
-        return f"<SharedLab of the class at {self.url}>"
+        return f"<SharedLab of the class at {self.url}, as {self.student}>"
 
     def _repr_html_(self) -> str:
-        return f"<b>Class lab</b> at <code>{self.url}</code> (shared: the instructor runs it)"
+        who = "" if self.student is None else f", as <b>{html.escape(self.student)}</b>"
+        return f"<b>Class lab</b> at <code>{html.escape(self.url)}</code> (shared: the instructor runs it){who}"
+
+
+def _expires_at(token: str) -> float:
+    """A token's ``exp`` (a JWT's payload, RFC 7519 section 4.1.4), read without checking it
+    (the server does); infinity when it cannot be read."""
+    try:
+        payload = token.split(".")[1]
+        return float(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["exp"])
+    except (IndexError, ValueError, KeyError, TypeError):
+        return float("inf")
+
+
+def _message(body: Any) -> str:
+    """An error answer's message (``{"error", "message"}``), or the body as it came."""
+    return str(body.get("message", body)) if isinstance(body, dict) else str(body)
 
 
 class ClassControls:
@@ -248,11 +341,57 @@ class ClassControls:
 _joined: dict[str, SharedLab | None] = {"lab": None}
 
 
-def join_lab(url: str, code: str) -> SharedLab:
-    """Join the class's lab at ``url`` with the instructor's join ``code``; from now on
-    ``start_lab()`` returns it. The code is checked at once (nothing is signed up): a wrong
-    one, or a lab that is not reachable, is a one-line :class:`JoinError`."""
+def credentials_path() -> Path:
+    """Where :func:`join_lab` keeps each class's student name and password, so that a new kernel
+    logs back in: ``$LABSERVER_CLASS_CREDENTIALS``, else ``~/.labserver/class-credentials.json``
+    (the file mode 0600, its directory 0700: the password is random, yet it is the student's)."""
+    override = os.environ.get("LABSERVER_CLASS_CREDENTIALS")
+    return Path(override) if override else Path.home() / ".labserver" / "class-credentials.json"
+
+
+def _load_credentials() -> dict[str, dict[str, str]]:
+    """``{lab URL: {name in lower case: password}}``; an unreadable or foreign file is empty."""
+    try:
+        data = json.loads(credentials_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {url: dict(names) for url, names in data.items() if isinstance(names, dict)}
+
+
+def _save_credentials(url: str, name: str, password: str) -> None:
+    path = credentials_path()
+    data = _load_credentials()
+    data.setdefault(url, {})[name.lower()] = password
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    # Created 0600 (not chmod-ed after): no moment when others may read it; replaced atomically.
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(data, out, indent=1)
+    os.replace(temporary, path)
+
+
+def join_lab(url: str, code: str, name: str | None = None) -> SharedLab:
+    """Join the class's lab at ``url`` with the instructor's join ``code``, as ``name`` (3-32
+    letters, digits or ``_``: what the class and the instructor's projector see); from now on
+    ``start_lab()`` returns it.
+
+    The first time, ``name`` is signed up with the code and a random password, kept in
+    :func:`credentials_path`; afterwards (a new kernel, the same cell again) it logs back in.
+    A wrong code, a name someone else took, or a lab that is not reachable is a one-line
+    :class:`JoinError`."""
     lab = SharedLab(url, code)
+    remembered = _load_credentials().get(lab.url, {})
+    if name is None or not isinstance(name, str) or not STUDENT_NAME.fullmatch(name.strip()):
+        before = f" (you joined this lab before as {sorted(remembered)[0]!r})" if remembered else ""
+        given = "" if name is None else f", not {name!r}"
+        raise JoinError(
+            f'join_lab needs your name, 3-32 letters, digits or _{given}: join_lab("{url}", "{code}", name="ana")'
+            f"{before}"
+        )
+    name = name.strip()
     # An empty username with the code: the server checks the code first, so 400 bad_field means
     # "right code" and 403 bad_join_code / class_full say what is wrong, with no account made.
     try:
@@ -260,13 +399,47 @@ def join_lab(url: str, code: str) -> SharedLab:
     except OSError as exc:
         raise JoinError(f"cannot reach the class's lab at {lab.url}: {getattr(exc, 'reason', exc)}") from None
     error = body.get("error") if isinstance(body, dict) else None
-    if error in ("bad_join_code", "class_full"):
+    if error == "bad_join_code":
         raise JoinError(str(body.get("message")))
     if status == 404 or error is None:
         raise JoinError(f"{lab.url} does not look like a lab server (POST /api/signup answered {status})")
     if status == 429:
         raise JoinError(f"the lab is busy with sign-ups: {body.get('message')}")
+    password = remembered.get(name.lower())
+    if password is None or not lab.log_in(name, password):
+        password = password or secrets.token_urlsafe(18)  # the same one again after a lab's data was reset
+        status, body = lab.request("POST", "/api/signup", {"username": name, "password": password, "code": code})
+        if status == 409:
+            raise JoinError(
+                f'the name {name!r} is taken in this class: pick another, e.g. join_lab(..., name="{name}2")'
+                " (or, if it is yours from another computer, copy that computer's "
+                f"{credentials_path().name})"
+            )
+        if status != 201:
+            raise JoinError(f"could not sign {name!r} up: {_message(body)}")
+        lab.me, lab._password = Account(body["token"], body["user"]), password
+        _save_credentials(lab.url, name, password)
     _joined["lab"] = lab
+    return lab
+
+
+def private_lab(why: str = "this part of the lesson", **options: Any) -> Any:
+    """``start_lab(**options)`` as if the kernel had not joined a class: a lab of its own, for what
+    cannot share the class's (thousands of sockets or pollers per student, kills and restarts,
+    switches). In a class it says so in one line (``why`` names the part), once; the class stays
+    joined, so the next ``start_lab()`` is the class's lab again. Returns a
+    :class:`~labserver.course.LabServer`."""
+    from .lab import start_lab  # here: lab.py imports this module
+
+    shared = _joined["lab"]
+    if shared is None:
+        return start_lab(**options)
+    _joined["lab"] = None
+    try:
+        lab = start_lab(**options)
+    finally:
+        _joined["lab"] = shared
+    say_once(f"In class: {why} runs on a private lab of this kernel at {lab.url}, not on the class's lab.")
     return lab
 
 
@@ -300,7 +473,8 @@ def class_banner(lab: ClassControls) -> str:
     return "\n".join(
         [
             f"Class lab running. Students join at  {url}  with the code  {code}",
-            f'  from a notebook:  from labserver.course.classroom import join_lab; lab = join_lab("{url}", "{code}")',
+            f"  from a notebook:  from labserver.course.classroom import join_lab; "
+            f'lab = join_lab("{url}", "{code}", name="your_name")',
             f"  from a browser:   open {url} and sign up with the code",
             f"Projector view (instructor only: the link holds the admin token): {lab.live_url}",
             "Ctrl+C stops the lab.",

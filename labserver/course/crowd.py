@@ -338,6 +338,11 @@ class Crowd:
         account = self._accounts.get(username)
         if account is not None:
             return account
+        if getattr(self.lab, "student", None) is not None:
+            # A class's shared lab (classroom.py): the student's own "<student>.<username>", made with
+            # their token, not with the join code (a crowd must not use up the class's accounts).
+            account = self._accounts[username] = await asyncio.to_thread(self.lab.account, username)
+            return account
         credentials = {"username": username, "password": DEFAULT_PASSWORD}  # so lab.account("bot0001") logs a bot in
         session = self._http()
         code = getattr(self.lab, "join_code", None)  # a class's shared lab (labserver.course.classroom)

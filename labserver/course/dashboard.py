@@ -67,7 +67,7 @@ _QUIET = logging.getLogger("labserver.course.dashboard.websocket")
 _QUIET.addHandler(logging.NullHandler())
 _QUIET.propagate = False
 
-_TOKEN_IN_URL = re.compile(r"(admin_token=)[^&\s'\"]+")
+_TOKEN_IN_URL = re.compile(r"((?:admin_)?token=)[^&\s'\"]+")  # the admin's, or a student's (class mode)
 _CONNECT_ERRORS = (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, InvalidURI, EOFError)
 
 STYLE = """<style>
@@ -176,7 +176,9 @@ class Dashboard(widgets.VBox):
     the message flow and the server's rates; with controls for a crowd and for
     dropping one connection.
 
-    ``lab`` needs ``observe_url`` (and ``drop(socket_id)`` for the drop control);
+    ``lab`` needs ``observe_url`` (and ``drop(socket_id)`` for the drop control); a class's
+    shared lab shows the class's public traffic (no private room, DM pair or text) and no drop
+    control, and :meth:`drop` raises its one-line ``InstructorOnly``;
     ``crowd`` (optional) needs ``grow(n, progress=...)``, ``shrink(n)``, ``pause()``,
     ``resume()``, ``paused`` and ``size``.
     """
@@ -365,7 +367,7 @@ class Dashboard(widgets.VBox):
             return "(lab has no observe_url)"
 
     def _display_url(self) -> str:
-        """The /observe URL without its query string: it carries the admin token."""
+        """The /observe URL without its query string: it carries the admin token (a student's, in class)."""
         return self._url().split("?", 1)[0]
 
     def _scrub(self, text: str) -> str:

@@ -28,7 +28,7 @@ from typing import Any, Literal, Protocol
 
 from ..launcher import LabProcess
 from ..resources import raise_open_files_limit
-from .classroom import ClassControls, joined_lab, make_join_code, say_once
+from .classroom import ClassControls, joined_lab, make_join_code, private_lab, say_once
 from .rest_client import DEFAULT_PASSWORD, Account, RestClient
 
 __all__ = ["LabLike", "LabServer", "frontend_warnings", "proxy_prefix", "start_lab", "stop_lab"]
@@ -248,7 +248,7 @@ def _warn_once_about_the_frontend() -> None:
 _running: dict[str, Any] = {"lab": None, "key": None}
 
 
-def start_lab(*, class_mode: bool = False, **options: Any) -> LabServer:
+def start_lab(*, class_mode: bool = False, private: str | None = None, **options: Any) -> LabServer:
     """Start the lab server (or reuse the running one if ``options`` are the same).
 
     ``options`` are the server's flags in Python spelling, e.g.
@@ -260,8 +260,15 @@ def start_lab(*, class_mode: bool = False, **options: Any) -> LabServer:
     given), on ``host`` (loopback unless asked: ``host="0.0.0.0"`` for the room's LAN, which the
     server warns about in one line); the handle's ``student_url``, ``join_code`` and ``live_url``
     are what to show. After ``join_lab()`` (a student) it returns the class's shared lab instead.
+
+    ``private="why"`` is for a lesson (or a part) that floods, breaks or restarts the server, or
+    needs its admin powers: in a class it is :func:`~labserver.course.classroom.private_lab`, a
+    lab of this kernel's own, with a one-line note naming ``why``; outside a class it changes nothing.
     """
     shared = joined_lab()
+    if shared is not None and private is not None:
+        own: LabServer = private_lab(private, **options)
+        return own
     if shared is not None:
         if options or class_mode:
             say_once(

@@ -81,6 +81,7 @@ const ui = {
   online: $("online"),
   onlineCount: $("online-count"),
   notifications: $("notifications"),
+  announcement: $("announcement"),
 };
 
 function setStatus(phase, text, code = null) {
@@ -92,6 +93,21 @@ function setStatus(phase, text, code = null) {
 
 function notice(text) {
   ui.notice.textContent = text;
+}
+
+/** The instructor's latest announcement (PROTOCOL.md section 6), with its time, until dismissed.
+ * Replaced, not appended: the live region then reads out exactly the new one. */
+function showAnnouncement(message) {
+  const dismiss = el("button", { type: "button", class: "secondary small", "data-testid": "announcement-dismiss",
+    "aria-label": "dismiss the announcement" }, "×");
+  dismiss.addEventListener("click", () => ui.announcement.replaceChildren());
+  ui.announcement.replaceChildren(
+    el("strong", {}, "Instructor: "),
+    el("span", { "data-testid": "announcement-text" }, String(message.text ?? "")),
+    " ",
+    el("time", { class: "when" }, clock(message.ts)),
+    dismiss,
+  );
 }
 
 // --- HTTP half -----------------------------------------------------------------------------
@@ -269,6 +285,9 @@ function dispatch(message) {
         const verb = message.type === "member_joined" ? "joined" : "left";
         systemLine(`${message.user.username} ${verb} ${message.room}`);
       }
+      break;
+    case "announcement":
+      showAnnouncement(message);
       break;
     case "notification":
       addNotification(message);

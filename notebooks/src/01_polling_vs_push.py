@@ -49,7 +49,9 @@
 # %% [markdown]
 # ## 1. Start the lab
 #
-# The same server as in lesson 00. It offers all four ways to follow a room:
+# The same server as in lesson 00. (In a class, `private=` gives this lesson a lab of your
+# own: a thousand pollers from every student would swamp the class's.) It offers all four
+# ways to follow a room:
 #
 # | | request | what the server does |
 # |---|---|---|
@@ -70,7 +72,7 @@ from labserver.course import Progress, polling, polling_plots, start_lab
 from labserver.course.exercises import lesson01 as ex
 from labserver.course.source import show_source
 
-lab = start_lab()
+lab = start_lab(private="this lesson (a thousand pollers and sockets)")
 lab
 
 # %% [markdown]

@@ -453,6 +453,10 @@ show_source(select_subprotocol)
 # holding the same token as the JSON body. Bob logs in:
 
 # %%
+# In a class, a lesson account has no password to log in with: from here on, a lab of your own.
+lab = start_lab(private="the rest of this lesson (Bob logs in with a password)")
+host, port = urlsplit(lab.url).hostname, urlsplit(lab.url).port
+alice = lab.account("alice")
 bob = lab.account("bob")  # signs Bob up; the login below is the one we look at
 
 

@@ -291,7 +291,7 @@ except FrameError as exc:
 # read it: FIN and text; no MASK and 126, so the length is in the next two bytes.
 
 # %%
-host, port = "127.0.0.1", lab.port
+host, port = lab.host, lab.port
 alice = lab.account("alice")
 raw = RawWebSocket.connect(host, port, handshake_request(host, port, f"/ws?token={alice.token}"))
 print(raw.response.status, raw.response.reason)

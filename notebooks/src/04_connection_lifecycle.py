@@ -73,7 +73,7 @@ from labserver.course.lifecycle import ObserveLog, ended, kill_and_restart, meas
 from labserver.course.source import show_source
 from labserver.lab import Lab
 
-lab = start_lab(ping_interval=1)
+lab = start_lab(private="this lesson (it drops, kills and restarts the server)", ping_interval=1)
 lab
 
 # %%

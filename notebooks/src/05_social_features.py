@@ -79,7 +79,7 @@ from labserver.course.social import (
 from labserver.course.source import show_source
 from labserver.tap import FrameTap
 
-lab = start_lab(typing_ttl=2, max_message_bytes=8 * 2**20)
+lab = start_lab(private="this lesson (its own options, sign-ups and database)", typing_ttl=2, max_message_bytes=8 * 2**20)
 lab
 
 # %% [markdown]

@@ -76,7 +76,7 @@ from labserver.course.exercises import lesson06 as ex
 from labserver.course.source import show_source
 from labserver.lab import Lab
 
-lab = start_lab(log_level="INFO")
+lab = start_lab(private="this lesson (the server's log, signing key and a SIGKILL)", log_level="INFO")
 
 
 async def until(condition, timeout=5.0):

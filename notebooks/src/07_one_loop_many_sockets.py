@@ -63,7 +63,7 @@ from labserver.course.exercises import lesson07 as ex
 from labserver.course.source import show_source
 from labserver.resources import open_files_limit
 
-lab = start_lab()
+lab = start_lab(private="this lesson (thousands of sockets, and chaos switches)")
 lab
 
 # %% [markdown]

@@ -421,7 +421,7 @@ async def conversation(ws_url, token, **options):
 
 
 ann = lab.account("ann")
-async with RawTap(lab.port) as plain_tap:
+async with RawTap(lab.port, upstream_host=lab.host) as plain_tap:
     await conversation(f"ws://127.0.0.1:{plain_tap.port}/ws", ann.token)
 async with RawTap(tls_lab.port) as tls_tap:
     await conversation(f"wss://127.0.0.1:{tls_tap.port}/ws", eve.token, ssl=cert.client_context())

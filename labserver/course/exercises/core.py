@@ -843,11 +843,17 @@ class LiveProblem(Problem):
         if self.lab is not None:
             return self.lab
         from .. import lab as lab_module
+        from ..classroom import joined_lab
 
+        # The lab the lesson uses: its own lab while one runs (a lesson, or a part of one, started
+        # with start_lab(private=...) in a class), else the class's lab this kernel joined.
         running = lab_module._running.get("lab")
-        if running is None or not running.running:
-            raise CheckError("the lab server is not running: start it first with `lab = start_lab()`.")
-        return running
+        if running is not None and running.running:
+            return running
+        shared = joined_lab()
+        if shared is not None:
+            return shared
+        raise CheckError("the lab server is not running: start it first with `lab = start_lab()`.")
 
     async def _acheck(self, answer: Any) -> str | None:
         self._check_kind(answer)
