@@ -649,6 +649,8 @@ def cmd_figures(ns, extra):
     setup("test")  # the screenshots need the test extra (pytest, Playwright) and Chromium
     failed = []
     for script in sorted((ROOT / "tools" / "figures").glob("*.py")):
+        if script.name.startswith("_"):  # a module the scripts import (_svg.py), not a figure
+            continue
         with step("Running " + fmt_cmd([venv_python().relative_to(ROOT), script.relative_to(ROOT)])) as st:
             rc = run([str(venv_python()), str(script)])
             if rc != 0:

@@ -21,112 +21,20 @@ Run it from anywhere; the output is deterministic::
 
 from __future__ import annotations
 
-from html import escape
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-OUTPUT = ROOT / "images" / "02_handshake_sequence.svg"
+from _svg import BLUE, GREEN, INK, MUTED, ORANGE, Svg, save
 
 WIDTH = 1020
 CLIENT_X = 250
 SERVER_X = 770
 MID_X = (CLIENT_X + SERVER_X) // 2
 
-SANS = "'Helvetica Neue', Helvetica, Arial, sans-serif"
-MONO = "'DejaVu Sans Mono', Menlo, Consolas, monospace"
 MONO_CHAR = 7.3  # width of one 12 px monospace character, for sizing boxes
-
-PRESERVE = ' xml:space="preserve"'  # keep the spaces that indent monospace lines
 
 # One colour per layer: the legend at the bottom names them.
 TCP = "#607d8b"
-HTTP = "#1565c0"
-FRAMES = "#2e7d32"
-CLOSE = "#e65100"
-INK = "#212121"
-MUTED = "#616161"
-
-
-class Svg:
-    """A tiny SVG writer: each method appends one element."""
-
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-
-    def add(self, element: str) -> None:
-        self.parts.append("  " + element)
-
-    def text(
-        self,
-        x: float,
-        y: float,
-        content: str,
-        *,
-        size: int = 14,
-        anchor: str = "middle",
-        colour: str = INK,
-        weight: str = "normal",
-        font: str = SANS,
-        style: str = "normal",
-    ) -> None:
-        self.add(
-            f'<text x="{x:g}" y="{y:g}" font-family="{font}" font-size="{size}" text-anchor="{anchor}" '
-            f'fill="{colour}" font-weight="{weight}" font-style="{style}"{PRESERVE if font == MONO else ""}>'
-            f"{escape(content)}</text>"
-        )
-
-    def line(
-        self,
-        x1: float,
-        y1: float,
-        x2: float,
-        y2: float,
-        colour: str,
-        *,
-        width: float = 1.5,
-        dash: str | None = None,
-        marker: str | None = None,
-    ) -> None:
-        extra = f' stroke-dasharray="{dash}"' if dash else ""
-        extra += f' marker-end="url(#{marker})"' if marker else ""
-        self.add(
-            f'<line x1="{x1:g}" y1="{y1:g}" x2="{x2:g}" y2="{y2:g}" stroke="{colour}" stroke-width="{width:g}"{extra}/>'
-        )
-
-    def rect(
-        self,
-        x: float,
-        y: float,
-        w: float,
-        h: float,
-        *,
-        fill: str,
-        stroke: str = "none",
-        radius: float = 6,
-        width: float = 1.2,
-    ) -> None:
-        self.add(
-            f'<rect x="{x:g}" y="{y:g}" width="{w:g}" height="{h:g}" rx="{radius:g}" '
-            f'fill="{fill}" stroke="{stroke}" stroke-width="{width:g}"/>'
-        )
-
-    def render(self, height: int) -> str:
-        markers = "\n".join(
-            f'    <marker id="arrow-{name}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="9" '
-            f'markerHeight="9" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="{colour}"/></marker>'
-            for name, colour in (("tcp", TCP), ("http", HTTP), ("frames", FRAMES), ("close", CLOSE))
-        )
-        head = (
-            f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
-            f'viewBox="0 0 {WIDTH} {height}" role="img" aria-labelledby="title desc">\n'
-            '  <title id="title">The WebSocket opening handshake, frames and closing handshake</title>\n'
-            '  <desc id="desc">Sequence diagram: a TCP connection, an HTTP GET with Upgrade headers, '
-            "101 Switching Protocols with Sec-WebSocket-Accept, frames both ways over the same TCP "
-            "connection, then a Close frame each way and the TCP close.</desc>\n"
-            f"  <defs>\n{markers}\n  </defs>\n"
-            f'  <rect width="{WIDTH}" height="{height}" fill="#ffffff"/>'
-        )
-        return head + "\n" + "\n".join(self.parts) + "\n</svg>\n"
+HTTP = BLUE
+FRAMES = GREEN
+CLOSE = ORANGE
 
 
 def message(
@@ -136,16 +44,15 @@ def message(
     to_server: bool,
     label: str,
     colour: str,
-    marker: str,
     detail: str = "",
     dash: str | None = None,
 ) -> None:
     """An arrow between the lifelines with a label above it (and an optional detail below)."""
     x1, x2 = (CLIENT_X + 6, SERVER_X - 6) if to_server else (SERVER_X - 6, CLIENT_X + 6)
-    svg.line(x1, y, x2, y, colour, width=2, dash=dash, marker=marker)
-    svg.text(MID_X, y - 8, label, size=14, colour=colour, weight="bold")
+    svg.line(x1, y, x2, y, colour, width=2, dash=dash, head=9)
+    svg.text(MID_X, y - 8, label, anchor="middle", size=14, fill=colour, weight="bold")
     if detail:
-        svg.text(MID_X, y + 17, detail, size=12, colour=MUTED, font=MONO)
+        svg.text(MID_X, y + 17, detail, anchor="middle", size=12, fill=MUTED, mono=True, keep_spaces=True)
 
 
 def header_box(svg: Svg, top: float, lines: list[str], colour: str, tint: str) -> float:
@@ -154,13 +61,13 @@ def header_box(svg: Svg, top: float, lines: list[str], colour: str, tint: str) -
     height = 18 * len(lines) + 14
     svg.rect(MID_X - width / 2, top, width, height, fill=tint, stroke=colour)
     for i, line in enumerate(lines):
-        svg.text(MID_X - width / 2 + 14, top + 22 + 18 * i, line, size=12, anchor="start", font=MONO)
+        svg.text(MID_X - width / 2 + 14, top + 22 + 18 * i, line, size=12, anchor="start", mono=True, keep_spaces=True)
     return top + height
 
 
 def side_note(svg: Svg, x: float, y: float, lines: list[str], *, anchor: str, colour: str = MUTED) -> None:
     for i, line in enumerate(lines):
-        svg.text(x, y + 16 * i, line, size=12, anchor=anchor, colour=colour)
+        svg.text(x, y + 16 * i, line, size=12, anchor=anchor, fill=colour)
 
 
 def phase(svg: Svg, top: float, bottom: float, label: str, colour: str) -> None:
@@ -176,21 +83,30 @@ def phase(svg: Svg, top: float, bottom: float, label: str, colour: str) -> None:
             word,
             size=13,
             anchor="start",
-            colour=colour,
+            fill=colour,
             weight="bold",
         )
 
 
 def draw() -> str:
-    svg = Svg()
-    svg.text(WIDTH / 2, 34, "One WebSocket connection, from TCP to close (RFC 6455)", size=20, weight="bold")
+    svg = Svg(
+        WIDTH,
+        label="The WebSocket opening handshake, frames and closing handshake",
+        desc="Sequence diagram: a TCP connection, an HTTP GET with Upgrade headers, 101 Switching Protocols with "
+        "Sec-WebSocket-Accept, frames both ways over the same TCP connection, then a Close frame each way and the "
+        "TCP close.",
+    )
+    svg.text(
+        WIDTH / 2, 34, "One WebSocket connection, from TCP to close (RFC 6455)", anchor="middle", size=20, weight="bold"
+    )
     svg.text(
         WIDTH / 2,
         56,
         "one TCP connection all the way down; the HTTP part is only the first exchange",
+        anchor="middle",
         size=13,
-        colour=MUTED,
-        style="italic",
+        fill=MUTED,
+        italic=True,
     )
 
     # Actors and lifelines.
@@ -198,16 +114,16 @@ def draw() -> str:
         (CLIENT_X, "Client", "browser tab or Python"),
         (SERVER_X, "Server", "lab server (aiohttp), one port"),
     ):
-        svg.rect(x - 110, 74, 220, 50, fill="#eceff1", stroke=INK, radius=8)
-        svg.text(x, 96, name, size=16, weight="bold")
-        svg.text(x, 115, sub, size=12, colour=MUTED)
+        svg.rect(x - 110, 74, 220, 50, fill="#eceff1", stroke=INK, rx=8)
+        svg.text(x, 96, name, anchor="middle", size=16, weight="bold")
+        svg.text(x, 115, sub, anchor="middle", size=12, fill=MUTED)
 
     y: float = 160
     # 1. TCP connection.
     tcp_top = y - 14
-    message(svg, y, to_server=True, label="SYN", colour=TCP, marker="arrow-tcp")
-    message(svg, y + 34, to_server=False, label="SYN-ACK", colour=TCP, marker="arrow-tcp")
-    message(svg, y + 68, to_server=True, label="ACK", colour=TCP, marker="arrow-tcp")
+    message(svg, y, to_server=True, label="SYN", colour=TCP)
+    message(svg, y + 34, to_server=False, label="SYN-ACK", colour=TCP)
+    message(svg, y + 68, to_server=True, label="ACK", colour=TCP)
     side_note(svg, SERVER_X + 14, y + 26, ["TCP connection open:", "127.0.0.1:52144 ⇄ :8765"], anchor="start")
     y += 68
     tcp_bottom = y + 6
@@ -215,7 +131,7 @@ def draw() -> str:
     # 2. The opening handshake: GET with Upgrade.
     y += 62
     http_top = y - 24
-    message(svg, y, to_server=True, label="HTTP GET with Upgrade (section 4.1)", colour=HTTP, marker="arrow-http")
+    message(svg, y, to_server=True, label="HTTP GET with Upgrade (section 4.1)", colour=HTTP)
     bottom = header_box(
         svg,
         y + 12,
@@ -241,7 +157,7 @@ def draw() -> str:
 
     # The server's checks, beside its lifeline.
     check_top = y + 22
-    svg.rect(SERVER_X - 5, check_top, 10, bottom - check_top + 96, fill="#bbdefb", stroke=HTTP, radius=2)
+    svg.rect(SERVER_X - 5, check_top, 10, bottom - check_top + 96, fill="#bbdefb", stroke=HTTP, rx=2)
     svg.text(SERVER_X + 14, check_top + 10, "checks before upgrading:", size=12, anchor="start", weight="bold")
     for i, (check, refusal) in enumerate(
         (
@@ -253,7 +169,7 @@ def draw() -> str:
         )
     ):
         svg.text(SERVER_X + 14, check_top + 28 + 16 * i, check, size=12, anchor="start")
-        svg.text(SERVER_X + 124, check_top + 28 + 16 * i, refusal, size=12, anchor="start", colour=MUTED)
+        svg.text(SERVER_X + 124, check_top + 28 + 16 * i, refusal, size=12, anchor="start", fill=MUTED)
     svg.text(SERVER_X + 14, check_top + 124, "then computes", size=12, anchor="start", weight="bold")
     for i, line in enumerate(
         (
@@ -264,11 +180,20 @@ def draw() -> str:
             "  95CA-C5AB0DC85B11",
         )
     ):
-        svg.text(SERVER_X + 14, check_top + 142 + 16 * i, line, size=12, anchor="start", colour=HTTP, font=MONO)
+        svg.text(
+            SERVER_X + 14,
+            check_top + 142 + 16 * i,
+            line,
+            size=12,
+            anchor="start",
+            fill=HTTP,
+            mono=True,
+            keep_spaces=True,
+        )
 
     # 3. 101 Switching Protocols.
     y = bottom + 56
-    message(svg, y, to_server=False, label="101 Switching Protocols (section 4.2.2)", colour=HTTP, marker="arrow-http")
+    message(svg, y, to_server=False, label="101 Switching Protocols (section 4.2.2)", colour=HTTP)
     bottom = header_box(
         svg,
         y + 12,
@@ -297,8 +222,9 @@ def draw() -> str:
         MID_X,
         y - 8,
         "same TCP connection: no more HTTP, only RFC 6455 frames (section 5)",
+        anchor="middle",
         size=13,
-        colour=FRAMES,
+        fill=FRAMES,
         weight="bold",
     )
 
@@ -311,7 +237,6 @@ def draw() -> str:
         to_server=False,
         label="text frame, unmasked",
         colour=FRAMES,
-        marker="arrow-frames",
         detail='{"type":"welcome","socket_id":"s_…"}',
     )
     y += 58
@@ -321,7 +246,6 @@ def draw() -> str:
         to_server=True,
         label="text frame, masked (clients always mask)",
         colour=FRAMES,
-        marker="arrow-frames",
         detail='{"type":"join","room":"general"}',
     )
     y += 58
@@ -331,22 +255,21 @@ def draw() -> str:
         to_server=False,
         label="text frame: pushed whenever the server likes",
         colour=FRAMES,
-        marker="arrow-frames",
         detail='{"type":"chat","room":"general","text":"hi",…}',
     )
     y += 58
-    message(svg, y, to_server=False, label="ping (heartbeat)", colour=FRAMES, marker="arrow-frames", dash="5 4")
+    message(svg, y, to_server=False, label="ping (heartbeat)", colour=FRAMES, dash="5 4")
     y += 36
-    message(svg, y, to_server=True, label="pong", colour=FRAMES, marker="arrow-frames", dash="5 4")
+    message(svg, y, to_server=True, label="pong", colour=FRAMES, dash="5 4")
     side_note(svg, SERVER_X + 14, y - 22, ["no answer in time:", "the peer is dead"], anchor="start")
     frames_bottom = y + 10
 
     # 5. Closing handshake.
     y += 60
     close_top = y - 24
-    message(svg, y, to_server=True, label="Close frame, code 1000 (section 7)", colour=CLOSE, marker="arrow-close")
+    message(svg, y, to_server=True, label="Close frame, code 1000 (section 7)", colour=CLOSE)
     y += 44
-    message(svg, y, to_server=False, label="Close frame, code 1000 (echo)", colour=CLOSE, marker="arrow-close")
+    message(svg, y, to_server=False, label="Close frame, code 1000 (echo)", colour=CLOSE)
     y += 44
     message(
         svg,
@@ -354,18 +277,15 @@ def draw() -> str:
         to_server=False,
         label="TCP FIN: the server closes the connection first (section 7.1.1)",
         colour=TCP,
-        marker="arrow-tcp",
     )
     close_bottom = y + 8
 
     # Lifelines go first in the document, so that every arrow and box is drawn on top of them.
     lifeline_end = y + 40
-    lifelines = [
-        f'<line x1="{x}" y1="124" x2="{x}" y2="{lifeline_end}" '
-        f'stroke="{INK}" stroke-width="1.2" stroke-dasharray="4 4"/>'
-        for x in (CLIENT_X, SERVER_X)
-    ]
-    svg.parts[0:0] = ["  " + line for line in lifelines]
+    drawn = len(svg.parts)
+    for x in (CLIENT_X, SERVER_X):
+        svg.line(x, 124, x, lifeline_end, INK, width=1.2, dash="4 4")
+    svg.to_back(drawn)
 
     phase(svg, tcp_top, tcp_bottom, "TCP", TCP)
     phase(svg, http_top, http_bottom, "HTTP/1.1\nopening\nhandshake", HTTP)
@@ -388,9 +308,7 @@ def draw() -> str:
 
 
 def main() -> None:
-    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    OUTPUT.write_text(draw(), encoding="utf-8")
-    print(f"wrote {OUTPUT.relative_to(ROOT)}")
+    save("02_handshake_sequence.svg", draw())
 
 
 if __name__ == "__main__":

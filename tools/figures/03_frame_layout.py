@@ -12,8 +12,9 @@ figure and the live tool read alike.
 from __future__ import annotations
 
 import sys
-from html import escape
 from pathlib import Path
+
+from _svg import INK, MUTED, RULE, Svg, save
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -21,74 +22,12 @@ sys.path.insert(0, str(ROOT))
 from labserver.course.frame_inspector import FIELD_COLOURS  # noqa: E402
 from labserver.frames import Frame, Opcode, parse_header  # noqa: E402
 
-OUT = ROOT / "images" / "03_frame_layout.svg"
-
-FONT = "DejaVu Sans, Helvetica, Arial, sans-serif"
-MONO = "DejaVu Sans Mono, Menlo, Consolas, monospace"
-INK = "#222222"
-MUTED = "#666666"
 PAYLOAD = ("#444444", "#ececec")  # text, fill of payload bytes
 
 LEFT, TOP = 64, 92  # the grid's top-left corner
 BIT = 30  # width of one bit
 ROW = 50  # height of one 32-bit row
 WIDTH = LEFT + 32 * BIT + 150
-
-
-class Svg:
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-
-    def rect(
-        self,
-        x: float,
-        y: float,
-        w: float,
-        h: float,
-        fill: str,
-        stroke: str = INK,
-        *,
-        dashed: bool = False,
-        rx: float = 0,
-    ) -> None:
-        dash = ' stroke-dasharray="5 3"' if dashed else ""
-        self.parts.append(
-            f'<rect x="{x:g}" y="{y:g}" width="{w:g}" height="{h:g}" rx="{rx:g}" fill="{fill}" '
-            f'stroke="{stroke}" stroke-width="1.2"{dash}/>'
-        )
-
-    def text(
-        self,
-        x: float,
-        y: float,
-        s: str,
-        *,
-        size: float = 12,
-        anchor: str = "middle",
-        weight: str = "normal",
-        fill: str = INK,
-        family: str = FONT,
-        italic: bool = False,
-    ) -> None:
-        style = ' font-style="italic"' if italic else ""
-        self.parts.append(
-            f'<text x="{x:g}" y="{y:g}" font-family="{family}" font-size="{size:g}" font-weight="{weight}" '
-            f'text-anchor="{anchor}" fill="{fill}"{style}>{escape(s)}</text>'
-        )
-
-    def line(self, x1: float, y1: float, x2: float, y2: float, stroke: str = MUTED, width: float = 1) -> None:
-        self.parts.append(
-            f'<line x1="{x1:g}" y1="{y1:g}" x2="{x2:g}" y2="{y2:g}" stroke="{stroke}" stroke-width="{width:g}"/>'
-        )
-
-    def render(self, height: int) -> str:
-        body = "\n  ".join(self.parts)
-        return (
-            f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
-            f'viewBox="0 0 {WIDTH} {height}" role="img" '
-            'aria-label="The layout of a WebSocket frame, RFC 6455 section 5.2">\n'
-            f'  <rect x="0" y="0" width="{WIDTH}" height="{height}" fill="#ffffff"/>\n  {body}\n</svg>\n'
-        )
 
 
 def field(
@@ -105,10 +44,10 @@ def field(
     """A field ``bits`` wide starting at ``bit`` of 32-bit row ``row``."""
     ink, fill = PAYLOAD if kind == "payload" else FIELD_COLOURS[kind]
     x, y, w = LEFT + bit * BIT, TOP + row * ROW, bits * BIT
-    svg.rect(x, y, w, ROW, fill, dashed=dashed)
+    svg.rect(x, y, w, ROW, fill, rx=0, dash="5 3" if dashed else None)
     if open_right:  # the payload goes on: a ragged, unframed right edge
-        svg.rect(x + w - 1.5, y + 1, 3, ROW - 2, fill, stroke=fill)
-        svg.text(x + w + 14, y + ROW / 2 + 5, "\u2026", size=18, fill=MUTED)
+        svg.rect(x + w - 1.5, y + 1, 3, ROW - 2, fill, stroke=fill, rx=0)
+        svg.text(x + w + 14, y + ROW / 2 + 5, "\u2026", size=18, anchor="middle", fill=MUTED)
     narrow = bits == 1  # a one-bit field: a smaller, regular label
     top = y + ROW / 2 + (4 if len(lines) == 1 else -3)
     for i, line in enumerate(lines):
@@ -119,6 +58,7 @@ def field(
             size=8.5 if narrow else 12 if i == 0 else 10.5,
             weight="bold" if i == 0 and not narrow else "normal",
             fill=ink,
+            anchor="middle",
             italic=i > 0,
         )
 
@@ -136,11 +76,11 @@ def layout(svg: Svg) -> int:
     )
     for byte in range(4):  # byte and bit numbers above the grid
         x = LEFT + byte * 8 * BIT
-        svg.text(x + 4 * BIT, TOP - 24, f"byte {byte}", size=11.5, weight="bold", fill=MUTED)
+        svg.text(x + 4 * BIT, TOP - 24, f"byte {byte}", size=11.5, anchor="middle", weight="bold", fill=MUTED)
         for bit in range(8):
-            svg.text(x + bit * BIT + BIT / 2, TOP - 7, str(bit), size=9.5, fill=MUTED)
-        svg.line(x, TOP - 36, x, TOP - 2, stroke="#bbbbbb")
-    svg.line(LEFT + 32 * BIT, TOP - 36, LEFT + 32 * BIT, TOP - 2, stroke="#bbbbbb")
+            svg.text(x + bit * BIT + BIT / 2, TOP - 7, str(bit), size=9.5, anchor="middle", fill=MUTED)
+        svg.line(x, TOP - 36, x, TOP - 2, RULE)
+    svg.line(LEFT + 32 * BIT, TOP - 36, LEFT + 32 * BIT, TOP - 2, RULE)
     for row in range(5):  # byte offsets on the left
         svg.text(LEFT - 10, TOP + row * ROW + ROW / 2 + 4, f"+{row * 4}", size=11, anchor="end", fill=MUTED)
 
@@ -177,9 +117,9 @@ def layout(svg: Svg) -> int:
     # the header's extent on the right
     right = LEFT + 32 * BIT + 34
     top, bottom = TOP, TOP + 3 * ROW + ROW / 2
-    svg.line(right, top, right, bottom, stroke=INK, width=1.4)
-    svg.line(right - 6, top, right, top, stroke=INK, width=1.4)
-    svg.line(right - 6, bottom, right, bottom, stroke=INK, width=1.4)
+    svg.line(right, top, right, bottom, INK, width=1.4)
+    svg.line(right - 6, top, right, top, INK, width=1.4)
+    svg.line(right - 6, bottom, right, bottom, INK, width=1.4)
     svg.text(right + 8, (top + bottom) / 2 - 6, "header:", size=12, anchor="start", weight="bold")
     svg.text(right + 8, (top + bottom) / 2 + 10, "2 to 14 bytes", size=12, anchor="start")
     return TOP + 5 * ROW
@@ -201,7 +141,7 @@ def example(svg: Svg, y: float, title: str, note: str, wire: bytes, shown: int) 
         ink, fill = PAYLOAD if kind == "payload" else FIELD_COLOURS[kind]
         x = LEFT + i * (box + gap)
         svg.rect(x, top, box, 28, fill, stroke=ink, rx=3)
-        svg.text(x + box / 2, top + 19, f"{byte:02x}", size=13, family=MONO, fill=ink, weight="bold")
+        svg.text(x + box / 2, top + 19, f"{byte:02x}", size=13, anchor="middle", weight="bold", fill=ink, mono=True)
     if shown < len(wire):
         svg.text(
             LEFT + shown * (box + gap) + 10,
@@ -230,7 +170,7 @@ def legend(svg: Svg, y: float) -> None:
 
 
 def main() -> None:
-    svg = Svg()
+    svg = Svg(WIDTH, label="The layout of a WebSocket frame, RFC 6455 section 5.2")
     y = layout(svg) + 44
     svg.text(LEFT, y, "Three frames, byte by byte", size=15, anchor="start", weight="bold")
     legend(svg, y + 24)
@@ -261,8 +201,7 @@ def main() -> None:
         big,
         14,
     )
-    OUT.write_text(svg.render(int(y + 280)))
-    print(f"wrote {OUT.relative_to(ROOT)} ({OUT.stat().st_size:,} bytes)")
+    save("03_frame_layout.svg", svg.render(int(y + 280)))
 
 
 if __name__ == "__main__":

@@ -23,23 +23,15 @@ Run it from anywhere; the output is deterministic::
 
 from __future__ import annotations
 
-from html import escape
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-OUTPUT = ROOT / "images" / "04_lifecycle.svg"
+from _svg import BLUE, GREEN, INK, MUTED, ORANGE, RED, Svg, save
 
 WIDTH = 1040
 HEIGHT = 750
-SANS = "'Helvetica Neue', Helvetica, Arial, sans-serif"
-MONO = "'DejaVu Sans Mono', Menlo, Consolas, monospace"
 
-INK = "#212121"
-MUTED = "#616161"
-OPEN_C = "#2e7d32"  # the happy path
-CLOSE_C = "#e65100"  # the closing handshake
-ABORT_C = "#c62828"  # no close frame: 1006
-RETRY_C = "#1565c0"  # reconnection
+OPEN_C = GREEN  # the happy path
+CLOSE_C = ORANGE  # the closing handshake
+ABORT_C = RED  # no close frame: 1006
+RETRY_C = BLUE  # reconnection
 STATE_FILL = "#f5f5f5"
 
 BOX_W, BOX_H = 164, 72
@@ -52,68 +44,6 @@ STATES = {  # name -> (centre x, RFC section, what holds in it)
 }
 
 
-class Svg:
-    """A tiny SVG writer: each method appends one element."""
-
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-
-    def add(self, element: str) -> None:
-        self.parts.append("  " + element)
-
-    def text(
-        self,
-        x: float,
-        y: float,
-        content: str,
-        *,
-        size: int = 13,
-        anchor: str = "middle",
-        colour: str = INK,
-        weight: str = "normal",
-        font: str = SANS,
-        style: str = "normal",
-    ) -> None:
-        self.add(
-            f'<text x="{x:g}" y="{y:g}" font-family="{font}" font-size="{size}" text-anchor="{anchor}" '
-            f'fill="{colour}" font-weight="{weight}" font-style="{style}">{escape(content)}</text>'
-        )
-
-    def lines(self, x: float, y: float, rows: list[str], *, step: int = 16, **style: object) -> None:
-        for i, row in enumerate(rows):
-            self.text(x, y + step * i, row, **style)  # type: ignore[arg-type]
-
-    def path(self, d: str, colour: str, *, width: float = 2, dash: str | None = None, marker: str = "") -> None:
-        extra = f' stroke-dasharray="{dash}"' if dash else ""
-        extra += f' marker-end="url(#arrow-{marker})"' if marker else ""
-        self.add(f'<path d="{d}" fill="none" stroke="{colour}" stroke-width="{width:g}"{extra}/>')
-
-    def rect(self, x: float, y: float, w: float, h: float, *, fill: str, stroke: str, radius: float = 10) -> None:
-        self.add(
-            f'<rect x="{x:g}" y="{y:g}" width="{w:g}" height="{h:g}" rx="{radius:g}" '
-            f'fill="{fill}" stroke="{stroke}" stroke-width="1.6"/>'
-        )
-
-    def render(self) -> str:
-        markers = "\n".join(
-            f'    <marker id="arrow-{name}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="8" '
-            f'markerHeight="8" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="{colour}"/></marker>'
-            for name, colour in (("open", OPEN_C), ("close", CLOSE_C), ("abort", ABORT_C), ("retry", RETRY_C))
-        )
-        head = (
-            f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
-            f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="title desc">\n'
-            '  <title id="title">The lifecycle of a WebSocket connection</title>\n'
-            '  <desc id="desc">State diagram: CONNECTING, OPEN, CLOSING, CLOSED (RFC 6455). A clean close '
-            "goes through CLOSING with a close code; a vanished network, an abort or a heartbeat reap goes "
-            "straight from OPEN to CLOSED and the client reports 1006; a reconnecting client goes from CLOSED "
-            "back to CONNECTING after a backoff with full jitter, with a new socket id.</desc>\n"
-            f"  <defs>\n{markers}\n  </defs>\n"
-            f'  <rect width="{WIDTH}" height="{HEIGHT}" fill="#ffffff"/>'
-        )
-        return head + "\n" + "\n".join(self.parts) + "\n</svg>\n"
-
-
 def left(name: str) -> float:
     return STATES[name][0] - BOX_W / 2
 
@@ -123,50 +53,67 @@ def right(name: str) -> float:
 
 
 def draw() -> str:
-    svg = Svg()
-    svg.text(WIDTH / 2, 34, "The life of one WebSocket connection (RFC 6455)", size=20, weight="bold")
+    svg = Svg(
+        WIDTH,
+        HEIGHT,
+        label="The lifecycle of a WebSocket connection",
+        desc="State diagram: CONNECTING, OPEN, CLOSING, CLOSED (RFC 6455). A clean close goes through CLOSING with "
+        "a close code; a vanished network, an abort or a heartbeat reap goes straight from OPEN to CLOSED and the "
+        "client reports 1006; a reconnecting client goes from CLOSED back to CONNECTING after a backoff with full "
+        "jitter, with a new socket id.",
+    )
+    svg.text(WIDTH / 2, 34, "The life of one WebSocket connection (RFC 6455)", anchor="middle", size=20, weight="bold")
     svg.text(
         WIDTH / 2,
         56,
         "four states; two ways to end (with a Close frame, or without one); and a client that comes back",
+        anchor="middle",
         size=13,
-        colour=MUTED,
-        style="italic",
+        fill=MUTED,
+        italic=True,
     )
 
     for name, (x, section, what) in STATES.items():
         stroke = {"OPEN": OPEN_C, "CLOSING": CLOSE_C}.get(name, INK)
-        svg.rect(x - BOX_W / 2, STATE_Y - BOX_H / 2, BOX_W, BOX_H, fill=STATE_FILL, stroke=stroke)
-        svg.text(x, STATE_Y - 10, name, size=16, weight="bold", font=MONO)
-        svg.text(x, STATE_Y + 10, what, size=11, colour=MUTED)
-        svg.text(x, STATE_Y + 25, section, size=11, colour=MUTED)
+        svg.rect(x - BOX_W / 2, STATE_Y - BOX_H / 2, BOX_W, BOX_H, STATE_FILL, stroke, width=1.6, rx=10)
+        svg.text(x, STATE_Y - 10, name, anchor="middle", size=16, weight="bold", mono=True)
+        svg.text(x, STATE_Y + 10, what, anchor="middle", size=11, fill=MUTED)
+        svg.text(x, STATE_Y + 25, section, anchor="middle", size=11, fill=MUTED)
 
     y = STATE_Y
     # CONNECTING -> OPEN
-    svg.path(f"M {right('CONNECTING') + 4} {y} L {left('OPEN') - 4} {y}", OPEN_C, marker="open")
+    svg.path(f"M {right('CONNECTING') + 4} {y} L {left('OPEN') - 4} {y}", OPEN_C, head=8)
     label_y = y + BOX_H / 2 + 20
     svg.lines(
         245,
         label_y,
         ["101 Switching Protocols", "+ welcome: authenticated,", "a new socket id"],
+        anchor="middle",
         size=12,
-        colour=OPEN_C,
+        fill=OPEN_C,
         step=15,
     )
     # OPEN -> CLOSING
-    svg.path(f"M {right('OPEN') + 4} {y} L {left('CLOSING') - 4} {y}", CLOSE_C, marker="close")
+    svg.path(f"M {right('OPEN') + 4} {y} L {left('CLOSING') - 4} {y}", CLOSE_C, head=8)
     svg.lines(
         515,
         label_y,
         ["a Close frame sent or received,", "with a code: 1000, 1001, 1008,", "1009, 1011-1013, 4000-4999"],
+        anchor="middle",
         size=12,
-        colour=CLOSE_C,
+        fill=CLOSE_C,
         step=15,
     )
     # CLOSING -> CLOSED
-    svg.path(f"M {right('CLOSING') + 4} {y} L {left('CLOSED') - 4} {y}", CLOSE_C, marker="close")
+    svg.path(f"M {right('CLOSING') + 4} {y} L {left('CLOSED') - 4} {y}", CLOSE_C, head=8)
     svg.lines(
-        788, label_y, ["the other side's Close", "comes back; TCP", "closes (7.1.1)"], size=12, colour=CLOSE_C, step=15
+        788,
+        label_y,
+        ["the other side's Close", "comes back; TCP", "closes (7.1.1)"],
+        anchor="middle",
+        size=12,
+        fill=CLOSE_C,
+        step=15,
     )
 
     # OPEN: heartbeat self-loop above.
@@ -175,7 +122,7 @@ def draw() -> str:
     svg.path(
         f"M {ox - 40} {top - 2} C {ox - 60} {top - 70}, {ox + 60} {top - 70}, {ox + 40} {top - 4}",
         OPEN_C,
-        marker="open",
+        head=8,
     )
     svg.lines(
         ox - 52,
@@ -186,7 +133,7 @@ def draw() -> str:
             "(sections 5.5.2, 5.5.3)",
         ],
         size=12,
-        colour=OPEN_C,
+        fill=OPEN_C,
         step=15,
         anchor="end",
     )
@@ -198,7 +145,7 @@ def draw() -> str:
         ABORT_C,
         width=2.2,
         dash="7 5",
-        marker="abort",
+        head=8,
     )
     svg.lines(
         (ox + cx) / 2 + 40,
@@ -208,8 +155,9 @@ def draw() -> str:
             "network vanished, TCP reset, admin abort, server killed;",
             "heartbeat reap: no pong within ping_interval / 2",
         ],
+        anchor="middle",
         size=12,
-        colour=ABORT_C,
+        fill=ABORT_C,
         step=15,
     )
 
@@ -221,7 +169,7 @@ def draw() -> str:
         f"M {cx} {bottom + 4} C {cx} {bottom + 250}, {kx} {bottom + 250}, {kx} {bottom + 6}",
         RETRY_C,
         width=2.2,
-        marker="retry",
+        head=8,
     )
     svg.lines(
         (kx + cx) / 2,
@@ -230,8 +178,9 @@ def draw() -> str:
             "reconnect: wait backoff(attempt) = uniform(0, min(cap, base x 2^attempt))  (full jitter)",
             "then a new connection: a new socket id, the same user; resume each room after its last seq",
         ],
+        anchor="middle",
         size=12,
-        colour=RETRY_C,
+        fill=RETRY_C,
         step=16,
     )
     svg.lines(
@@ -241,10 +190,11 @@ def draw() -> str:
             "not after 1000 (done), 1008 (refused: log in again) or 4000-4999 (the app said stop)",
             "a handshake refused (401, 403, 426) or a connection refused fails the attempt: wait longer, try again",
         ],
+        anchor="middle",
         size=11,
-        colour=MUTED,
+        fill=MUTED,
         step=15,
-        style="italic",
+        italic=True,
     )
 
     # The close codes, as the client sees them.
@@ -266,16 +216,14 @@ def draw() -> str:
         x = 60 + col * 500
         ty = table_top + 24 + row * 19
         colour = ABORT_C if code == "1006" else CLOSE_C
-        svg.text(x, ty, code, size=12, anchor="start", font=MONO, colour=colour, weight="bold")
+        svg.text(x, ty, code, size=12, anchor="start", mono=True, fill=colour, weight="bold")
         svg.text(x + 80, ty, name, size=12, anchor="start", weight="bold")
-        svg.text(x + 215, ty, why, size=11, anchor="start", colour=MUTED)
+        svg.text(x + 215, ty, why, size=11, anchor="start", fill=MUTED)
     return svg.render()
 
 
 def main() -> None:
-    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    OUTPUT.write_text(draw(), encoding="utf-8")
-    print(f"wrote {OUTPUT.relative_to(ROOT)}")
+    save("04_lifecycle.svg", draw())
 
 
 if __name__ == "__main__":

@@ -16,18 +16,10 @@ is the same every time it is drawn.
 
 from __future__ import annotations
 
-from html import escape
-from pathlib import Path
+from _svg import BLUE, BLUE_TINT, GREEN, GREEN_TINT, INK, MUTED, Svg, save
 
-ROOT = Path(__file__).resolve().parents[2]
-OUT = ROOT / "images" / "05_hybrid.svg"
-
-FONT = "DejaVu Sans, Helvetica, Arial, sans-serif"
-MONO = "DejaVu Sans Mono, Menlo, Consolas, monospace"
-INK = "#222222"
-MUTED = "#777777"
-HTTP = ("#1565c0", "#e3f2fd")  # line, fill
-WS = ("#2e7d32", "#e8f5e9")
+HTTP = (BLUE, BLUE_TINT)  # line, fill
+WS = (GREEN, GREEN_TINT)
 DISK = ("#6d4c41", "#efebe9")
 SERVER = ("#455a64", "#fafafa")
 
@@ -51,55 +43,9 @@ OVER_WS = [
 ]
 
 
-class Svg:
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-
-    def rect(self, x: float, y: float, w: float, h: float, colours: tuple[str, str], *, dashed: bool = False) -> None:
-        dash = ' stroke-dasharray="6 4"' if dashed else ""
-        self.parts.append(
-            f'<rect x="{x:g}" y="{y:g}" width="{w:g}" height="{h:g}" rx="7" fill="{colours[1]}" '
-            f'stroke="{colours[0]}" stroke-width="1.4"{dash}/>'
-        )
-
-    def text(
-        self,
-        x: float,
-        y: float,
-        s: str,
-        *,
-        size: float = 12,
-        anchor: str = "start",
-        weight: str = "normal",
-        fill: str = INK,
-        mono: bool = False,
-    ) -> None:
-        family = MONO if mono else FONT
-        self.parts.append(
-            f'<text x="{x:g}" y="{y:g}" font-family="{family}" font-size="{size:g}" font-weight="{weight}" '
-            f'text-anchor="{anchor}" fill="{fill}">{escape(s)}</text>'
-        )
-
-    def arrow(self, x1: float, y1: float, x2: float, y2: float, colour: str, *, dashed: bool = False) -> None:
-        marker = {HTTP[0]: "http", WS[0]: "ws", DISK[0]: "disk"}[colour]
-        dash = ' stroke-dasharray="5 4"' if dashed else ""
-        self.parts.append(
-            f'<line x1="{x1:g}" y1="{y1:g}" x2="{x2:g}" y2="{y2:g}" stroke="{colour}" stroke-width="2"{dash} '
-            f'marker-end="url(#{marker})"/>'
-        )
-
-    def render(self) -> str:
-        markers = "".join(
-            f'<marker id="{name}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
-            f'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="{colour}"/></marker>'
-            for name, colour in (("http", HTTP[0]), ("ws", WS[0]), ("disk", DISK[0]))
-        )
-        body = "\n  ".join(self.parts)
-        return (
-            f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
-            f'viewBox="0 0 {WIDTH} {HEIGHT}">\n  <defs>{markers}</defs>\n'
-            f'  <rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>\n  {body}\n</svg>\n'
-        )
+def box(svg: Svg, x: float, y: float, w: float, h: float, colours: tuple[str, str], *, dashed: bool = False) -> None:
+    """A box outlined in ``colours[0]`` and filled with ``colours[1]``."""
+    svg.rect(x, y, w, h, colours[1], colours[0], width=1.4, rx=7, dash="6 4" if dashed else None)
 
 
 def halves(svg: Svg) -> None:
@@ -109,7 +55,7 @@ def halves(svg: Svg) -> None:
         (30, "HTTP: a request, one answer", OVER_HTTP, HTTP),
         (515, "WebSocket /ws: pushed as it happens", OVER_WS, WS),
     ):
-        svg.rect(x, 44, 455, 196, colours)
+        box(svg, x, 44, 455, 196, colours)
         svg.text(x + 14, 68, title, size=14, weight="bold", fill=colours[0])
         for i, (what, how) in enumerate(rows):
             y = 94 + i * 24
@@ -122,21 +68,21 @@ def one_like(svg: Svg) -> None:
     svg.text(30, 275, "A REST action becomes pushes: Bob likes Ann's post 7", size=14, weight="bold")
 
     # Bob on the left, the server in the middle, the receivers on the right.
-    svg.rect(30, 345, 165, 62, HTTP)
+    box(svg, 30, 345, 165, 62, HTTP)
     svg.text(112, 370, "Bob's browser", size=13, anchor="middle", weight="bold")
     svg.text(112, 390, "taps \u2665 on post 7", size=11.5, anchor="middle")
 
-    svg.rect(265, 290, 445, 330, SERVER, dashed=True)
+    box(svg, 265, 290, 445, 330, SERVER, dashed=True)
     svg.text(487, 310, "lab server: one process, one port", size=12, anchor="middle", fill=MUTED)
-    svg.rect(285, 330, 175, 88, HTTP)
+    box(svg, 285, 330, 175, 88, HTTP)
     svg.text(372, 354, "REST handler", size=13, anchor="middle", weight="bold")
     svg.text(372, 374, "like(request)", size=11.5, anchor="middle", mono=True)
     svg.text(372, 394, "labserver/rest.py", size=10.5, anchor="middle", fill=MUTED)
-    svg.rect(515, 330, 175, 88, WS)
+    box(svg, 515, 330, 175, 88, WS)
     svg.text(602, 354, "hub + broker", size=13, anchor="middle", weight="bold")
     svg.text(602, 374, "user:ann \u2192 her sockets", size=10.5, anchor="middle", mono=True)
     svg.text(602, 392, "post:7 \u2192 its watchers", size=10.5, anchor="middle", mono=True)
-    svg.rect(285, 520, 175, 76, DISK)
+    box(svg, 285, 520, 175, 76, DISK)
     svg.text(372, 544, "SQLite (WAL)", size=13, anchor="middle", weight="bold")
     svg.text(372, 564, "likes, posts.like_count,", size=10.5, anchor="middle", mono=True)
     svg.text(372, 580, "notifications", size=10.5, anchor="middle", mono=True)
@@ -148,23 +94,23 @@ def one_like(svg: Svg) -> None:
         (540, "Dan, elsewhere", "nothing", (MUTED, "#f5f5f5")),
     ]
     for y, who, gets, colours in receivers:
-        svg.rect(790, y, 180, 52, colours)
+        box(svg, 790, y, 180, 52, colours)
         svg.text(880, y + 22, who, size=12.5, anchor="middle", weight="bold")
         svg.text(880, y + 40, gets, size=11, anchor="middle", mono=True, fill=colours[0])
 
     # 1: the request; 2: the store; 3: publish; 4, 5: pushes; 6: the answer, last.
-    svg.arrow(195, 362, 283, 362, HTTP[0])
+    svg.line(195, 362, 283, 362, HTTP[0], width=2, head=7)
     svg.text(239, 354, "\u2460 POST", size=11, anchor="middle", fill=HTTP[0])
-    svg.arrow(372, 420, 372, 518, DISK[0])
+    svg.line(372, 420, 372, 518, DISK[0], width=2, head=7)
     svg.text(380, 474, "\u2461 store", size=11, fill=DISK[0])
-    svg.arrow(462, 374, 513, 374, WS[0])
+    svg.line(462, 374, 513, 374, WS[0], width=2, head=7)
     svg.text(487, 366, "\u2462", size=12, anchor="middle", fill=WS[0])
-    svg.arrow(692, 350, 788, 356, WS[0])
-    svg.arrow(692, 365, 788, 424, WS[0])
+    svg.line(692, 350, 788, 356, WS[0], width=2, head=7)
+    svg.line(692, 365, 788, 424, WS[0], width=2, head=7)
     svg.text(742, 336, "\u2463 user:ann", size=11, anchor="middle", fill=WS[0])
-    svg.arrow(692, 405, 788, 494, WS[0])
+    svg.line(692, 405, 788, 494, WS[0], width=2, head=7)
     svg.text(662, 462, "\u2464 post:7", size=11, fill=WS[0])
-    svg.arrow(283, 398, 197, 398, HTTP[0])
+    svg.line(283, 398, 197, 398, HTTP[0], width=2, head=7)
     svg.text(239, 418, "\u2465 200", size=11, anchor="middle", fill=HTTP[0])
     svg.text(30, 460, "\u2465 comes after \u2463 and \u2464:", size=11.5, fill=MUTED)
     svg.text(30, 477, "when Bob's 200 arrives, the pushes", size=11.5, fill=MUTED)
@@ -175,11 +121,15 @@ def one_like(svg: Svg) -> None:
 
 
 def main() -> None:
-    svg = Svg()
+    svg = Svg(
+        WIDTH,
+        HEIGHT,
+        label="The hybrid design: what goes over HTTP and what over the WebSocket, and one like over HTTP "
+        "becoming pushes over WebSockets",
+    )
     halves(svg)
     one_like(svg)
-    OUT.write_text(svg.render(), encoding="utf-8")
-    print(f"wrote {OUT.relative_to(ROOT)}")
+    save("05_hybrid.svg", svg.render())
 
 
 if __name__ == "__main__":

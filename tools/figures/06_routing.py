@@ -15,19 +15,10 @@ is the same every time it is drawn.
 
 from __future__ import annotations
 
-from html import escape
-from pathlib import Path
+from _svg import AMBER, BLUE, DARK_GREEN, INK, MUTED, NOTE, PALE, PURPLE, RULE, Svg, save
 
-ROOT = Path(__file__).resolve().parents[2]
-OUT = ROOT / "images" / "06_routing.svg"
-
-FONT = "DejaVu Sans, Helvetica, Arial, sans-serif"
-MONO = "DejaVu Sans Mono, Menlo, Consolas, monospace"
-INK = "#222222"
-MUTED = "#666666"
-PALE = "#f4f4f4"
-HIT = ("#1b5e20", "#c8e6c9")  # text, fill of a socket that receives the message
-USERS = {"alice": "#1565c0", "bob": "#ef6c00", "carol": "#6a1b9a"}
+HIT = (DARK_GREEN, "#c8e6c9")  # text, fill of a socket that receives the message
+USERS = {"alice": BLUE, "bob": AMBER, "carol": PURPLE}
 
 WIDTH, HEIGHT = 980, 640
 
@@ -46,44 +37,6 @@ PANELS = [
     ("dm bob \u2192 alice", "user_sockets[bob] \u222a user_sockets[alice]", lambda u, s, r: u in ("alice", "bob")),
     ("signal to_socket s_A2", 'connections["s_A2"]', lambda user, sid, rooms: sid == "s_A2"),
 ]
-
-
-class Svg:
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-
-    def rect(self, x: float, y: float, w: float, h: float, fill: str, stroke: str = INK, *, dashed: bool = False,
-             rx: float = 6) -> None:  # fmt: skip
-        dash = ' stroke-dasharray="6 4"' if dashed else ""
-        self.parts.append(
-            f'<rect x="{x:g}" y="{y:g}" width="{w:g}" height="{h:g}" rx="{rx:g}" fill="{fill}" '
-            f'stroke="{stroke}" stroke-width="1.2"{dash}/>'
-        )
-
-    def text(self, x: float, y: float, s: str, *, size: float = 12, anchor: str = "start", weight: str = "normal",
-             fill: str = INK, mono: bool = False) -> None:  # fmt: skip
-        family = MONO if mono else FONT
-        self.parts.append(
-            f'<text x="{x:g}" y="{y:g}" font-family="{family}" font-size="{size:g}" font-weight="{weight}" '
-            f'text-anchor="{anchor}" fill="{fill}">{escape(s)}</text>'
-        )
-
-    def arrow(self, x1: float, y1: float, x2: float, y2: float) -> None:
-        self.parts.append(
-            f'<line x1="{x1:g}" y1="{y1:g}" x2="{x2:g}" y2="{y2:g}" stroke="{MUTED}" stroke-width="1.3" '
-            'marker-end="url(#head)"/>'
-        )
-
-    def render(self) -> str:
-        body = "\n  ".join(self.parts)
-        return (
-            f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
-            f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-            'aria-label="The user id to sockets map, and routing to a room, to every tab of a user, to one socket">\n'
-            '  <defs><marker id="head" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
-            f'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="{MUTED}"/></marker></defs>\n'
-            f'  <rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="#ffffff"/>\n  {body}\n</svg>\n'
-        )
 
 
 def maps(svg: Svg) -> None:
@@ -131,7 +84,7 @@ def panel(svg: Svg, x: float, y: float, title: str, lookup: str, hit: object) ->
         receives = hit(user, sid, rooms)  # type: ignore[operator]
         count += bool(receives)
         ink, fill = HIT if receives else (MUTED, PALE)
-        svg.rect(x + 84, row_y + 4, 196, 28, fill, stroke=ink if receives else "#bbbbbb", rx=14)
+        svg.rect(x + 84, row_y + 4, 196, 28, fill, stroke=ink if receives else RULE, rx=14)
         label = f"{sid}  {what}" + ("  \u2714" if receives else "")
         svg.text(x + 100, row_y + 23, label, size=12, mono=True, fill=ink, weight="bold" if receives else "normal")
         row_y += 34
@@ -141,7 +94,7 @@ def panel(svg: Svg, x: float, y: float, title: str, lookup: str, hit: object) ->
 
 
 def cross_process(svg: Svg, y: float) -> None:
-    svg.rect(24, y, 932, 58, "#fff8e1", stroke="#b28704", dashed=True)
+    svg.rect(24, y, 932, 58, NOTE[1], stroke=NOTE[0], dash="6 4")
     svg.text(40, y + 24, "A second server process has maps of its own.", size=13, weight="bold")
     svg.text(
         40,
@@ -153,7 +106,11 @@ def cross_process(svg: Svg, y: float) -> None:
 
 
 def draw() -> str:
-    svg = Svg()
+    svg = Svg(
+        WIDTH,
+        HEIGHT,
+        label="The user id to sockets map, and routing to a room, to every tab of a user, to one socket",
+    )
     maps(svg)
     top = 196
     for i, (title, lookup, hit) in enumerate(PANELS):
@@ -163,8 +120,7 @@ def draw() -> str:
 
 
 def main() -> None:
-    OUT.write_text(draw(), encoding="utf-8")
-    print(f"wrote {OUT.relative_to(ROOT)}")
+    save("06_routing.svg", draw())
 
 
 if __name__ == "__main__":

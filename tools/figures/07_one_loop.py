@@ -15,19 +15,12 @@ same every time it is drawn.
 
 from __future__ import annotations
 
-from html import escape
-from pathlib import Path
+from _svg import BLUE, MUTED, PURPLE, RED, RULE, WHITE, Svg, save
 
-ROOT = Path(__file__).resolve().parents[2]
-OUT = ROOT / "images" / "07_one_loop.svg"
-
-FONT = "DejaVu Sans, Helvetica, Arial, sans-serif"
-INK = "#222222"
-MUTED = "#666666"
-TURN = "#1565c0"
-BLOCK = "#c62828"
+TURN = BLUE
+BLOCK = RED
 WAIT = "#ffcdd2"
-WORKER = "#6a1b9a"
+WORKER = PURPLE
 
 WIDTH, HEIGHT = 960, 470
 LEFT, RIGHT = 170, 930  # the time axis
@@ -38,46 +31,41 @@ def x(t: float) -> float:
     return LEFT + (RIGHT - LEFT) * t / SPAN
 
 
-def text(
-    px: float, py: float, s: str, *, size: int = 13, color: str = INK, anchor: str = "start", bold: bool = False
-) -> str:
-    weight = ' font-weight="bold"' if bold else ""
-    return (
-        f'<text x="{px:.1f}" y="{py:.1f}" font-family="{FONT}" font-size="{size}" fill="{color}" '
-        f'text-anchor="{anchor}"{weight}>{escape(s)}</text>'
-    )
-
-
-def rect(t0: float, t1: float, py: float, h: float, fill: str, label: str = "") -> str:
-    out = f'<rect x="{x(t0):.1f}" y="{py:.1f}" width="{x(t1) - x(t0):.1f}" height="{h}" fill="{fill}" rx="2"/>'
+def bar(svg: Svg, t0: float, t1: float, py: float, h: float, fill: str, label: str = "") -> None:
+    """A stretch of time from ``t0`` to ``t1`` on a lane, labelled inside."""
+    svg.rect(x(t0), py, x(t1) - x(t0), h, fill, stroke=None, rx=2)
     if label:
-        out += text((x(t0) + x(t1)) / 2, py + h / 2 + 4, label, size=11, color="white", anchor="middle")
-    return out
+        svg.text((x(t0) + x(t1)) / 2, py + h / 2 + 4, label, size=11, anchor="middle", fill=WHITE)
+
+
+def thread(svg: Svg, y: float, name: str) -> None:
+    """A thread's lane: its name on the left, its time axis under where its turns go."""
+    svg.text(LEFT - 10, y + 15, name, size=12, anchor="end", fill=MUTED)
+    svg.line(LEFT, y + 22, RIGHT, y + 22, RULE)
 
 
 def timeline(
+    svg: Svg,
     top: float,
     title: str,
     turns: list[tuple[float, float, str, str]],
     waits: list[tuple[float, float]],
     worker: tuple[float, float] | None,
     note: str,
-) -> list[str]:
+) -> None:
     """One loop lane (and a worker lane if ``worker``): turns are (start, end, label, colour)."""
-    parts = [text(20, top + 4, title, bold=True), text(20, top + 22, note, size=12, color=MUTED)]
+    svg.text(20, top + 4, title, size=13, weight="bold")
+    svg.text(20, top + 22, note, size=12, fill=MUTED)
     lane = top + 38
-    parts.append(text(LEFT - 10, lane + 15, "loop thread", size=12, color=MUTED, anchor="end"))
-    parts.append(f'<line x1="{LEFT}" y1="{lane + 22}" x2="{RIGHT}" y2="{lane + 22}" stroke="#bbbbbb"/>')
+    thread(svg, lane, "loop thread")
     for t0, t1 in waits:
-        parts.append(rect(t0, t1, lane - 6, 6, WAIT))
+        bar(svg, t0, t1, lane - 6, 6, WAIT)
     for t0, t1, label, colour in turns:
-        parts.append(rect(t0, t1, lane, 22, colour, label))
+        bar(svg, t0, t1, lane, 22, colour, label)
     if worker is not None:
         w = lane + 32
-        parts.append(text(LEFT - 10, w + 15, "worker thread", size=12, color=MUTED, anchor="end"))
-        parts.append(f'<line x1="{LEFT}" y1="{w + 22}" x2="{RIGHT}" y2="{w + 22}" stroke="#bbbbbb"/>')
-        parts.append(rect(worker[0], worker[1], w, 22, WORKER, "time.sleep(0.1)"))
-    return parts
+        thread(svg, w, "worker thread")
+        bar(svg, worker[0], worker[1], w, 22, WORKER, "time.sleep(0.1)")
 
 
 def main() -> None:
@@ -114,38 +102,41 @@ def main() -> None:
         (7.8, 8.1, "D", TURN),
         (8.9, 9.2, "E", TURN),
     ]
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}">',
-        f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
-        *timeline(
-            20,
-            "Healthy: every handler awaits",
-            short,
-            [],
-            None,
-            "Five sockets, one thread: each message is a short turn; idle sockets take no turn at all.",
-        ),
-        *timeline(
-            150,
-            "A blocking call in a handler (block_ms)",
-            stalled,
-            [(1.7, 7.0), (2.6, 7.3), (3.3, 7.6)],
-            None,
-            "C, D and E's messages arrive during B's turn and wait (pink): that wait is the loop lag, for everyone.",
-        ),
-        *timeline(
-            280,
-            "The same call offloaded (offload)",
-            offloaded,
-            [],
-            (1.3, 7.0),
-            "B's handler awaits a thread; the loop keeps taking turns. Only B's own reply comes later.",
-        ),
-        text(LEFT, HEIGHT - 14, "time →", size=12, color=MUTED),
-        "</svg>",
-    ]
-    OUT.write_text("\n".join(parts) + "\n", encoding="utf-8")
-    print(f"wrote {OUT.relative_to(ROOT)}")
+    svg = Svg(
+        WIDTH,
+        HEIGHT,
+        label="One event loop's turns: every handler awaiting, one blocking call stalling everyone, "
+        "and the same call offloaded to a worker thread",
+    )
+    timeline(
+        svg,
+        20,
+        "Healthy: every handler awaits",
+        short,
+        [],
+        None,
+        "Five sockets, one thread: each message is a short turn; idle sockets take no turn at all.",
+    )
+    timeline(
+        svg,
+        150,
+        "A blocking call in a handler (block_ms)",
+        stalled,
+        [(1.7, 7.0), (2.6, 7.3), (3.3, 7.6)],
+        None,
+        "C, D and E's messages arrive during B's turn and wait (pink): that wait is the loop lag, for everyone.",
+    )
+    timeline(
+        svg,
+        280,
+        "The same call offloaded (offload)",
+        offloaded,
+        [],
+        (1.3, 7.0),
+        "B's handler awaits a thread; the loop keeps taking turns. Only B's own reply comes later.",
+    )
+    svg.text(LEFT, HEIGHT - 14, "time →", size=12, fill=MUTED)
+    save("07_one_loop.svg", svg.render())
 
 
 if __name__ == "__main__":

@@ -16,74 +16,17 @@ same every time it is drawn.
 
 from __future__ import annotations
 
-from html import escape
-from pathlib import Path
+from _svg import AMBER, BLUE, BLUE_TINT, DARK_GREEN, DARK_RED, MUTED, NAVY, NOTE, PALE, PURPLE, RED_TINT, Svg, save
 
-ROOT = Path(__file__).resolve().parents[2]
-OUT = ROOT / "images" / "08_redis_fanout.svg"
-
-FONT = "DejaVu Sans, Helvetica, Arial, sans-serif"
-MONO = "DejaVu Sans Mono, Menlo, Consolas, monospace"
-INK = "#222222"
-MUTED = "#666666"
-PALE = "#f4f4f4"
-PATH = "#1b5e20"  # the numbered path of alice's chat
-REDIS = ("#b71c1c", "#ffebee")
-STORE = ("#0d47a1", "#e3f2fd")
-USERS = {"alice": "#1565c0", "bob": "#ef6c00", "carol": "#6a1b9a", "dan": "#00838f"}
+PATH = DARK_GREEN  # the numbered path of alice's chat
+REDIS = (DARK_RED, RED_TINT)
+STORE = (NAVY, BLUE_TINT)
+USERS = {"alice": BLUE, "bob": AMBER, "carol": PURPLE, "dan": "#00838f"}
 
 WIDTH, HEIGHT = 980, 600
 NODES = [("n1", ["alice", "dan"]), ("n2", ["bob"]), ("n3", ["carol"])]
 NODE_X = [60, 360, 660]
 NODE_W = 260
-
-
-class Svg:
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-
-    def rect(self, x: float, y: float, w: float, h: float, fill: str, stroke: str = INK, *, dashed: bool = False,
-             rx: float = 6) -> None:  # fmt: skip
-        dash = ' stroke-dasharray="6 4"' if dashed else ""
-        self.parts.append(
-            f'<rect x="{x:g}" y="{y:g}" width="{w:g}" height="{h:g}" rx="{rx:g}" fill="{fill}" '
-            f'stroke="{stroke}" stroke-width="1.2"{dash}/>'
-        )
-
-    def text(self, x: float, y: float, s: str, *, size: float = 12, anchor: str = "start", weight: str = "normal",
-             fill: str = INK, mono: bool = False) -> None:  # fmt: skip
-        family = MONO if mono else FONT
-        self.parts.append(
-            f'<text x="{x:g}" y="{y:g}" font-family="{family}" font-size="{size:g}" font-weight="{weight}" '
-            f'text-anchor="{anchor}" fill="{fill}">{escape(s)}</text>'
-        )
-
-    def arrow(self, x1: float, y1: float, x2: float, y2: float, colour: str = MUTED, *, width: float = 1.3) -> None:
-        marker = "hit" if colour == PATH else "head"
-        self.parts.append(
-            f'<line x1="{x1:g}" y1="{y1:g}" x2="{x2:g}" y2="{y2:g}" stroke="{colour}" stroke-width="{width:g}" '
-            f'marker-end="url(#{marker})"/>'
-        )
-
-    def step(self, x: float, y: float, n: int) -> None:
-        """A numbered disc on the path of alice's chat."""
-        self.parts.append(f'<circle cx="{x:g}" cy="{y:g}" r="9" fill="{PATH}"/>')
-        self.text(x, y + 4, str(n), size=11, anchor="middle", weight="bold", fill="#ffffff")
-
-    def render(self) -> str:
-        body = "\n  ".join(self.parts)
-        heads = "".join(
-            f'<marker id="{name}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
-            f'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="{colour}"/></marker>'
-            for name, colour in (("head", MUTED), ("hit", PATH))
-        )
-        return (
-            f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
-            f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-            'aria-label="Three lab processes behind a load balancer share one Redis channel and one database">\n'
-            f"  <defs>{heads}</defs>\n"
-            f'  <rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="#ffffff"/>\n  {body}\n</svg>\n'
-        )
 
 
 def clients_and_balancer(svg: Svg) -> dict[str, float]:
@@ -102,8 +45,8 @@ def clients_and_balancer(svg: Svg) -> dict[str, float]:
     svg.text(490, 133, "a WebSocket is one TCP connection: it stays on the process that accepted it, no sticky "
              "sessions needed", size=11, anchor="middle", fill=MUTED)  # fmt: skip
     for user, x in xs.items():
-        svg.arrow(x, 77, x, 99)
-        svg.arrow(x, 141, x, 175, colour=PATH if user in ("alice", "bob") else MUTED)
+        svg.line(x, 77, x, 99, width=1.3, head=7)
+        svg.line(x, 141, x, 175, PATH if user in ("alice", "bob") else MUTED, width=1.3, head=7)
     return xs
 
 
@@ -115,8 +58,8 @@ def processes(svg: Svg, xs: dict[str, float]) -> None:
         for i, user in enumerate(users):
             svg.text(x + 24, 238 + i * 18, f"{user}'s socket", size=12, mono=True, fill=USERS[user])
         svg.text(x + 12, 284, "PUBLISH what it routes; SUBSCRIBE", size=11, fill=MUTED)
-    svg.step(xs["alice"] - 14, 160, 1)
-    svg.step(xs["bob"] + 14, 160, 5)
+    svg.disc(xs["alice"] - 14, 160, 1, PATH)
+    svg.disc(xs["bob"] + 14, 160, 5, PATH)
 
 
 def redis_and_store(svg: Svg) -> None:
@@ -128,20 +71,20 @@ def redis_and_store(svg: Svg) -> None:
     for x in NODE_X:
         mid = x + NODE_W / 2
         if mid < 580:
-            svg.arrow(mid - 30, 297, mid - 30, 349, colour=PATH if x == NODE_X[0] else MUTED)
-            svg.arrow(mid + 30, 349, mid + 30, 298, colour=PATH if x == NODE_X[1] else MUTED)
-    svg.arrow(690, 298, 575, 351)  # n3 publishes and is subscribed too (above the store's box)
-    svg.arrow(580, 364, 712, 299)
-    svg.step(NODE_X[0] + NODE_W / 2 - 48, 325, 3)
-    svg.step(NODE_X[1] + NODE_W / 2 + 48, 325, 4)
+            svg.line(mid - 30, 297, mid - 30, 349, PATH if x == NODE_X[0] else MUTED, width=1.3, head=7)
+            svg.line(mid + 30, 349, mid + 30, 298, PATH if x == NODE_X[1] else MUTED, width=1.3, head=7)
+    svg.line(690, 298, 575, 351, width=1.3, head=7)  # n3 publishes and is subscribed too (above the store's box)
+    svg.line(580, 364, 712, 299, width=1.3, head=7)
+    svg.disc(NODE_X[0] + NODE_W / 2 - 48, 325, 3, PATH)
+    svg.disc(NODE_X[1] + NODE_W / 2 + 48, 325, 4, PATH)
 
     ink, fill = STORE
     svg.rect(620, 350, 300, 70, fill, stroke=ink)
     svg.text(636, 374, "one SQLite file (shared --data-dir)", size=13.5, weight="bold", fill=ink)
     svg.text(636, 394, "every chat with its room's seq,", size=12)
     svg.text(636, 410, "written before the ack: the truth", size=12)
-    svg.arrow(NODE_X[0] + 30, 297, 640, 349, colour=PATH)
-    svg.step(NODE_X[0] + 250, 318, 2)
+    svg.line(NODE_X[0] + 30, 297, 640, 349, PATH, width=1.3, head=7)
+    svg.disc(NODE_X[0] + 250, 318, 2, PATH)
 
 
 def legend(svg: Svg) -> None:
@@ -152,9 +95,8 @@ def legend(svg: Svg) -> None:
         "4  Redis passes it to every subscribed process",
         "5  n2 delivers it to bob's socket; n3 has nobody in the room and drops it",
     ]
-    for i, line in enumerate(steps):
-        svg.text(60, 452 + i * 18, line, size=12, fill=PATH)
-    svg.rect(60, 548, 860, 40, "#fff8e1", stroke="#b28704", dashed=True)
+    svg.lines(60, 452, steps, step=18, size=12, fill=PATH)
+    svg.rect(60, 548, 860, 40, NOTE[1], stroke=NOTE[0], dash="6 4")
     svg.text(76, 566, "Redis away, or a process cut from it: the PUBLISH is lost for good. Nothing acknowledged is:",
              size=12, weight="bold")  # fmt: skip
     svg.text(76, 582, "seq 43 after 41 is a gap; the process (or the client, with resume after=41) reads 42 from the "
@@ -162,7 +104,9 @@ def legend(svg: Svg) -> None:
 
 
 def draw() -> str:
-    svg = Svg()
+    svg = Svg(
+        WIDTH, HEIGHT, label="Three lab processes behind a load balancer share one Redis channel and one database"
+    )
     xs = clients_and_balancer(svg)
     processes(svg, xs)
     redis_and_store(svg)
@@ -171,8 +115,7 @@ def draw() -> str:
 
 
 def main() -> None:
-    OUT.write_text(draw(), encoding="utf-8")
-    print(f"wrote {OUT.relative_to(ROOT)}")
+    save("08_redis_fanout.svg", draw())
 
 
 if __name__ == "__main__":

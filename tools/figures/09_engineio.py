@@ -18,22 +18,14 @@ A key at the bottom decodes the leading digits. Run it from anywhere; the output
 
 from __future__ import annotations
 
-from html import escape
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-OUTPUT = ROOT / "images" / "09_engineio.svg"
+from _svg import BLUE, GREEN, MUTED, PURPLE, Svg, save
 
 WIDTH = 1060
 HEIGHT = 720
-SANS = "'Helvetica Neue', Helvetica, Arial, sans-serif"
-MONO = "'DejaVu Sans Mono', Menlo, Consolas, monospace"
 
-INK = "#212121"
-MUTED = "#616161"
-HTTP_C = "#6a1b9a"  # plain HTTP requests and answers
-WS_C = "#1565c0"  # WebSocket frames
-BEAT_C = "#2e7d32"  # heartbeats
+HTTP_C = PURPLE  # plain HTTP requests and answers
+WS_C = BLUE  # WebSocket frames
+BEAT_C = GREEN  # heartbeats
 LIFE = "#bdbdbd"
 
 TOP = 115  # first arrow
@@ -72,81 +64,53 @@ SIO = [
 COLOURS = {"http": HTTP_C, "ws": WS_C, "beat": BEAT_C}
 
 
-def text(
-    x: float,
-    y: float,
-    content: str,
-    *,
-    size: int = 13,
-    anchor: str = "middle",
-    colour: str = INK,
-    weight: str = "normal",
-    font: str = SANS,
-) -> str:
-    return (
-        f'<text x="{x:g}" y="{y:g}" font-family="{font}" font-size="{size}" text-anchor="{anchor}" '
-        f'fill="{colour}" font-weight="{weight}">{escape(content)}</text>'
-    )
-
-
-def sequence(x_client: float, x_server: float, title: str, server: str, rows: list[tuple[str, str, str]]) -> list[str]:
+def sequence(
+    svg: Svg, x_client: float, x_server: float, title: str, server: str, rows: list[tuple[str, str, str]]
+) -> None:
     """One sequence diagram: two lifelines and an arrow per row, labelled above the arrow."""
     bottom = TOP + STEP * len(rows) - 10
-    out = [
-        text((x_client + x_server) / 2, 40, title, size=17, weight="bold"),
-        text(x_client, 78, "client", size=14, weight="bold"),
-        text(x_server, 78, server, size=14, weight="bold"),
-        f'<line x1="{x_client:g}" y1="88" x2="{x_client:g}" y2="{bottom:g}" stroke="{LIFE}" stroke-width="2"/>',
-        f'<line x1="{x_server:g}" y1="88" x2="{x_server:g}" y2="{bottom:g}" stroke="{LIFE}" stroke-width="2"/>',
-    ]
+    svg.text((x_client + x_server) / 2, 40, title, size=17, anchor="middle", weight="bold")
+    svg.text(x_client, 78, "client", size=14, anchor="middle", weight="bold")
+    svg.text(x_server, 78, server, size=14, anchor="middle", weight="bold")
+    svg.line(x_client, 88, x_client, bottom, LIFE, width=2)
+    svg.line(x_server, 88, x_server, bottom, LIFE, width=2)
     for i, (direction, label, kind) in enumerate(rows):
         y = TOP + STEP * i
         colour = COLOURS[kind]
         start, end = (x_client, x_server) if direction == "→" else (x_server, x_client)
         tip = end - 8 if end > start else end + 8
-        out.append(f'<line x1="{start:g}" y1="{y:g}" x2="{tip:g}" y2="{y:g}" stroke="{colour}" stroke-width="1.6"/>')
-        head = f"{end:g},{y:g} {tip:g},{y - 5:g} {tip:g},{y + 5:g}"
-        out.append(f'<polygon points="{head}" fill="{colour}"/>')
-        out.append(text((x_client + x_server) / 2, y - 6, label, size=11, colour=colour, font=MONO))
-    return out
+        svg.line(start, y, tip, y, colour, width=1.6)
+        svg.polygon([(end, y), (tip, y - 5), (tip, y + 5)], colour)
+        svg.text((x_client + x_server) / 2, y - 6, label, size=11, anchor="middle", fill=colour, mono=True)
 
 
-def key() -> list[str]:
+def key(svg: Svg) -> None:
     y = 672
     lines = [
         "Engine.IO packet (first digit): 0 open · 1 close · 2 ping · 3 pong · 4 message · 5 upgrade · 6 noop",
         "Socket.IO packet (second digit, inside a 4): 0 CONNECT · 1 DISCONNECT · 2 EVENT · 3 ACK · 4 CONNECT_ERROR;"
         " then an optional ack id, then JSON",
     ]
-    out = [text(WIDTH / 2, y + 22 * i, line, size=12, colour=MUTED) for i, line in enumerate(lines)]
+    svg.lines(WIDTH / 2, y, lines, step=22, size=12, anchor="middle", fill=MUTED)
     legend = [("HTTP", HTTP_C), ("WebSocket text frame", WS_C), ("heartbeat", BEAT_C)]
     x = 330.0
     for name, colour in legend:
-        out.append(f'<rect x="{x:g}" y="{y - 42:g}" width="14" height="10" fill="{colour}"/>')
-        out.append(text(x + 20, y - 33, name, size=12, anchor="start", colour=colour))
+        svg.rect(x, y - 42, 14, 10, colour, stroke=None, rx=0)
+        svg.text(x + 20, y - 33, name, size=12, fill=colour)
         x += 150 if name != "WebSocket text frame" else 190
-    return out
 
 
 def draw() -> str:
-    body = [
-        f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
-        *sequence(40, 490, "The lab: a plain WebSocket", "lab /ws", LAB),
-        f'<line x1="530" y1="20" x2="530" y2="610" stroke="{LIFE}" stroke-dasharray="4 4"/>',
-        *sequence(570, 1000, "Socket.IO: Engine.IO, then its packets", "/socket.io/", SIO),
-        *key(),
-    ]
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
-        f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="A plain WebSocket next to Socket.IO on the wire">\n'
-        + "\n".join("  " + part for part in body)
-        + "\n</svg>\n"
-    )
+    svg = Svg(WIDTH, HEIGHT, label="A plain WebSocket next to Socket.IO on the wire")
+    sequence(svg, 40, 490, "The lab: a plain WebSocket", "lab /ws", LAB)
+    svg.line(530, 20, 530, 610, LIFE, dash="4 4")
+    sequence(svg, 570, 1000, "Socket.IO: Engine.IO, then its packets", "/socket.io/", SIO)
+    key(svg)
+    return svg.render()
 
 
 def main() -> None:
-    OUTPUT.write_text(draw(), encoding="utf-8")
-    print(f"wrote {OUTPUT.relative_to(ROOT)}")
+    save("09_engineio.svg", draw())
 
 
 if __name__ == "__main__":

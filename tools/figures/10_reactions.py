@@ -16,75 +16,21 @@ is the same every time it is drawn.
 
 from __future__ import annotations
 
-from html import escape
-from pathlib import Path
+from _svg import BLUE_TINT, DARK_GREEN, DARK_RED, GREEN_TINT, INK, MUTED, NAVY, PALE, RED_TINT, Svg, save
 
-ROOT = Path(__file__).resolve().parents[2]
-OUT = ROOT / "images" / "10_reactions.svg"
-
-FONT = "DejaVu Sans, Helvetica, Arial, sans-serif"
-MONO = "DejaVu Sans Mono, Menlo, Consolas, monospace"
-INK = "#222222"
-MUTED = "#666666"
-PALE = "#f4f4f4"
-LAB = ("#0d47a1", "#e3f2fd")  # text, fill: the lab
-SERVICE = ("#1b5e20", "#e8f5e9")  # the student's service
-BAD = ("#b71c1c", "#ffebee")  # the reader that never reads
+LAB = (NAVY, BLUE_TINT)  # text, fill: the lab
+SERVICE = (DARK_GREEN, GREEN_TINT)  # the student's service
+BAD = (DARK_RED, RED_TINT)  # the reader that never reads
 WIDTH, HEIGHT = 980, 640
 
 
-class Svg:
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-
-    def rect(self, x: float, y: float, w: float, h: float, fill: str, stroke: str = INK, *, dashed: bool = False,
-             rx: float = 6) -> None:  # fmt: skip
-        dash = ' stroke-dasharray="6 4"' if dashed else ""
-        self.parts.append(
-            f'<rect x="{x:g}" y="{y:g}" width="{w:g}" height="{h:g}" rx="{rx:g}" fill="{fill}" '
-            f'stroke="{stroke}" stroke-width="1.2"{dash}/>'
-        )
-
-    def text(self, x: float, y: float, s: str, *, size: float = 12, anchor: str = "start", weight: str = "normal",
-             fill: str = INK, mono: bool = False) -> None:  # fmt: skip
-        family = MONO if mono else FONT
-        self.parts.append(
-            f'<text x="{x:g}" y="{y:g}" font-family="{family}" font-size="{size:g}" font-weight="{weight}" '
-            f'text-anchor="{anchor}" fill="{fill}">{escape(s)}</text>'
-        )
-
-    def arrow(self, x1: float, y1: float, x2: float, y2: float, color: str = MUTED, *, dashed: bool = False) -> None:
-        dash = ' stroke-dasharray="5 4"' if dashed else ""
-        self.parts.append(
-            f'<line x1="{x1:g}" y1="{y1:g}" x2="{x2:g}" y2="{y2:g}" stroke="{color}" stroke-width="1.4"{dash} '
-            'marker-end="url(#head)"/>'
-        )
-
-    def step(self, x: float, y: float, n: int) -> None:
-        """A numbered circle: the order of a reaction's life."""
-        self.parts.append(f'<circle cx="{x:g}" cy="{y:g}" r="9" fill="{SERVICE[0]}"/>')
-        self.text(x, y + 4, str(n), size=11, anchor="middle", weight="bold", fill="#ffffff")
-
-    def box(self, x: float, y: float, w: float, title: str, lines: list[str], colors: tuple[str, str]) -> float:
-        """A titled box of monospace lines; returns its height."""
-        h = 34 + 17 * len(lines)
-        self.rect(x, y, w, h, colors[1], stroke=colors[0])
-        self.text(x + 10, y + 20, title, size=12.5, weight="bold", fill=colors[0])
-        for i, line in enumerate(lines):
-            self.text(x + 10, y + 40 + 17 * i, line, size=11.5, mono=True)
-        return h
-
-    def render(self) -> str:
-        body = "\n  ".join(self.parts)
-        return (
-            f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
-            f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-            'aria-label="Live reactions on a post: the lab for accounts and posts, the reactions service for the '
-            'WebSocket, the store and the fan-out">\n'
-            '  <defs><marker id="head" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
-            f'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="{MUTED}"/></marker></defs>\n'
-            f'  <rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="#ffffff"/>\n  {body}\n</svg>\n'
-        )
+def box(svg: Svg, x: float, y: float, w: float, title: str, lines: list[str], colors: tuple[str, str]) -> float:
+    """A titled box of monospace lines; returns its height."""
+    h = 34 + 17 * len(lines)
+    svg.rect(x, y, w, h, colors[1], stroke=colors[0])
+    svg.text(x + 10, y + 20, title, size=12.5, weight="bold", fill=colors[0])
+    svg.lines(x + 10, y + 40, lines, step=17, size=11.5, mono=True)
+    return h
 
 
 def users(svg: Svg) -> None:
@@ -129,33 +75,33 @@ PARTS: list[tuple[int, int, str, list[str], bool]] = [
 
 
 def lab(svg: Svg) -> None:
-    svg.box(330, 70, 300, "the lab (labserver, its own port)", LAB_LINES, LAB)
-    svg.arrow(234, 110, 328, 110, LAB[0])
+    box(svg, 330, 70, 300, "the lab (labserver, its own port)", LAB_LINES, LAB)
+    svg.line(234, 110, 328, 110, LAB[0], width=1.4, head=7)
     svg.text(240, 100, "log in, post", size=11, fill=LAB[0])
 
 
 def service(svg: Svg) -> None:
     x, y = 330, 250
-    svg.rect(x - 12, y - 34, 640, 370, "#fbfffb", stroke=SERVICE[0], dashed=True)
+    svg.rect(x - 12, y - 34, 640, 370, "#fbfffb", stroke=SERVICE[0], dash="6 4")
     svg.text(x, y - 14, "the reactions service (aiohttp, in the notebook's event loop, its own port)", size=13,
              weight="bold", fill=SERVICE[0])  # fmt: skip
     for column, offset, title, lines, handler in PARTS:
-        svg.box(x + 320 * column, y + offset, 290, title, lines, SERVICE if handler else PALE_BOX)
+        box(svg, x + 320 * column, y + offset, 290, title, lines, SERVICE if handler else PALE_BOX)
     # The token check goes to the lab, once per token (cached).
-    svg.arrow(480, y - 34, 480, 150, LAB[0], dashed=True)
+    svg.line(480, y - 34, 480, 150, LAB[0], width=1.4, head=7, dash="5 4")
     svg.text(488, 200, "token check, cached", size=11, fill=LAB[0])
     # A reaction's life.
-    svg.arrow(234, 316, x - 2, y + 150, SERVICE[0])
-    svg.step(270, 320, 1)
+    svg.line(234, 316, x - 2, y + 150, SERVICE[0], width=1.4, head=7)
+    svg.disc(270, 320, 1, SERVICE[0])
     svg.text(250, 342, "react", size=11, fill=SERVICE[0])
-    svg.arrow(x + 290, y + 170, x + 318, y + 250, SERVICE[0])
-    svg.step(x + 304, y + 196, 2)
-    svg.arrow(x + 290, y + 186, x + 318, y + 140, SERVICE[0])
-    svg.step(x + 304, y + 160, 3)
+    svg.line(x + 290, y + 170, x + 318, y + 250, SERVICE[0], width=1.4, head=7)
+    svg.disc(x + 304, y + 196, 2, SERVICE[0])
+    svg.line(x + 290, y + 186, x + 318, y + 140, SERVICE[0], width=1.4, head=7)
+    svg.disc(x + 304, y + 160, 3, SERVICE[0])
     # The fan-out goes to the viewers of post 7 only.
     for row in (0, 1, 4):
-        svg.arrow(x - 14, y + 140 + row * 2, 236, 200 + row * 58, SERVICE[0], dashed=True)
-    svg.step(262, 160, 4)
+        svg.line(x - 14, y + 140 + row * 2, 236, 200 + row * 58, SERVICE[0], width=1.4, head=7, dash="5 4")
+    svg.disc(262, 160, 4, SERVICE[0])
     svg.text(276, 164, "fan-out", size=11, fill=SERVICE[0])
 
 
@@ -174,7 +120,12 @@ def legend(svg: Svg) -> None:
 
 
 def draw() -> str:
-    svg = Svg()
+    svg = Svg(
+        WIDTH,
+        HEIGHT,
+        label="Live reactions on a post: the lab for accounts and posts, the reactions service for the WebSocket, "
+        "the store and the fan-out",
+    )
     users(svg)
     lab(svg)
     service(svg)
@@ -183,8 +134,7 @@ def draw() -> str:
 
 
 def main() -> None:
-    OUT.write_text(draw(), encoding="utf-8")
-    print(f"wrote {OUT.relative_to(ROOT)}")
+    save("10_reactions.svg", draw())
 
 
 if __name__ == "__main__":
