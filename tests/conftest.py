@@ -204,6 +204,9 @@ async def tap(lab: LabServer) -> AsyncIterator[FrameTap]:
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
+# Long runs of what a shorter test already covers: LABSERVER_SOAK=1 adds them (see README, Tests).
+SOAK = os.environ.get("LABSERVER_SOAK") == "1"
+
 # --- browser tests: Playwright driving Debian's Chromium (never `playwright install`) ---
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -10,7 +10,6 @@ never get a message.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import socket
 import time
@@ -23,9 +22,8 @@ import websockets
 from labserver.course import LabServer
 
 from .adversarial import MAPS, BlackholeProxy, hostport, local_port, maps_empty, still_serves, wait_health
-from .conftest import Client
+from .conftest import SOAK, Client
 
-SOAK = os.environ.get("LABSERVER_SOAK") == "1"
 CYCLES = 5000 if SOAK else 1000
 FAST: dict[str, Any] = {"rate": 5000, "burst": 5000}
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import secrets
 import subprocess
@@ -41,7 +40,7 @@ from labserver.course.classroom import (
     private_lab,
 )
 
-from .conftest import CHROMIUM, CHROMIUM_ARGS, until
+from .conftest import CHROMIUM, CHROMIUM_ARGS, SOAK, until
 from .test_course_py import load_course_py
 
 
@@ -579,7 +578,6 @@ def test_course_py_class_with_a_notebook_student_and_a_browser_student(
 # --- every lesson, unchanged, in a student's kernel that joined the class ----------------------------
 
 SOURCES = Path(__file__).resolve().parent.parent / "notebooks" / "src"
-SOAK = os.environ.get("LABSERVER_SOAK") == "1"
 
 
 # Lessons that run whole on a private lab in class and take as long there as in their build (which
@@ -601,7 +599,9 @@ LESSON_ACCOUNTS = {"alice", "bob", "carol", "dora", "dave", "eve", "mallory"}
 def classroom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     """One class's lab for every lesson, as in a room: what a lesson leaves there, the next one meets."""
     data = tmp_path_factory.mktemp("classroom") / "data"
-    with LabServer(data, admin_token="t0ken", join_code="NBK-234", **CLASS_LIMITS) as lab:
+    # --ping-interval 2, as lessons.md suggests for a class: lesson 00 waits for a heartbeat to
+    # notice a vanished client (3 s, not 30).
+    with LabServer(data, admin_token="t0ken", join_code="NBK-234", ping_interval=2, **CLASS_LIMITS) as lab:
         lab.start()
         yield lab
 
