@@ -222,6 +222,22 @@ CHROMIUM_ARGS = [
 ]
 
 
+def launch_chromium(playwright: Any) -> Any:
+    """Debian's Chromium, headless, with the flags above, from a Playwright context manager's object."""
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for a test module (a module that uses it calls require_browser() first)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = launch_chromium(pw)
+        yield chromium
+        chromium.close()
+
+
 def require_browser() -> None:
     """Skip the calling test module where Chromium or Playwright is missing; on CI, fail instead."""
     missing = None if CHROMIUM.exists() else f"{CHROMIUM} is not installed (apt-get install chromium)"

@@ -40,11 +40,11 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CHROMIUM, CHROMIUM_ARGS, ROOT, figure_path, require_browser
+from .conftest import ROOT, figure_path, require_browser
 
 require_browser()
 
-from playwright.sync_api import Browser, Dialog, Locator, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Dialog, Locator, Page, expect  # noqa: E402
 
 from labserver.course import Account, LabServer  # noqa: E402
 from labserver.course.social import noise_png  # noqa: E402
@@ -79,14 +79,6 @@ class Tab:
         """Raw frames panel entries, parsed: ``direction`` "in" or "out", ``kind`` the type."""
         codes = self.by("frames").locator(f'li[data-dir="{direction}"][data-type="{kind}"] code')
         return [json.loads(text) for text in codes.all_text_contents()]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

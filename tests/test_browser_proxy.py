@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CHROMIUM, CHROMIUM_ARGS, require_browser
+from .conftest import launch_chromium, require_browser
 
 require_browser()
 
@@ -45,7 +45,7 @@ def test_the_client_works_through_jupyter_server_proxy(
     prefix = f"{base}/proxy/{proxied_lab.port}/"
     errors: list[str] = []
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        browser = launch_chromium(pw)
         try:
             page = browser.new_context().new_page()
             page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))

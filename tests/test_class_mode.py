@@ -40,7 +40,7 @@ from labserver.course.classroom import (
     private_lab,
 )
 
-from .conftest import CHROMIUM, CHROMIUM_ARGS, SOAK, until
+from .conftest import CHROMIUM, SOAK, launch_chromium, until
 from .test_course_py import load_course_py
 
 
@@ -540,7 +540,7 @@ def test_course_py_class_with_a_notebook_student_and_a_browser_student(
         )
 
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+            browser = launch_chromium(pw)
             # The browser student: the page's origin, sign-up with the code, then its /ws.
             page = browser.new_page()
             page.goto(url)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .conftest import CHROMIUM, CHROMIUM_ARGS, SOAK, figure_path, require_browser, running_jupyter
+from .conftest import SOAK, figure_path, launch_chromium, require_browser, running_jupyter
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -100,7 +100,7 @@ def test_welcome_lesson_runs_and_the_dashboard_goes_live(jupyterlab: tuple[str, 
     """Run the lesson cell by cell, as a student does, reading the dashboard after each."""
     url = jupyterlab[0].format(workspace="welcome", notebook="00_welcome.ipynb")
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -193,7 +193,7 @@ def test_every_widget_of_a_lesson_renders_in_jupyterlab(
     with a screenshot of each (in ``tmp_path``: evidence when it fails, not a committed figure)."""
     url = jupyterlab[0].format(workspace=notebook[:2], notebook=notebook)
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from labserver.course import Crowd, LabServer  # noqa: E402
 from labserver.course.classroom import SharedLab  # noqa: E402
-from tests.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.conftest import CHROMIUM, launch_chromium  # noqa: E402
 
 CLASS_SHOT = ROOT / "images" / "13_class.png"
 PROJECTOR_SHOT = ROOT / "images" / "13_projector.png"
@@ -65,7 +65,7 @@ def main() -> None:
         lab.start()
         shared = SharedLab(lab.url, "K7P-Q2M")
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+            browser = launch_chromium(pw)
             page = browser.new_page(viewport=VIEWPORT)
             page.goto(lab.live_url)
             expect(page.get_by_test_id("live-status")).to_have_attribute("data-state", "open")
